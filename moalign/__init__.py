@@ -1,0 +1,87 @@
+"""moalign: multi-objective preference optimization of language models.
+
+Objectives are plugins (:func:`available_objectives`, :func:`load_objective`,
+:func:`register_objective`); scalarizers (:mod:`moalign.scalarize`) and schedules
+(:mod:`moalign.schedule`) say how to trade them off; trainers in :mod:`moalign.trainers`
+fine-tune a policy; :mod:`moalign.pareto` and :class:`ParetoFront` measure the front reached.
+
+Heavy parts (torch, transformers, trl) are imported on first use, so ``import moalign`` is fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from moalign.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    MoalignError,
+    ModelError,
+    ObjectiveError,
+    UnknownObjectiveError,
+)
+from moalign.objective import (
+    Objective,
+    ObjectiveSet,
+    Rewards,
+    available_objectives,
+    load_objective,
+    register_objective,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily)
+_LAZY: dict[str, str] = {
+    "ParetoFront": "moalign.pareto",
+    "MultiObjectiveDPOConfig": "moalign.trainers",
+    "MultiObjectiveDPOTrainer": "moalign.trainers",
+    "MODPOTrainer": "moalign.trainers",
+    "MultiObjectivePPOConfig": "moalign.trainers",
+    "MultiObjectivePPOTrainer": "moalign.trainers",
+    "MultiObjectiveGRPOTrainer": "moalign.trainers",
+    "trace_front": "moalign.front",
+    "evaluate_policy": "moalign.evaluation",
+    "load_policy": "moalign.models",
+    "tiny_causal_lm": "moalign.models",
+    "tiny_reward_model": "moalign.models",
+}
+_SUBMODULES = {
+    "pareto", "scalarize", "schedule", "data", "models", "trainers", "front", "evaluation",
+    "config", "objective", "errors",
+}
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "MoalignError",
+    "ModelError",
+    "Objective",
+    "ObjectiveError",
+    "ObjectiveSet",
+    "Rewards",
+    "UnknownObjectiveError",
+    "available_objectives",
+    "load_objective",
+    "register_objective",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"moalign.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'moalign' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)

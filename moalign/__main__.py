@@ -1,0 +1,5 @@
+import sys
+
+from moalign.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``moalign`` CLI, one module each (see :mod:`moalign.cli`)."""

@@ -1,0 +1,484 @@
+"""Objectives: what a policy is scored on, and the registry that finds them.
+
+An :class:`Objective` turns ``(prompts, completions, **columns)`` into one float per example,
+or ``None`` where it cannot score that example. This is TRL's reward-function signature, so an
+objective can be passed to ``trl.GRPOTrainer(reward_funcs=[...])`` unchanged. All objectives are
+**maximized** (a cost is exposed negated).
+
+Objectives are discovered as plugins through the entry-point group ``moalign.objectives``
+(name -> ``module:Class``). The built-in ones use the same door as third-party packages;
+:func:`register_objective` is the in-process equivalent for code that is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, ClassVar
+
+from moalign.errors import ObjectiveError, UnknownObjectiveError
+
+ENTRY_POINT_GROUP = "moalign.objectives"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Objective",
+    "ObjectiveSet",
+    "Rewards",
+    "as_text",
+    "available_objectives",
+    "describe_objectives",
+    "load_objective",
+    "register_objective",
+]
+
+
+def as_text(item: Any) -> str:
+    """Return the text of a prompt or completion.
+
+    Accepts a plain string or a conversational list of ``{"role", "content"}`` messages (as TRL
+    passes them); for a list, the contents of the trailing assistant messages are joined, or
+    the last message's content if none is from the assistant.
+    """
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Mapping) and "content" in item:
+        return str(item["content"])
+    if isinstance(item, Sequence) and item and all(isinstance(m, Mapping) for m in item):
+        tail: list[str] = []
+        for message in reversed(item):
+            if message.get("role") != "assistant":
+                break
+            tail.append(str(message.get("content", "")))
+        if tail:
+            return "".join(reversed(tail))
+        return str(item[-1].get("content", ""))
+    if isinstance(item, Sequence) and not item:
+        return ""
+    raise TypeError(f"expected a string or a list of chat messages, got {type(item).__name__}")
+
+
+class Objective:
+    """Base class of every objective.
+
+    Subclasses set :attr:`name` (or get it from their entry point), optionally
+    :attr:`description` and :attr:`required_columns`, and implement :meth:`score`. Calling the
+    objective validates the inputs and the scores, so every plugin gets the same checks.
+    """
+
+    #: Registry name: lowercase letters, digits and underscores.
+    name: ClassVar[str] = ""
+    #: One line shown by ``moalign objectives``.
+    description: ClassVar[str] = ""
+    #: Dataset columns that must be passed as keyword arguments (e.g. a reference answer).
+    required_columns: ClassVar[tuple[str, ...]] = ()
+
+    def score(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
+    ) -> list[float | None]:
+        """Return one score per completion (higher is better), ``None`` where unscorable."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score()")
+
+    @property
+    def __name__(self) -> str:  # TRL names reward functions by ``__name__``
+        return self.name or type(self).__name__
+
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
+    ) -> list[float | None]:
+        n = len(completions)
+        if prompts is not None and len(prompts) != n:
+            raise ObjectiveError(
+                f"objective '{self.__name__}': got {len(prompts)} prompts for {n} completions",
+                objective=self.__name__,
+            )
+        for column in self.required_columns:
+            if column not in columns or columns[column] is None:
+                given = ", ".join(sorted(k for k in columns if not k.startswith("_"))) or "none"
+                raise ObjectiveError(
+                    f"objective '{self.__name__}' needs the column '{column}' "
+                    f"(columns given: {given})",
+                    objective=self.__name__,
+                )
+            if len(columns[column]) != n:
+                raise ObjectiveError(
+                    f"objective '{self.__name__}': column '{column}' has "
+                    f"{len(columns[column])} values for {n} completions",
+                    objective=self.__name__,
+                )
+        try:
+            scores = self.score(prompts, completions, **columns)
+        except ObjectiveError:
+            raise
+        except Exception as exc:
+            raise ObjectiveError(
+                f"objective '{self.__name__}' raised {type(exc).__name__}: {exc}",
+                objective=self.__name__,
+            ) from exc
+        return check_scores(self.__name__, scores, n)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.__name__!r})"
+
+
+def check_scores(name: str, scores: Any, n: int) -> list[float | None]:
+    """Validate a plugin's output: ``n`` finite floats or ``None``; raise naming the objective."""
+    try:
+        scores = list(scores)
+    except TypeError:
+        raise ObjectiveError(
+            f"objective '{name}' returned {type(scores).__name__}, expected a list of {n} floats",
+            objective=name,
+        ) from None
+    if len(scores) != n:
+        raise ObjectiveError(
+            f"objective '{name}' returned {len(scores)} scores for {n} completions",
+            objective=name,
+        )
+    out: list[float | None] = []
+    for i, s in enumerate(scores):
+        if s is None:
+            out.append(None)
+            continue
+        try:
+            value = float(s)
+        except (TypeError, ValueError):
+            raise ObjectiveError(
+                f"objective '{name}' returned a non-numeric score {s!r} at index {i}",
+                objective=name,
+                index=i,
+            ) from None
+        if not math.isfinite(value):
+            raise ObjectiveError(
+                f"objective '{name}' returned {value} at index {i}; "
+                "return None for an example that cannot be scored",
+                objective=name,
+                index=i,
+            )
+        out.append(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+_registered: dict[str, type[Objective]] = {}
+_entry_points: dict[str, EntryPoint] | None = None
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ObjectiveError(
+            f"invalid objective name {name!r}: use lowercase letters, digits and underscores, "
+            "starting with a letter",
+            objective=str(name),
+        )
+
+
+def register_objective(name: str):
+    """Class decorator registering an :class:`Objective` subclass under ``name`` in-process.
+
+    Registering a different class under a name already taken (in-process or by an entry
+    point) raises :class:`ObjectiveError`.
+    """
+    _check_name(name)
+
+    def decorator(cls: type[Objective]) -> type[Objective]:
+        if not (isinstance(cls, type) and issubclass(cls, Objective)):
+            raise ObjectiveError(
+                f"@register_objective('{name}') must decorate an Objective subclass, "
+                f"got {cls!r}",
+                objective=name,
+            )
+        previous = _registered.get(name)
+        if previous is not None and previous is not cls and _qualname(previous) != _qualname(cls):
+            raise ObjectiveError(
+                f"objective name '{name}' is already registered by {_qualname(previous)}; "
+                f"cannot register {_qualname(cls)}",
+                objective=name,
+            )
+        ep = _discover().get(name)
+        if ep is not None and ep.value.replace(":", ".") != _qualname(cls):
+            raise ObjectiveError(
+                f"objective name '{name}' is already provided by the entry point "
+                f"'{ep.value}'; cannot register {_qualname(cls)}",
+                objective=name,
+            )
+        if not cls.name:
+            cls.name = name
+        elif cls.name != name:
+            raise ObjectiveError(
+                f"{_qualname(cls)} declares name '{cls.name}' but is registered as '{name}'",
+                objective=name,
+            )
+        _registered[name] = cls
+        return cls
+
+    return decorator
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _discover() -> dict[str, EntryPoint]:
+    """Read the entry points of the group once (lazily); do not import them yet."""
+    global _entry_points
+    if _entry_points is None:
+        found: dict[str, EntryPoint] = {}
+        clashes: dict[str, set[str]] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in found and found[ep.name].value != ep.value:
+                clashes.setdefault(ep.name, {found[ep.name].value}).add(ep.value)
+                continue
+            found[ep.name] = ep
+        for name, values in clashes.items():
+            # Keep the clash visible: loading this name raises with every provider listed.
+            found[name] = _ClashingEntryPoint(name, sorted(values))  # type: ignore[assignment]
+        _entry_points = found
+    return _entry_points
+
+
+class _ClashingEntryPoint:
+    def __init__(self, name: str, values: list[str]):
+        self.name, self.values, self.value = name, values, " | ".join(values)
+
+    def load(self):
+        raise ObjectiveError(
+            f"objective name '{self.name}' is provided by several installed packages "
+            f"({', '.join(self.values)}); uninstall one of them",
+            objective=self.name,
+        )
+
+
+def refresh_entry_points() -> None:
+    """Forget the cached entry points (after installing a plugin package in-process)."""
+    global _entry_points
+    _entry_points = None
+    importlib.invalidate_caches()
+
+
+def available_objectives() -> list[str]:
+    """Names of every objective that :func:`load_objective` can build, sorted."""
+    return sorted(set(_registered) | set(_discover()))
+
+
+def get_objective_class(name: str) -> type[Objective]:
+    """Return the class registered under ``name`` (importing its entry point if needed)."""
+    if name in _registered:
+        return _registered[name]
+    ep = _discover().get(name)
+    if ep is None:
+        raise UnknownObjectiveError(_unknown_message(name), objective=name)
+    try:
+        cls = ep.load()
+    except ObjectiveError:
+        raise
+    except Exception as exc:
+        raise ObjectiveError(
+            f"objective '{name}': cannot import its entry point '{ep.value}': "
+            f"{type(exc).__name__}: {exc}",
+            objective=name,
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise ObjectiveError(
+            f"objective '{name}': entry point '{ep.value}' is not an Objective subclass",
+            objective=name,
+        )
+    if not cls.name:
+        cls.name = name
+    elif cls.name != name:
+        raise ObjectiveError(
+            f"objective '{name}': entry point '{ep.value}' declares name '{cls.name}'",
+            objective=name,
+        )
+    _registered[name] = cls
+    return cls
+
+
+def _unknown_message(name: str) -> str:
+    import difflib
+
+    names = available_objectives()
+    close = difflib.get_close_matches(str(name), names, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown objective '{name}'.{hint} Available: {', '.join(names) or 'none'}"
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    name, _, rest = spec.partition(":")
+    kwargs: dict[str, Any] = {}
+    if rest.strip():
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise ObjectiveError(
+                    f"cannot parse objective spec '{spec}': expected 'name:key=value,...', "
+                    f"got '{part}'",
+                    objective=name.strip(),
+                )
+            kwargs[key.strip()] = _parse_value(value.strip())
+    return name.strip(), kwargs
+
+
+def load_objective(spec: str | Mapping[str, Any] | Objective, **kwargs: Any) -> Objective:
+    """Build an objective from a name, a ``"name:key=value,..."`` string, or a dict.
+
+    A dict holds ``name`` plus constructor arguments (``{"name": "length", "target": 80}``).
+    A string of the form ``"package.module:Class"`` imports that class explicitly (only what
+    the user wrote is imported). Keyword arguments override those of the spec. An
+    :class:`Objective` instance is returned as it is.
+    """
+    if isinstance(spec, Objective):
+        if kwargs:
+            raise ObjectiveError(
+                f"cannot apply arguments {sorted(kwargs)} to an already built objective",
+                objective=spec.__name__,
+            )
+        return spec
+    if isinstance(spec, Mapping):
+        spec_kwargs = dict(spec)
+        name = spec_kwargs.pop("name", None)
+        if not isinstance(name, str):
+            raise ObjectiveError(f"objective spec {dict(spec)!r} has no 'name' key")
+    elif isinstance(spec, str):
+        if re.match(r"^[\w.]+\.[\w.]*:[A-Za-z_]\w*$", spec.strip()):
+            return _load_dotted(spec.strip(), kwargs)
+        name, spec_kwargs = _parse_spec(spec)
+    else:
+        raise ObjectiveError(
+            f"an objective spec is a name, a 'name:key=value' string or a dict; got "
+            f"{type(spec).__name__}"
+        )
+    cls = get_objective_class(name)
+    spec_kwargs.update(kwargs)
+    try:
+        return cls(**spec_kwargs)
+    except ObjectiveError:
+        raise
+    except TypeError as exc:
+        raise ObjectiveError(f"objective '{name}': bad arguments: {exc}", objective=name) from exc
+
+
+def _load_dotted(path: str, kwargs: dict[str, Any]) -> Objective:
+    module_name, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownObjectiveError(f"cannot import objective '{path}': {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise ObjectiveError(f"'{path}' is not an Objective subclass")
+    return cls(**kwargs)
+
+
+def describe_objectives() -> list[tuple[str, str, str]]:
+    """``(name, source, description)`` for every available objective (imports plugins)."""
+    rows = []
+    eps = _discover()
+    for name in available_objectives():
+        source = eps[name].value if name in eps else "registered in-process"
+        try:
+            cls = get_objective_class(name)
+            desc = cls.description or (cls.__doc__ or "").strip().splitlines()[0:1]
+            desc = desc if isinstance(desc, str) else (desc[0] if desc else "")
+        except ObjectiveError as exc:
+            desc = f"(cannot load: {exc})"
+        rows.append((name, source, desc))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# ObjectiveSet
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rewards:
+    """Scores of a batch: ``values`` float ``[B, K]`` (NaN where unscored), ``mask`` bool
+    ``[B, K]`` (True where scored). Columns follow the order of the :class:`ObjectiveSet`."""
+
+    values: Any  # torch.Tensor
+    mask: Any  # torch.Tensor
+    names: tuple[str, ...]
+
+
+class ObjectiveSet:
+    """An ordered set of K objectives that scores a batch into a ``[B, K]`` tensor."""
+
+    def __init__(self, objectives: Sequence[str | Mapping[str, Any] | Objective]):
+        if isinstance(objectives, (str, Mapping, Objective)):
+            objectives = [objectives]
+        built = [load_objective(o) for o in objectives]
+        if not built:
+            raise ObjectiveError("an ObjectiveSet needs at least one objective")
+        names = [o.__name__ for o in built]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ObjectiveError(
+                f"objective names must be unique in a set; repeated: {', '.join(dupes)}",
+                objective=dupes[0],
+            )
+        self.objectives: tuple[Objective, ...] = tuple(built)
+        self.names: tuple[str, ...] = tuple(names)
+
+    def __len__(self) -> int:
+        return len(self.objectives)
+
+    def __iter__(self) -> Iterator[Objective]:
+        return iter(self.objectives)
+
+    def __getitem__(self, key: int | str) -> Objective:
+        if isinstance(key, str):
+            try:
+                return self.objectives[self.names.index(key)]
+            except ValueError:
+                raise UnknownObjectiveError(
+                    f"objective '{key}' is not in this set ({', '.join(self.names)})",
+                    objective=key,
+                ) from None
+        return self.objectives[key]
+
+    def index(self, name: str) -> int:
+        """Column of objective ``name`` in the rewards tensor."""
+        self[name]
+        return self.names.index(name)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        cols: list[str] = []
+        for o in self.objectives:
+            cols.extend(c for c in o.required_columns if c not in cols)
+        return tuple(cols)
+
+    def score(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> Rewards:
+        """Score every completion with every objective -> :class:`Rewards` ``[B, K]``."""
+        import torch
+
+        n = len(completions)
+        values = torch.full((n, len(self)), float("nan"), dtype=torch.float32)
+        for k, objective in enumerate(self.objectives):
+            scores = check_scores(objective.__name__, objective(prompts, completions, **columns), n)
+            for i, s in enumerate(scores):
+                if s is not None:
+                    values[i, k] = s
+        return Rewards(values=values, mask=~torch.isnan(values), names=self.names)
+
+    __call__ = score
+
+    def __repr__(self) -> str:
+        return f"ObjectiveSet({list(self.names)})"
