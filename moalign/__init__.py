@@ -21,6 +21,7 @@ from moalign.errors import (
     ModelError,
     ObjectiveError,
     UnknownObjectiveError,
+    WeightsError,
 )
 from moalign.objective import (
     Objective,
@@ -50,7 +51,7 @@ _LAZY: dict[str, str] = {
 }
 _SUBMODULES = {
     "pareto", "scalarize", "schedule", "data", "models", "trainers", "front", "evaluation",
-    "config", "objective", "errors",
+    "config", "objective", "errors", "weights",
 }
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "ObjectiveSet",
     "Rewards",
     "UnknownObjectiveError",
+    "WeightsError",
     "available_objectives",
     "load_objective",
     "register_objective",

@@ -50,6 +50,10 @@ class UnknownObjectiveError(ObjectiveError, LookupError):
     """No objective is registered under the requested name."""
 
 
+class WeightsError(MoalignError, ValueError):
+    """A weight vector is not on the probability simplex or has the wrong length."""
+
+
 class DataError(MoalignError, ValueError):
     """A dataset is missing a column, has a malformed row, or is empty."""
 
