@@ -1,0 +1,109 @@
+"""Rewarded soups (exact LoRA interpolation) and MOD decoding-time mixtures on tiny models."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from moalign.decoding import generate_mixture
+from moalign.evaluation import generate_completions
+from moalign.models import tiny_causal_lm
+from moalign.soup import soup_adapter, soup_state_dicts
+
+
+def _two_adapter_model():
+    base, tok = tiny_causal_lm(seed=0)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                     init_lora_weights=False)
+    torch.manual_seed(1)
+    model = get_peft_model(base, cfg, adapter_name="a")
+    torch.manual_seed(2)
+    model.add_adapter("b", LoraConfig(r=2, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                      init_lora_weights=False))
+    return model, tok
+
+
+def _logits(model, tok, text="Hello there"):
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def _merged_weights(model, adapter):
+    m = copy.deepcopy(model)
+    m.set_adapter(adapter)
+    return m.merge_and_unload().state_dict()
+
+
+def test_soup_at_a_vertex_reproduces_that_policy_exactly():
+    model, tok = _two_adapter_model()
+    model.set_adapter("a")
+    ref_a = _logits(model, tok)
+    model.set_adapter("b")
+    ref_b = _logits(model, tok)
+    soup_adapter(model, ["a", "b"], [1.0, 0.0])
+    assert torch.allclose(_logits(model, tok), ref_a, atol=1e-6)
+    soup_adapter(model, ["a", "b"], [0.0, 1.0])
+    assert torch.allclose(_logits(model, tok), ref_b, atol=1e-6)
+    assert not torch.allclose(ref_a, ref_b, atol=1e-3)
+
+
+def test_soup_interpolates_the_weight_updates():
+    model, tok = _two_adapter_model()
+    full = soup_state_dicts([_merged_weights(model, "a"), _merged_weights(model, "b")], [0.3, 0.7])
+    name = soup_adapter(model, ["a", "b"], [0.3, 0.7])
+    merged = copy.deepcopy(model)
+    merged.set_adapter(name)
+    merged = merged.merge_and_unload()
+    for key, value in merged.state_dict().items():
+        assert torch.allclose(value, full[key].to(value.dtype), atol=1e-5), key
+
+
+def test_soup_name_reuse_replaces_the_old_soup():
+    model, tok = _two_adapter_model()
+    soup_adapter(model, ["a", "b"], [1.0, 0.0], name="mix")
+    first = _logits(model, tok)
+    soup_adapter(model, ["a", "b"], [0.0, 1.0], name="mix")
+    assert not torch.allclose(_logits(model, tok), first, atol=1e-4)
+
+
+def test_soup_rejects_bad_weights_and_unknown_adapters():
+    from moalign.errors import WeightsError
+
+    model, _ = _two_adapter_model()
+    with pytest.raises(WeightsError, match="sum to 1"):
+        soup_adapter(model, ["a", "b"], [0.5, 0.6])
+    with pytest.raises(ValueError, match="not loaded"):
+        soup_adapter(model, ["a", "c"], [0.5, 0.5])
+
+
+def test_mixture_at_a_vertex_equals_greedy_generation_of_that_policy():
+    m0, tok = tiny_causal_lm(seed=0)
+    m1, _ = tiny_causal_lm(seed=1)
+    prompts = ["Hi", "A longer prompt", [{"role": "user", "content": "chat"}]]
+    for w, policy in (([1.0, 0.0], m0), ([0.0, 1.0], m1)):
+        got = generate_mixture([m0, m1], w, tok, prompts, max_new_tokens=6, batch_size=3)
+        assert got == generate_completions(policy, tok, prompts, max_new_tokens=6, batch_size=1)
+
+
+def test_mixture_first_token_is_argmax_of_weighted_logprobs():
+    m0, tok = tiny_causal_lm(seed=0)
+    m1, _ = tiny_causal_lm(seed=1)
+    ids = tok("Hello", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        mix = 0.4 * torch.log_softmax(m0(ids).logits[0, -1], -1) + 0.6 * torch.log_softmax(
+            m1(ids).logits[0, -1], -1)
+    got = generate_mixture([m0, m1], [0.4, 0.6], tok, ["Hello"], max_new_tokens=1)
+    assert got[0] == tok.decode([int(mix.argmax())], skip_special_tokens=True)
+
+
+def test_mixture_of_adapters_on_one_base():
+    model, tok = _two_adapter_model()
+    model.set_adapter("a")
+    alone = generate_completions(model, tok, ["Hello"], max_new_tokens=5)
+    got = generate_mixture([(model, "a"), (model, "b")], [1.0, 0.0], tok, ["Hello"],
+                           max_new_tokens=5)
+    assert got == alone
