@@ -116,14 +116,44 @@ class Objective:
         except ObjectiveError:
             raise
         except Exception as exc:
+            index = self._failing_index(prompts, completions, columns)
+            where = f" at index {index}" if index is not None else ""
             raise ObjectiveError(
-                f"objective '{self.__name__}' raised {type(exc).__name__}: {exc}",
+                f"objective '{self.__name__}' raised {type(exc).__name__}{where}: {exc}",
                 objective=self.__name__,
+                index=index,
             ) from exc
         return check_scores(self.__name__, scores, n)
 
+    def _failing_index(
+        self, prompts: Sequence[Any] | None, completions: Sequence[Any], columns: dict[str, Any]
+    ) -> int | None:
+        """After a batch raised: the first example that raises when scored alone (small
+        batches only), or ``None``."""
+        n = len(completions)
+        if n < 2 or n > 64:
+            return None
+        for i in range(n):
+            one = {k: _row(v, i, n) for k, v in columns.items()}
+            try:
+                self.score(_row(prompts, i, n), completions[i : i + 1], **one)
+            except Exception:
+                return i
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.__name__!r})"
+
+
+def _row(column: Any, i: int, n: int) -> Any:
+    """``column[i:i+1]`` for a per-example column of length ``n``; anything else unchanged."""
+    per_example = (
+        hasattr(column, "__len__")
+        and hasattr(column, "__getitem__")
+        and not isinstance(column, (str, bytes, Mapping))
+        and len(column) == n
+    )
+    return column[i : i + 1] if per_example else column
 
 
 def check_scores(name: str, scores: Any, n: int) -> list[float | None]:
@@ -170,6 +200,7 @@ def check_scores(name: str, scores: Any, n: int) -> list[float | None]:
 
 _registered: dict[str, type[Objective]] = {}
 _entry_points: dict[str, EntryPoint] | None = None
+_loaded: dict[str, type[Objective]] = {}  # classes imported from entry points (a cache)
 
 
 def _check_name(name: str) -> None:
@@ -261,6 +292,7 @@ def refresh_entry_points() -> None:
     """Forget the cached entry points (after installing a plugin package in-process)."""
     global _entry_points
     _entry_points = None
+    _loaded.clear()
     importlib.invalidate_caches()
 
 
@@ -273,6 +305,8 @@ def get_objective_class(name: str) -> type[Objective]:
     """Return the class registered under ``name`` (importing its entry point if needed)."""
     if name in _registered:
         return _registered[name]
+    if name in _loaded:
+        return _loaded[name]
     ep = _discover().get(name)
     if ep is None:
         raise UnknownObjectiveError(_unknown_message(name), objective=name)
@@ -298,7 +332,7 @@ def get_objective_class(name: str) -> type[Objective]:
             f"objective '{name}': entry point '{ep.value}' declares name '{cls.name}'",
             objective=name,
         )
-    _registered[name] = cls
+    _loaded[name] = cls
     return cls
 
 
@@ -371,7 +405,7 @@ def load_objective(spec: str | Mapping[str, Any] | Objective, **kwargs: Any) -> 
         return cls(**spec_kwargs)
     except ObjectiveError:
         raise
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ObjectiveError(f"objective '{name}': bad arguments: {exc}", objective=name) from exc
 
 
@@ -380,10 +414,17 @@ def _load_dotted(path: str, kwargs: dict[str, Any]) -> Objective:
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise UnknownObjectiveError(f"cannot import objective '{path}': {exc}") from exc
+        raise UnknownObjectiveError(
+            f"cannot import objective '{path}': {exc}", objective=path
+        ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Objective)):
-        raise ObjectiveError(f"'{path}' is not an Objective subclass")
-    return cls(**kwargs)
+        raise ObjectiveError(f"'{path}' is not an Objective subclass", objective=path)
+    try:
+        return cls(**kwargs)
+    except ObjectiveError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ObjectiveError(f"objective '{path}': bad arguments: {exc}", objective=path) from exc
 
 
 def describe_objectives() -> list[tuple[str, str, str]]:

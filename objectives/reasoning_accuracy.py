@@ -1,0 +1,88 @@
+"""``reasoning_accuracy``: is the final answer of a completion right? (a verifiable objective)
+
+The final answer is extracted from the completion (``\\boxed{}``, ``#### n``, "the answer is
+...", or the last number) and compared with a reference column, numerically with a relative
+tolerance and symbolically for MATH-style answers; see :mod:`moalign.answers`. GSM8K
+(Cobbe et al. 2021) references such as ``"... #### 72"`` are reduced to their final number,
+MATH (Hendrycks et al. 2021) references may be bare answers or solutions with a box.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from moalign.answers import ANSWER_FORMATS, is_correct
+from moalign.errors import ObjectiveError
+from moalign.objective import Objective, as_text
+
+
+class ReasoningAccuracy(Objective):
+    """1.0 when the completion's final answer equals the reference, else 0.0; ``None`` where
+    the reference is missing or empty.
+
+    Args:
+        reference_column: dataset column holding the reference answer or solution.
+        answer_format: ``"auto"`` (detect GSM8K ``####`` references, otherwise compare as
+            MATH answers), ``"gsm8k"`` (numbers only), ``"math"`` (numbers, structures and
+            symbolic expressions) or ``"plain"`` (normalized text and numbers, no sympy).
+        tolerance: relative tolerance of numeric comparisons (whole numbers compare exactly).
+    """
+
+    name = "reasoning_accuracy"
+    description = "1 if the final answer matches the reference (GSM8K / MATH style), else 0"
+
+    def __init__(
+        self,
+        reference_column: str = "answer",
+        answer_format: str = "auto",
+        tolerance: float = 1e-6,
+    ):
+        if not isinstance(reference_column, str) or not reference_column.strip():
+            raise ObjectiveError(
+                f"{self.name}: 'reference_column' must be a non-empty column name, "
+                f"got {reference_column!r}",
+                objective=self.name,
+            )
+        if answer_format not in ANSWER_FORMATS:
+            raise ObjectiveError(
+                f"{self.name}: 'answer_format' must be one of {', '.join(ANSWER_FORMATS)}, "
+                f"got {answer_format!r}",
+                objective=self.name,
+            )
+        if (
+            isinstance(tolerance, bool)
+            or not isinstance(tolerance, (int, float))
+            or not math.isfinite(tolerance)
+            or not 0 <= tolerance < 1
+        ):
+            raise ObjectiveError(
+                f"{self.name}: 'tolerance' must be a number in [0, 1), got {tolerance!r}",
+                objective=self.name,
+            )
+        self.reference_column = reference_column
+        self.answer_format = answer_format
+        self.tolerance = float(tolerance)
+        self.required_columns = (reference_column,)
+
+    def score(
+        self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any
+    ) -> list[float | None]:
+        references = columns[self.reference_column]
+        out: list[float | None] = []
+        for completion, reference in zip(completions, references, strict=True):
+            verdict = is_correct(
+                as_text(completion),
+                reference,
+                answer_format=self.answer_format,
+                tolerance=self.tolerance,
+            )
+            out.append(None if verdict is None else float(verdict))
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"ReasoningAccuracy(reference_column={self.reference_column!r}, "
+            f"answer_format={self.answer_format!r}, tolerance={self.tolerance!r})"
+        )
