@@ -306,7 +306,8 @@ def implicit_reward_accuracy(
 
     For each pair labelled for objective ``k`` (``pref_<k>`` = +1 or -1; ties and NaN are
     skipped), the implicit reward ``beta * (log pi - log pi_ref)`` of the labelled-better reply
-    must exceed that of the other. Returns ``{objective: {"accuracy", "stderr", "margin",
+    must exceed that of the other; an exact tie counts one half (so the reference policy itself
+    scores 0.5). Returns ``{objective: {"accuracy", "stderr", "margin",
     "n"}}``; ``margin`` is the mean implicit-reward difference (better minus worse).
     ``transform_prompt`` rewrites each prompt first (e.g. to add a weight condition).
     """
@@ -330,7 +331,7 @@ def implicit_reward_accuracy(
         labels = np.array([r.get(pref_column(k)) for r in needed], dtype=np.float64)
         use = np.isfinite(labels) & (labels != 0)
         signed = diff[use] * np.sign(labels[use])
-        acc, se, n = mean_and_stderr((signed > 0).astype(np.float64))
+        acc, se, n = mean_and_stderr((signed > 0) + 0.5 * (signed == 0))
         result[k] = {
             "accuracy": acc,
             "stderr": se,
