@@ -43,7 +43,12 @@ _LAZY: dict[str, str] = {
     "MultiObjectivePPOConfig": "moalign.trainers",
     "MultiObjectivePPOTrainer": "moalign.trainers",
     "MultiObjectiveGRPOTrainer": "moalign.trainers",
+    "MODPOConfig": "moalign.trainers",
+    "MultiObjectiveGRPOConfig": "moalign.trainers",
+    "FrontConfig": "moalign.front",
     "trace_front": "moalign.front",
+    "RewardModelObjective": "moalign.reward_model",
+    "embedded_sft_checkpoint": "moalign.models",
     "evaluate_policy": "moalign.evaluation",
     "load_policy": "moalign.models",
     "tiny_causal_lm": "moalign.models",
@@ -51,7 +56,8 @@ _LAZY: dict[str, str] = {
 }
 _SUBMODULES = {
     "pareto", "scalarize", "schedule", "data", "models", "trainers", "front", "evaluation",
-    "config", "objective", "errors", "weights",
+    "config", "objective", "errors", "weights", "soup", "decoding", "conditioning",
+    "hf_evaluate", "pipeline",
 }
 
 __all__ = [

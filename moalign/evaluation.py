@@ -27,7 +27,9 @@ __all__ = [
     "evaluate_policy",
     "generate_completions",
     "implicit_reward_accuracy",
+    "labelled_rows",
     "mean_and_stderr",
+    "pair_logprobs",
     "render_prompt",
     "sequence_logprobs",
 ]
@@ -290,6 +292,22 @@ def _reference_context(model: Any, ref_model: Any):
     )
 
 
+def pair_logprobs(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    batch_size: int = 8,
+    max_length: int = 512,
+    transform_prompt: Callable[[Any], Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(log p(chosen | prompt), log p(rejected | prompt))`` for preference rows, ``[N]`` each."""
+    prompts = [transform_prompt(r["prompt"]) if transform_prompt else r["prompt"] for r in rows]
+    kw = dict(batch_size=batch_size, max_length=max_length)
+    return (sequence_logprobs(model, tokenizer, prompts, [r["chosen"] for r in rows], **kw),
+            sequence_logprobs(model, tokenizer, prompts, [r["rejected"] for r in rows], **kw))
+
+
 def implicit_reward_accuracy(
     model: Any,
     tokenizer: Any,
@@ -301,34 +319,33 @@ def implicit_reward_accuracy(
     batch_size: int = 8,
     max_length: int = 512,
     transform_prompt: Callable[[Any], Any] | None = None,
+    reference_logprobs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Held-out implicit-reward pairwise accuracy per objective (generation-free).
 
     For each pair labelled for objective ``k`` (``pref_<k>`` = +1 or -1; ties and NaN are
     skipped), the implicit reward ``beta * (log pi - log pi_ref)`` of the labelled-better reply
     must exceed that of the other; an exact tie counts one half (so the reference policy itself
-    scores 0.5). Returns ``{objective: {"accuracy", "stderr", "margin",
-    "n"}}``; ``margin`` is the mean implicit-reward difference (better minus worse).
-    ``transform_prompt`` rewrites each prompt first (e.g. to add a weight condition).
+    scores 0.5). Returns ``{objective: {"accuracy", "stderr", "margin", "n"}}``; ``margin`` is
+    the mean implicit-reward difference (better minus worse). ``transform_prompt`` rewrites
+    each prompt first (e.g. to add a weight condition). ``reference_logprobs`` (from
+    :func:`pair_logprobs` of the reference on :func:`labelled_rows`) skips the reference passes,
+    e.g. when many policies share one reference.
     """
-    from moalign.data import pref_column
-
-    rows = dataset if isinstance(dataset, list) else dataset.to_list()
-    needed = [r for r in rows if any(_labelled(r.get(pref_column(k))) for k in objectives)]
-    prompts = [transform_prompt(r["prompt"]) if transform_prompt else r["prompt"] for r in needed]
-    chosen = [r["chosen"] for r in needed]
-    rejected = [r["rejected"] for r in needed]
-    kw = dict(batch_size=batch_size, max_length=max_length)
-    pol_c = sequence_logprobs(model, tokenizer, prompts, chosen, **kw)
-    pol_r = sequence_logprobs(model, tokenizer, prompts, rejected, **kw)
-    reference, ctx = _reference_context(model, ref_model)
-    with ctx:
-        ref_c = sequence_logprobs(reference, tokenizer, prompts, chosen, **kw)
-        ref_r = sequence_logprobs(reference, tokenizer, prompts, rejected, **kw)
+    needed = labelled_rows(dataset, objectives)
+    kw = dict(batch_size=batch_size, max_length=max_length, transform_prompt=transform_prompt)
+    pol_c, pol_r = pair_logprobs(model, tokenizer, needed, **kw)
+    if reference_logprobs is None:
+        reference, ctx = _reference_context(model, ref_model)
+        with ctx:
+            reference_logprobs = pair_logprobs(reference, tokenizer, needed, **kw)
+    ref_c, ref_r = reference_logprobs
+    if len(ref_c) != len(needed):
+        raise ValueError(f"reference_logprobs cover {len(ref_c)} pairs, expected {len(needed)}")
     diff = beta * ((pol_c - ref_c) - (pol_r - ref_r))
     result: dict[str, dict[str, float]] = {}
     for k in objectives:
-        labels = np.array([r.get(pref_column(k)) for r in needed], dtype=np.float64)
+        labels = np.array([r.get(_pref(k)) for r in needed], dtype=np.float64)
         use = np.isfinite(labels) & (labels != 0)
         signed = diff[use] * np.sign(labels[use])
         acc, se, n = mean_and_stderr((signed > 0) + 0.5 * (signed == 0))
@@ -339,6 +356,18 @@ def implicit_reward_accuracy(
             "n": n,
         }
     return result
+
+
+def _pref(name: str) -> str:
+    from moalign.data import pref_column
+
+    return pref_column(name)
+
+
+def labelled_rows(dataset: Any, objectives: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of ``dataset`` labelled (+1 / -1) for at least one of ``objectives``."""
+    rows = dataset if isinstance(dataset, list) else dataset.to_list()
+    return [r for r in rows if any(_labelled(r.get(_pref(k))) for k in objectives)]
 
 
 def _labelled(value: Any) -> bool:

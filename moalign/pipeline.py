@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import nullcontext as _nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -176,8 +177,22 @@ def _eval_pairs(cfg: Any, ctx: Any):
             labels = np.asarray(ctx.test_ds[pref_column(name)], dtype=np.float64)
             keep.update(np.flatnonzero(np.isfinite(labels) & (labels != 0))[: cfg.eval_pairs]
                         .tolist())
-        ctx._eval_pairs = ctx.test_ds.select(sorted(keep)).to_list()
+        from moalign.evaluation import labelled_rows
+
+        ctx._eval_pairs = labelled_rows(ctx.test_ds.select(sorted(keep)), list(cfg.objectives))
     return ctx._eval_pairs
+
+
+def _reference_logprobs(cfg: Any, ctx: Any, rows: list[dict[str, Any]]):
+    """Log-probs of the held-out pairs under the starting policy, computed once per trace."""
+    if getattr(ctx, "_reference_logprobs", None) is None:
+        from moalign.evaluation import pair_logprobs
+
+        model = ctx.peft if ctx.peft is not None else ctx.base
+        with model.disable_adapter() if ctx.peft is not None else _nullcontext():
+            ctx._reference_logprobs = pair_logprobs(model, ctx.tokenizer, rows,
+                                                    max_length=cfg.max_length)
+    return ctx._reference_logprobs
 
 
 def _eval_prompts(cfg: Any, ctx: Any) -> list[Any]:
@@ -236,9 +251,14 @@ def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
             from moalign.evaluation import implicit_reward_accuracy
 
             beta = float({**DEFAULT_TRAIN, **cfg.train}["beta"])
+            rows = _eval_pairs(cfg, ctx)
+            reference = None
+            if policy.transform_prompt is None:  # one reference pass serves every point
+                reference = _reference_logprobs(cfg, ctx, rows)
             res = implicit_reward_accuracy(
-                policy.model, ctx.tokenizer, _eval_pairs(cfg, ctx), list(cfg.objectives),
-                beta=beta, max_length=cfg.max_length, transform_prompt=policy.transform_prompt)
+                policy.model, ctx.tokenizer, rows, list(cfg.objectives), beta=beta,
+                max_length=cfg.max_length, transform_prompt=policy.transform_prompt,
+                reference_logprobs=reference)
             scores = {o: res[o]["accuracy"] for o in cfg.objectives}
             stderr = {o: res[o]["stderr"] for o in cfg.objectives}
     else:
