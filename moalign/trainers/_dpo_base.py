@@ -1,0 +1,351 @@
+"""What the DPO-family trainers share on top of ``trl.DPOTrainer``.
+
+- extra dataset columns (``pref_<k>`` labels, ``margin_<k>`` rewards, ``condition_weights``)
+  survive ``remove_unused_columns`` (they join the signature columns) and reach the loss (the
+  collator is wrapped by :class:`ColumnsCollator`);
+- :meth:`_MultiObjectiveDPOBase._logratios` runs **one** policy forward pass (TRL's fused LM
+  head) and one reference pass (TRL's :meth:`~trl.DPOTrainer.compute_ref_log_probs`: a
+  reference model, the adapter-disabled peft base, or precomputed log-probs) and returns the
+  chosen/rejected log-ratios every objective's loss is built from;
+- the standard DPO metrics TRL logs and the per-objective ones
+  (``objective/<k>/{loss,accuracy,margin,labelled}``);
+- the checks of TRL options these losses do not implement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from trl import DPOTrainer
+
+from moalign.data.schema import LABEL_VALUES, pref_column
+from moalign.errors import DataError
+from moalign.trainers._dpo_core import STAT_ROWS, objective_stats
+
+__all__ = ["ColumnsCollator", "check_label_columns", "trl_option_problems"]
+
+#: Keys of a collated batch that are not model inputs (TRL's own plus ours are filtered).
+_TRL_NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"})
+#: File written into each checkpoint folder with the state of schedules and scalarizers.
+STATE_FILE = "moalign_state.json"
+
+
+def trl_option_problems(args: Any, supported_loss_types: Sequence[str]) -> list[str]:
+    """Problems with DPOConfig options that the multi-objective losses do not implement."""
+    problems = []
+    loss_types = [args.loss_type] if isinstance(args.loss_type, str) else list(args.loss_type)
+    unsupported = [t for t in loss_types if t not in supported_loss_types]
+    if unsupported or len(loss_types) != 1:
+        problems.append(
+            f"'loss_type' must be one of {list(supported_loss_types)} (a single loss), got {loss_types}"
+        )
+    if args.ld_alpha is not None:
+        problems.append("'ld_alpha' (LD-DPO length weighting) is not supported; leave it unset")
+    if args.f_divergence_type != "reverse_kl":
+        problems.append(f"'f_divergence_type' must be 'reverse_kl', got {args.f_divergence_type!r}")
+    if args.use_weighting:
+        problems.append("'use_weighting' (WPO) is not supported; set it to False")
+    return problems
+
+
+def _label_array(dataset: Any, column: str) -> np.ndarray:
+    values = dataset[column]
+    return np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def check_label_columns(
+    dataset: Any,
+    objectives: Sequence[str],
+    *,
+    need_labels: Sequence[str] = (),
+    split: str = "train",
+) -> None:
+    """Check, before any tokenization, that each objective has a valid ``pref_`` column.
+
+    Every label must be +1, -1, 0 or NaN/None, and each objective in ``need_labels`` must have
+    at least one pair labelled +1/-1. Raises :class:`DataError` naming the column and row.
+    Iterable (streaming) datasets are checked for their columns only.
+    """
+    from datasets import Dataset
+
+    columns = list(getattr(dataset, "column_names", None) or [])
+    missing = [pref_column(k) for k in objectives if pref_column(k) not in columns]
+    if missing and columns:
+        raise DataError(
+            f"{split} dataset has no column {', '.join(map(repr, missing))} for objective(s) "
+            f"{', '.join(repr(m[len('pref_'):]) for m in missing)}; label columns present: "
+            f"{', '.join(c for c in columns if c.startswith('pref_')) or 'none'}"
+        )
+    if not isinstance(dataset, Dataset):
+        return
+    if len(dataset) == 0:
+        raise DataError(f"{split} dataset is empty")
+    for k in objectives:
+        column = pref_column(k)
+        values = _label_array(dataset, column)
+        bad = ~np.isnan(values) & ~np.isin(values, LABEL_VALUES)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{split} dataset, row {row}, column '{column}': label {float(values[row])!r} is not "
+                "+1, -1, 0 or NaN"
+            )
+        if k in need_labels and not np.isin(values, (1.0, -1.0)).any():
+            raise DataError(
+                f"{split} dataset, column '{column}': objective '{k}' has positive weight but none "
+                f"of the {len(values)} pairs is labelled +1 or -1 for it"
+            )
+
+
+@dataclass
+class ColumnsCollator:
+    """Wraps a collator and adds the named columns to the batch as float tensors.
+
+    Scalars become ``[B]`` tensors and fixed-length lists ``[B, K]``; ``None`` becomes NaN.
+    """
+
+    base: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    columns: tuple[str, ...]
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.base(examples)
+        for column in self.columns:
+            if column in examples[0]:
+                values = [ex[column] for ex in examples]
+                if isinstance(values[0], (list, tuple)):
+                    values = [[np.nan if x is None else x for x in v] for v in values]
+                else:
+                    values = [np.nan if v is None else v for v in values]
+                batch[column] = torch.tensor(values, dtype=torch.float64)
+        return batch
+
+
+class _MultiObjectiveDPOBase(DPOTrainer):
+    """``trl.DPOTrainer`` with extra columns carried to the loss and per-objective metrics.
+
+    Subclasses set ``self._mo_columns`` (before ``super().__init__``) and ``self._mo_names``
+    (objectives whose labels are logged), and implement ``_compute_loss``.
+    """
+
+    _mo_columns: tuple[str, ...] = ()
+    _mo_names: tuple[str, ...] = ()
+
+    @staticmethod
+    def _default_reference(model, ref_model, args, peft_config):
+        """The reference model to hand to ``DPOTrainer``.
+
+        TRL reloads the policy from its path when no reference is given (and no adapter or
+        precomputed log-probs make one unnecessary); a model built in memory from a config has
+        no path, so it gets a frozen copy of its initial weights instead.
+        """
+        import copy
+
+        from accelerate.utils import is_peft_model
+
+        if (ref_model is None and peft_config is None and not isinstance(model, str)
+                and not is_peft_model(model) and not args.precompute_ref_log_probs
+                and not getattr(model.config, "_name_or_path", "")):
+            return copy.deepcopy(model)
+        return ref_model
+
+    def _finish_init(self) -> None:
+        """Wrap the collator (after ``DPOTrainer.__init__`` built it) and set up metrics."""
+        from datasets import Dataset
+
+        if not isinstance(self.data_collator, ColumnsCollator):
+            self.data_collator = ColumnsCollator(self.data_collator, tuple(self._mo_columns))
+        if isinstance(self.train_dataset, Dataset) and len(self.train_dataset) == 0:
+            raise DataError(
+                "no training pair is left after tokenization: every prompt fills "
+                f"max_length={self.args.max_length} tokens (weight conditions and chat templates "
+                "add tokens); raise max_length or shorten the prompts"
+            )
+
+    # ------------------------------------------------------------------ reference log-probs
+    def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+        """With several processes and an in-memory dataset, keep the precomputed reference
+        log-probs in memory on every process.
+
+        TRL hands them from the main process to the others through a cache file, named after
+        the dataset's cache files; an in-memory dataset has none, so each process would look
+        for a randomly named file in its own temporary folder and fail. Every process already
+        holds all the log-probs (they are gathered), so each adds them as columns itself: no
+        file, no shared filesystem needed. Otherwise TRL's own code runs.
+        """
+        from datasets import Dataset
+
+        if (self.accelerator.num_processes == 1 or not isinstance(dataset, Dataset)
+                or dataset.cache_files):
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+        from torch.utils.data import DataLoader
+
+        loader = self.accelerator.prepare(DataLoader(
+            dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory))
+        if self.ref_model is None and self.is_deepspeed_enabled:
+            if self._precompute_engine is None:
+                from trl.models import prepare_deepspeed
+
+                self._precompute_engine = prepare_deepspeed(self.model, self.accelerator)
+            reference = self._precompute_engine
+        else:
+            reference = self.ref_model or self.model
+        chosen, rejected = [], []
+        for batch in loader:  # batches are dealt to processes in turn; gathering restores order
+            c, r = self.accelerator.gather_for_metrics(self.compute_ref_log_probs(reference, batch))
+            chosen.append(c.float().cpu())
+            rejected.append(r.float().cpu())
+        chosen_t, rejected_t = torch.cat(chosen), torch.cat(rejected)
+        if len(chosen_t) != len(dataset):
+            raise RuntimeError(f"precomputed {len(chosen_t)} reference log-probs for the "
+                               f"{len(dataset)} rows of the {name} dataset")
+        return (dataset.add_column("ref_chosen_logps", chosen_t.tolist())
+                .add_column("ref_rejected_logps", rejected_t.tolist()))
+
+    # ------------------------------------------------------------------ columns
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        for column in self._mo_columns:
+            if column not in self._signature_columns:
+                self._signature_columns.append(column)
+
+    @staticmethod
+    def _split_inputs(inputs: dict[str, Any], columns: Sequence[str]) -> tuple[dict, dict]:
+        extra = {c: inputs[c] for c in columns if c in inputs}
+        trl_inputs = {k: v for k, v in inputs.items() if k not in extra}
+        return trl_inputs, extra
+
+    # ------------------------------------------------------------------ forward passes
+    def _logratios(self, model, inputs: dict[str, Any]):
+        """One policy pass and one reference pass -> ``(chosen_logratios, rejected_logratios,
+        chosen_logps, rejected_logps, outputs, seq_len)``.
+
+        ``inputs`` holds only TRL's keys (input ids, masks, optional precomputed reference
+        log-probs).
+        """
+        model_kwargs = {k: v for k, v in inputs.items() if k not in _TRL_NON_MODEL_KEYS}
+        model_kwargs["use_cache"] = False
+        if self.aux_loss_enabled:
+            model_kwargs["output_router_logits"] = True
+        completion_mask = inputs["completion_mask"]
+        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        seq_len = completion_mask.size(1) - 1
+        # prompt-learning adapters prepend virtual tokens: keep the positions of the real ones
+        logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
+        chosen_logps, rejected_logps = logps.chunk(2, dim=0)
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            reference = self.ref_model if self.ref_model is not None else self.model
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
+        return (
+            chosen_logps - ref_chosen.to(chosen_logps.dtype),
+            rejected_logps - ref_rejected.to(rejected_logps.dtype),
+            chosen_logps,
+            rejected_logps,
+            outputs,
+            seq_len,
+        )
+
+    def _add_aux_loss(self, loss: torch.Tensor, outputs, mode: str) -> torch.Tensor:
+        if not self.aux_loss_enabled:
+            return loss
+        aux = outputs.aux_loss
+        self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux).mean().item())
+        return loss + self.router_aux_loss_coef * aux
+
+    # ------------------------------------------------------------------ metrics
+    def _log_standard_metrics(self, mode, inputs, outputs, seq_len, chosen_logratios,
+                              rejected_logratios, chosen_logps, rejected_logps) -> None:
+        """The metrics ``trl.DPOTrainer`` logs, so that logs of both trainers read the same."""
+        gather = self.accelerator.gather_for_metrics
+        mask = inputs["completion_mask"][..., 1:]
+        chosen_mask, rejected_mask = mask.chunk(2, dim=0)
+        tokens = mask.sum()
+        entropy = (outputs.entropy[:, -seq_len:].detach() * mask).sum()
+        mean_logits = outputs.mean_logits[:, -seq_len:].detach()
+        chosen_logits, rejected_logits = mean_logits.chunk(2, dim=0)
+        chosen_top1, _ = outputs.is_top1[:, -seq_len:].chunk(2, dim=0)
+        sums = torch.stack([
+            entropy.float(), tokens.float(),
+            (chosen_logits * chosen_mask).sum().float(), chosen_mask.sum().float(),
+            (rejected_logits * rejected_mask).sum().float(), rejected_mask.sum().float(),
+            (chosen_top1 & chosen_mask.bool()).sum().float(),
+        ])
+        s = gather(sums.unsqueeze(0)).sum(0).tolist()
+        m = self._metrics[mode]
+        m["entropy"].append(s[0] / s[1] if s[1] > 0 else 0.0)
+        if mode == "train":
+            n_tokens = gather(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += n_tokens // self._tp_size
+        m["num_tokens"] = [self._total_train_tokens]
+        m["logits/chosen"].append(s[2] / s[3] if s[3] > 0 else 0.0)
+        m["logits/rejected"].append(s[4] / s[5] if s[5] > 0 else 0.0)
+        m["mean_token_accuracy"].append(s[6] / s[3] if s[3] > 0 else 0.0)
+        chosen_rewards = self.beta * chosen_logratios.detach()
+        rejected_rewards = self.beta * rejected_logratios.detach()
+        per_pair = torch.stack([
+            chosen_rewards, rejected_rewards, (chosen_rewards > rejected_rewards).to(chosen_rewards.dtype),
+            chosen_rewards - rejected_rewards, chosen_logps.detach(), rejected_logps.detach(),
+        ], dim=1)
+        means = gather(per_pair).mean(0).tolist()
+        for key, value in zip(
+            ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+             "logps/chosen", "logps/rejected"), means, strict=True,
+        ):
+            m[key].append(value)
+
+    def _log_objective_metrics(self, mode: str, delta: torch.Tensor, labels: torch.Tensor,
+                               losses: torch.Tensor) -> torch.Tensor:
+        """Per-objective loss, implicit-reward accuracy and margin over labelled pairs, plus
+        the fraction of pairs labelled; returns the gathered ``[4, K]`` sums."""
+        stats = objective_stats(delta, labels, losses, self.beta)
+        stats = self.accelerator.gather_for_metrics(stats.unsqueeze(0)).sum(0)
+        total_pairs = self.accelerator.gather_for_metrics(
+            torch.tensor([float(delta.shape[0])], device=delta.device)).sum().item()
+        rows = dict(zip(STAT_ROWS, stats.tolist(), strict=True))
+        m = self._metrics[mode]
+        for k, name in enumerate(self._mo_names):
+            count = rows["count"][k]
+            m[f"objective/{name}/labelled"].append(count / max(total_pairs, 1.0))
+            if count > 0:
+                m[f"objective/{name}/loss"].append(rows["loss"][k] / count)
+                m[f"objective/{name}/accuracy"].append(rows["correct"][k] / count)
+                m[f"objective/{name}/margin"].append(rows["margin"][k] / count)
+        return stats
+
+    # ------------------------------------------------------------------ checkpoint state
+    def _moalign_state(self) -> dict[str, Any]:
+        """State saved next to each checkpoint (schedules, scalarizers); empty by default."""
+        return {}
+
+    def _load_moalign_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`_moalign_state`."""
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        state = self._moalign_state()
+        if state and self.args.should_save:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            from moalign._io import atomic_write_json
+
+            folder = os.path.join(self._get_output_dir(trial=trial),
+                                  f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            atomic_write_json(os.path.join(folder, STATE_FILE), state)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, STATE_FILE)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                self._load_moalign_state(json.load(fh))
+

@@ -1,0 +1,183 @@
+"""Loss arithmetic shared by the DPO-family trainers (pure tensor functions, no trainer state).
+
+Notation. For a batch of B pairs, ``delta[i] = (log pi(c_i) - log pi_ref(c_i)) -
+(log pi(r_i) - log pi_ref(r_i))`` is the log-ratio margin of the ``chosen`` column over the
+``rejected`` column (sums of per-token log-probabilities over the completion, as TRL computes
+them). ``labels[i, k]`` is the ``pref_<k>`` value of pair i: +1 (chosen better for objective k),
+-1 (rejected better), 0 (tie) or NaN (unlabelled).
+
+- :func:`pair_losses`: ``L[i, k] = loss(beta * s[i, k] * delta[i])`` where ``s = sign(labels)``,
+  i.e. the DPO loss (Rafailov et al. 2023) of the pair under objective k's own label: a -1 label
+  swaps chosen and rejected. Ties and NaN are masked (``L = 0``, ``mask = False``).
+- :func:`combine`: the scalar training loss from ``L``, the mask and the weights, under one of
+  the :data:`LABEL_NORMALIZATIONS` (documented there).
+- :func:`objective_stats`: per-objective sums and counts for the logged metrics.
+- :func:`modpo_pair_losses`: the MODPO loss (Zhou et al. 2023).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "LABEL_NORMALIZATIONS",
+    "PAIR_LOSSES",
+    "STAT_ROWS",
+    "combine",
+    "label_signs",
+    "modpo_pair_losses",
+    "objective_stats",
+    "pair_losses",
+    "per_objective_losses",
+]
+
+#: Per-pair preference losses of a scaled signed margin ``z = beta * s * delta``.
+PAIR_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sigmoid": lambda z: -F.logsigmoid(z),  # DPO, Rafailov et al. 2023
+    "hinge": lambda z: torch.relu(1.0 - z),  # SLiC, Zhao et al. 2023
+}
+
+#: How the masked per-pair losses ``L[i, k]`` become per-objective losses and then one number.
+#: ``n_k`` is the number of pairs of the batch labelled (+1/-1) for objective k.
+#:
+#: - ``"objective"`` (default): ``l_k = sum_i L[i, k] / n_k``, the mean DPO loss over the pairs
+#:   labelled for k; the loss is ``scalarize(l, w)`` (``sum_k w_k l_k`` for the linear
+#:   scalarizer). An objective with no labelled pair in the batch is left out and the weights of
+#:   the others are renormalized (the NaN convention of :mod:`moalign.scalarize`). Weights keep
+#:   their meaning whatever the label frequencies: with disjoint label sets (HH-RLHF helpful
+#:   pairs vs harmless pairs) ``w`` is the share of the gradient each objective gets.
+#: - ``"batch"``: ``l_k = sum_i L[i, k] / B``: unlabelled pairs count as zero loss, so an
+#:   objective's effective weight is ``w_k`` times the fraction of pairs labelled for it.
+#: - ``"pair"``: each pair is scalarized on its own labelled objectives, with the weights
+#:   renormalized over them (``sum_k w_k L[i, k] / sum_{k labelled} w_k`` for linear), then
+#:   averaged over the pairs that have a labelled objective of positive weight. With one label
+#:   per pair the weights then have no effect; use it when pairs carry several labels.
+#:
+#: With per-example weights ``W [B, K]`` (conditioned training) ``"objective"`` and ``"batch"``
+#: are linear: ``sum_k sum_i W[i, k] L[i, k] / n_k`` (resp. ``/ B``).
+LABEL_NORMALIZATIONS = ("objective", "batch", "pair")
+
+#: Rows of :func:`objective_stats`.
+STAT_ROWS = ("count", "loss", "correct", "margin")
+
+
+def label_signs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sign [B, K], mask [B, K])`` of preference labels: NaN and 0 are masked out."""
+    mask = torch.isfinite(labels) & (labels != 0)
+    sign = torch.where(mask, torch.sign(labels), torch.zeros_like(labels))
+    return sign, mask
+
+
+def pair_losses(
+    delta: torch.Tensor, labels: torch.Tensor, beta: float, loss_type: str = "sigmoid"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair, per-objective losses ``L [B, K]`` (0 where masked) and the mask ``[B, K]``."""
+    sign, mask = label_signs(labels.to(delta.dtype))
+    z = beta * sign * delta.unsqueeze(1)
+    losses = PAIR_LOSSES[loss_type](z)
+    return torch.where(mask, losses, torch.zeros_like(losses)), mask
+
+
+def per_objective_losses(losses: torch.Tensor, mask: torch.Tensor, normalization: str) -> torch.Tensor:
+    """Per-objective losses ``[K]`` under ``"objective"`` (NaN where ``n_k = 0``) or ``"batch"``."""
+    total = losses.sum(dim=0)
+    if normalization == "batch":
+        return total / losses.shape[0]
+    counts = mask.sum(dim=0).to(losses.dtype)
+    mean = total / counts.clamp(min=1)
+    return torch.where(counts > 0, mean, torch.full_like(mean, float("nan")))
+
+
+def _scalarize_losses(scalarizer, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Scalarizers maximize rewards: minimize ``-scalarize(-losses)`` (NaN = left out)."""
+    return -scalarizer(-values, weights)
+
+
+def _zero_like_graph(losses: torch.Tensor) -> torch.Tensor:
+    # a zero that still depends on the parameters, so backward (and DDP) see every parameter
+    return losses.sum() * 0.0
+
+
+def combine(
+    losses: torch.Tensor,
+    mask: torch.Tensor,
+    weights: torch.Tensor,
+    scalarizer,
+    normalization: str = "objective",
+) -> torch.Tensor:
+    """The scalar loss from ``L [B, K]``, its mask and weights ``[K]`` or ``[B, K]``.
+
+    ``scalarizer`` is a :class:`moalign.scalarize.Scalarizer` (used on ``-losses``, since
+    scalarizers maximize). Per-example weights require the linear form unless
+    ``normalization="pair"``. See :data:`LABEL_NORMALIZATIONS`.
+    """
+    weights = weights.to(losses.dtype)
+    if normalization not in LABEL_NORMALIZATIONS:
+        raise ValueError(f"unknown label normalization {normalization!r}; choose one of {LABEL_NORMALIZATIONS}")
+    if normalization == "pair":
+        values = torch.where(mask, losses, torch.full_like(losses, float("nan")))
+        rows = _scalarize_losses(scalarizer, values, weights)
+        valid = torch.isfinite(rows)
+        if not bool(valid.any()):
+            return _zero_like_graph(losses)
+        return torch.where(valid, rows, torch.zeros_like(rows)).sum() / valid.sum()
+    if weights.ndim == 2:  # per-example weights: linear, normalized per objective or per batch
+        if normalization == "batch":
+            denom = torch.full_like(weights[0], float(losses.shape[0]))
+        else:
+            denom = mask.sum(dim=0).to(losses.dtype).clamp(min=1)
+        return ((weights * losses).sum(dim=0) / denom).sum()
+    per_objective = per_objective_losses(losses, mask, normalization)
+    out = _scalarize_losses(scalarizer, per_objective.unsqueeze(0), weights)[0]
+    if not bool(torch.isfinite(out)):
+        return _zero_like_graph(losses)
+    return out
+
+
+def objective_stats(
+    delta: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """Sums per objective, rows :data:`STAT_ROWS`: labelled count, loss, implicit-reward
+    correct (``s * delta > 0``), and implicit-reward margin ``beta * s * delta``; shape ``[4, K]``.
+
+    Sums (not means) so that processes can add them before dividing.
+    """
+    with torch.no_grad():
+        sign, mask = label_signs(labels.to(delta.dtype))
+        signed = sign * delta.detach().unsqueeze(1)
+        m = mask.to(delta.dtype)
+        return torch.stack(
+            [
+                m.sum(0),
+                (losses.detach() * m).sum(0),
+                ((signed > 0).to(delta.dtype) * m).sum(0),
+                (beta * signed * m).sum(0),
+            ]
+        )
+
+
+def modpo_pair_losses(
+    delta: torch.Tensor,
+    labels: torch.Tensor,
+    margins: torch.Tensor,
+    weights: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MODPO per-pair losses ``[B]`` and mask ``[B]`` (Zhou et al. 2023, "Beyond
+    One-Preference-Fits-All Alignment", eq. 8).
+
+    ``-log sigmoid((1 / w_0) * s * (beta * delta - w_rest . m))``, where ``labels [B]`` is the
+    label of the trained objective (``s`` its sign; ties/NaN masked), ``margins [B, K-1]`` the
+    margin rewards ``r_k(chosen) - r_k(rejected)`` of the other objectives (in dataset
+    orientation; the sign ``s`` turns them into ``r(y_w) - r(y_l)``) and ``weights [K]`` is
+    ``(w_0, w_rest)``.
+    """
+    sign, mask = label_signs(labels.to(delta.dtype))
+    w = weights.to(delta.dtype)
+    rest = margins.to(delta.dtype) @ w[1:] if margins.numel() else torch.zeros_like(delta)
+    z = sign * (beta * delta - rest) / w[0]
+    losses = -F.logsigmoid(z)
+    return torch.where(mask, losses, torch.zeros_like(losses)), mask

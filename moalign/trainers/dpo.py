@@ -1,0 +1,427 @@
+"""Multi-objective DPO: weighted per-objective DPO losses, and weight-conditioned DPO.
+
+:class:`MultiObjectiveDPOTrainer` is a ``trl.DPOTrainer`` whose loss is ``sum_k w_k l_k``, with
+``l_k`` the DPO loss (Rafailov et al. 2023) of each pair under objective k's own label
+(``pref_<k>`` column: +1 as is, -1 with chosen and rejected swapped, 0/NaN left out), normalized
+over the labelled pairs as :data:`~moalign.trainers._dpo_core.LABEL_NORMALIZATIONS` documents.
+All K losses come from **one** policy forward pass and one reference pass (or precomputed
+reference log-probs), since they differ only in the sign each label gives the same margin.
+
+The weights come from a schedule (:mod:`moalign.schedule`: fixed, annealed, MGDA on the
+per-objective gradients, ...), asked once per optimizer step, and the per-objective losses can
+be combined by any scalarizer of :mod:`moalign.scalarize` (linear; Tchebycheff on losses
+minimizes ``max_k w_k (l_k - l*_k)`` with ``l* = 0``, the infimum of the DPO loss).
+
+With ``conditioning="prompt"`` each pair gets its own weight vector drawn from a Dirichlet
+distribution, shown to the model by :func:`moalign.conditioning.apply_condition`, and used in
+that pair's loss: one run trains a policy for every weight vector (as Rewards-in-Context, Yang
+et al. 2024, and Directional Preference Alignment, Wang et al. 2024, condition on prompts).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from trl import DPOConfig
+
+from moalign.conditioning import (
+    CONDITION_STYLES,
+    WEIGHTS_COLUMN,
+    apply_condition,
+    quantize_weights,
+)
+from moalign.config import check_simplex
+from moalign.data.schema import pref_column
+from moalign.errors import ConfigError, DataError, MoalignError, WeightsError
+from moalign.trainers._dpo_base import (
+    _MultiObjectiveDPOBase,
+    check_label_columns,
+    trl_option_problems,
+)
+from moalign.trainers._dpo_core import (
+    LABEL_NORMALIZATIONS,
+    PAIR_LOSSES,
+    combine,
+    pair_losses,
+    per_objective_losses,
+)
+
+__all__ = ["MultiObjectiveDPOConfig", "MultiObjectiveDPOTrainer"]
+
+#: Values of ``conditioning``.
+CONDITIONING_MODES = ("prompt",)
+#: Scalarizer names whose ideal point defaults to the loss infimum 0 (in reward units, -0).
+_IDEAL_AT_ZERO = ("tchebycheff", "augmented_tchebycheff")
+
+
+def _objective_problems(objectives: Any) -> list[str]:
+    if not isinstance(objectives, (list, tuple)) or not objectives:
+        return ["'objectives' is required: a non-empty list of objective names (one pref_<name> "
+                "column each)"]
+    problems = []
+    for name in objectives:
+        try:
+            pref_column(name)
+        except DataError as exc:
+            problems.append(f"'objectives': {exc}")
+    dupes = sorted({n for n in objectives if list(objectives).count(n) > 1})
+    if dupes:
+        problems.append(f"'objectives' repeats {', '.join(map(repr, dupes))}")
+    return problems
+
+
+def _scalarizer_spec(spec: Any, k: int) -> Any:
+    """The spec with ``ideal = 0`` filled in for plain Tchebycheff (losses are >= 0)."""
+    if isinstance(spec, str) and spec in _IDEAL_AT_ZERO:
+        return {"name": spec, "ideal": [0.0] * k}
+    if isinstance(spec, dict) and spec.get("name") in _IDEAL_AT_ZERO and "ideal" not in spec:
+        return {**spec, "ideal": [0.0] * k}
+    return spec
+
+
+def _scalarizer_name(spec: Any) -> Any:
+    return spec if isinstance(spec, str) else spec.get("name") if isinstance(spec, dict) else spec
+
+
+@dataclass
+class MultiObjectiveDPOConfig(DPOConfig):
+    """Configuration of :class:`MultiObjectiveDPOTrainer`: ``trl.DPOConfig`` plus the fields below.
+
+    Invalid values raise one :class:`~moalign.errors.ConfigError` listing every problem. Note
+    that TRL's defaults (``bf16=True``, ``gradient_checkpointing=True``) target GPUs; on CPU set
+    ``use_cpu=True, bf16=False``.
+    """
+
+    objectives: list[str] | None = field(
+        default=None,
+        metadata={"help": "Objective names, in order. Each needs a `pref_<name>` column "
+                          "(+1 chosen better, -1 rejected better, 0 tie, NaN unlabelled)."},
+    )
+    weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "Fixed weights, one per objective, on the simplex. Leave unset to use "
+                          "`weight_schedule`, conditioning, or uniform weights."},
+    )
+    weight_schedule: str | dict | None = field(
+        default=None,
+        metadata={"help": "A moalign.schedule spec asked once per optimizer step instead of "
+                          "fixed weights: e.g. {'name': 'anneal', 'start': [...], 'end': [...], "
+                          "'steps': N} or 'mgda' (min-norm weights of the per-objective "
+                          "gradients, computed on each batch: K extra backward passes)."},
+    )
+    scalarizer: str | dict = field(
+        default="linear",
+        metadata={"help": "How per-objective losses combine: a moalign.scalarize spec, 'linear' "
+                          "(sum_k w_k l_k) or 'tchebycheff' (max_k w_k l_k, ideal loss 0; "
+                          "{'name': 'tchebycheff', 'rho': 0.05} for the augmented form)."},
+    )
+    label_normalization: str = field(
+        default="objective",
+        metadata={"help": "Normalization over labelled pairs: 'objective' (l_k = mean loss over "
+                          "the batch's pairs labelled for k), 'batch' (sum over labelled pairs / "
+                          "batch size) or 'pair' (weights renormalized over each pair's labelled "
+                          "objectives). See moalign.trainers._dpo_core.LABEL_NORMALIZATIONS."},
+    )
+    conditioning: str | None = field(
+        default=None,
+        metadata={"help": "'prompt': per-pair Dirichlet weights, shown to the model with "
+                          "moalign.conditioning.apply_condition and used in that pair's loss "
+                          "(one policy for every weight vector). None: no conditioning."},
+    )
+    condition_style: str = field(
+        default="system",
+        metadata={"help": "Where the condition goes in chat prompts: 'system' (a system "
+                          "message) or 'prefix' (first line of the first user message). Plain "
+                          "text prompts always get it as their first line."},
+    )
+    dirichlet_alpha: float = field(
+        default=1.0,
+        metadata={"help": "Concentration of the Dirichlet the conditioning weights are drawn "
+                          "from (1 = uniform on the simplex, < 1 favours the vertices). Draws are "
+                          "seeded by `seed` and made once per pair when the dataset is prepared."},
+    )
+
+    _VALID_DICT_FIELDS = DPOConfig._VALID_DICT_FIELDS + ["weight_schedule", "scalarizer"]
+
+    def __post_init__(self):
+        problems = self.moalign_problems()
+        if problems:
+            raise ConfigError(problems, source=type(self).__name__)
+        super().__post_init__()
+
+    def moalign_problems(self) -> list[str]:
+        """Every problem with the multi-objective fields (empty when the config is valid)."""
+        from moalign.scalarize import get_scalarizer
+        from moalign.schedule import MGDAWeights, get_schedule
+
+        problems = _objective_problems(self.objectives)
+        problems += trl_option_problems(self, tuple(PAIR_LOSSES))
+        if problems and not isinstance(self.objectives, (list, tuple)):
+            return problems
+        k = len(self.objectives or [])
+        if self.weights is not None:
+            problems += check_simplex(self.weights, k or None)
+            if self.weight_schedule is not None:
+                problems.append("set either 'weights' or 'weight_schedule', not both")
+        schedule = None
+        if self.weight_schedule is not None and k:
+            try:
+                schedule = get_schedule(self.weight_schedule, k)
+            except MoalignError as exc:
+                problems.append(f"'weight_schedule': {exc}")
+        try:
+            get_scalarizer(_scalarizer_spec(self.scalarizer, max(k, 1)))
+        except MoalignError as exc:
+            problems.append(f"'scalarizer': {exc}")
+        linear = _scalarizer_name(self.scalarizer) == "linear"
+        if self.label_normalization not in LABEL_NORMALIZATIONS:
+            problems.append(f"'label_normalization' must be one of {list(LABEL_NORMALIZATIONS)}, "
+                            f"got {self.label_normalization!r}")
+        if isinstance(schedule, MGDAWeights):
+            if not linear:
+                problems.append("the 'mgda' schedule combines the objectives linearly; set "
+                                "scalarizer: linear")
+            if self.label_normalization == "pair":
+                problems.append("the 'mgda' schedule needs per-objective losses: use "
+                                "label_normalization 'objective' or 'batch'")
+        if self.conditioning is not None:
+            if self.conditioning not in CONDITIONING_MODES:
+                problems.append(f"'conditioning' must be one of {list(CONDITIONING_MODES)} or "
+                                f"null, got {self.conditioning!r}")
+            if self.weights is not None or self.weight_schedule is not None:
+                problems.append("conditioning draws a weight vector per pair: leave 'weights' and "
+                                "'weight_schedule' unset")
+            if not linear and self.label_normalization != "pair":
+                problems.append("per-pair weights with a non-linear scalarizer need "
+                                "label_normalization: pair")
+        if self.condition_style not in CONDITION_STYLES:
+            problems.append(f"'condition_style' must be one of {list(CONDITION_STYLES)}, "
+                            f"got {self.condition_style!r}")
+        if isinstance(self.dirichlet_alpha, bool) or not isinstance(self.dirichlet_alpha, (int, float)) \
+                or not self.dirichlet_alpha > 0:
+            problems.append(f"'dirichlet_alpha' must be a number > 0, got {self.dirichlet_alpha!r}")
+        return problems
+
+
+class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
+    """``trl.DPOTrainer`` optimizing a weighted combination of per-objective DPO losses.
+
+    Takes the arguments of ``trl.DPOTrainer`` (model, ref_model, args, datasets, processing
+    class, peft_config, ...), with ``args`` a :class:`MultiObjectiveDPOConfig`. The datasets need
+    ``prompt``/``chosen``/``rejected`` and one ``pref_<objective>`` column per objective; they
+    are checked before any tokenization. Logged per objective: ``objective/<k>/loss``,
+    ``objective/<k>/accuracy`` (implicit-reward accuracy under k's labels),
+    ``objective/<k>/margin``, ``objective/<k>/labelled`` (fraction of pairs) and ``weights/<k>``.
+
+    An eval dataset may carry a ``condition_weights`` column (a list of K weights per pair) to
+    evaluate a conditioned policy at chosen weight vectors; otherwise its weights are drawn
+    like the training set's.
+    """
+
+    _tag_names = ["trl", "dpo", "moalign"]
+    _name = "MO-DPO"
+
+    def __init__(self, model, ref_model=None, args: MultiObjectiveDPOConfig | None = None,
+                 data_collator=None, train_dataset=None, eval_dataset=None, processing_class=None,
+                 compute_metrics=None, callbacks=None, optimizers=(None, None),
+                 quantization_config=None, peft_config=None):
+        from moalign.scalarize import get_scalarizer
+        from moalign.schedule import FixedWeights, MGDAWeights, get_schedule
+
+        if not isinstance(args, MultiObjectiveDPOConfig):
+            raise ConfigError("MultiObjectiveDPOTrainer needs args=MultiObjectiveDPOConfig("
+                              f"objectives=[...], ...), got {type(args).__name__}")
+        names = list(args.objectives)
+        k = len(names)
+        self._mo_names = tuple(names)
+        self._label_columns = tuple(pref_column(n) for n in names)
+        self._conditioned = args.conditioning == "prompt"
+        self._mo_columns = self._label_columns + ((WEIGHTS_COLUMN,) if self._conditioned else ())
+        if self._conditioned:
+            self._schedule = None
+            need = names
+        elif args.weight_schedule is not None:
+            self._schedule = get_schedule(args.weight_schedule, k)
+            need = names
+        else:
+            w = args.weights if args.weights is not None else np.full(k, 1.0 / k)
+            self._schedule = FixedWeights(w)
+            need = [n for n, x in zip(names, np.asarray(w, dtype=float), strict=True) if x > 0]
+        self._mgda = isinstance(self._schedule, MGDAWeights)
+        self._scalarizer = get_scalarizer(_scalarizer_spec(args.scalarizer, k))
+        self._weights: np.ndarray | None = None
+        self._weights_step = -1
+        self._step_sums = np.zeros((2, k))  # per-objective loss sums and counts of this step
+
+        if train_dataset is not None:
+            check_label_columns(train_dataset, names, need_labels=need, split="train")
+            self._check_condition_column(train_dataset, "train")
+        evals = eval_dataset if isinstance(eval_dataset, dict) else (
+            {"eval": eval_dataset} if eval_dataset is not None else {})
+        for split, ds in evals.items():
+            check_label_columns(ds, names, split=split)
+            self._check_condition_column(ds, split)
+        ref_model = self._default_reference(model, ref_model, args, peft_config)
+        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
+                         train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, compute_metrics=compute_metrics,
+                         callbacks=callbacks, optimizers=optimizers,
+                         quantization_config=quantization_config, peft_config=peft_config)
+        self._finish_init()
+
+    # ------------------------------------------------------------------ conditioning
+    def _check_condition_column(self, dataset, split: str) -> None:
+        from datasets import Dataset
+
+        if not self._conditioned:
+            return
+        if not isinstance(dataset, Dataset):
+            raise ConfigError(f"conditioning='prompt' needs a map-style datasets.Dataset for "
+                              f"{split}, got {type(dataset).__name__}")
+        if WEIGHTS_COLUMN in dataset.column_names:
+            k = len(self._mo_names)
+            for row, w in enumerate(dataset[WEIGHTS_COLUMN]):
+                try:
+                    if w is None or len(w) != k:
+                        raise WeightsError(f"expected {k} weights (one per objective), got {w!r}")
+                    quantize_weights(np.asarray(w, dtype=float))
+                except (WeightsError, TypeError, ValueError) as exc:
+                    raise DataError(
+                        f"{split} dataset, row {row}, column '{WEIGHTS_COLUMN}': {exc}") from None
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        if self._conditioned and "prompt_ids" not in (dataset.column_names or []):
+            dataset = self._condition(dataset, args, dataset_name)
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def _condition(self, dataset, args: MultiObjectiveDPOConfig, name: str):
+        """Give each pair a (rounded) weight vector and show it in its prompt."""
+        from moalign.schedule import DirichletWeights
+
+        if "prompt" not in dataset.column_names:
+            from trl.data_utils import extract_prompt
+
+            dataset = dataset.map(extract_prompt)
+        if WEIGHTS_COLUMN in dataset.column_names:
+            raw = np.asarray(dataset[WEIGHTS_COLUMN], dtype=np.float64)
+        else:
+            seed = int(args.seed) + zlib.crc32(name.encode())
+            raw = DirichletWeights(len(self._mo_names), args.dirichlet_alpha, seed).ask_batch(len(dataset))
+        weights = np.stack([quantize_weights(w) for w in raw]) if len(raw) else raw
+        names, style = list(self._mo_names), args.condition_style
+
+        def add(example, idx):
+            return {"prompt": apply_condition(example["prompt"], weights[idx], names, style),
+                    WEIGHTS_COLUMN: weights[idx].tolist()}
+
+        return dataset.map(add, with_indices=True, desc=f"Conditioning {name} dataset")
+
+    # ------------------------------------------------------------------ weights
+    def current_weights(self) -> np.ndarray | None:
+        """The weights of the current step (``None`` with conditioning or before the first step)."""
+        return None if self._weights is None else self._weights.copy()
+
+    def _step_weights(self, training: bool) -> np.ndarray:
+        """Ask the schedule once per optimizer step, after telling it about the previous one."""
+        step = self.state.global_step
+        if self._weights is None or (training and step != self._weights_step):
+            if self._weights is not None:
+                counts = self._step_sums[1]
+                losses = np.where(counts > 0, self._step_sums[0] / np.maximum(counts, 1), np.nan)
+                self._schedule.tell({"step": step, "losses": losses})
+            self._step_sums[:] = 0.0
+            self._weights = np.asarray(self._schedule.ask(), dtype=np.float64)
+            self._weights_step = step
+        return self._weights
+
+    def _mgda_weights(self, model, losses: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        """Min-norm weights of the per-objective gradients of this batch (Sener & Koltun 2018).
+
+        Objectives with no labelled pair in the batch (on any process) get weight 0.
+        """
+        from moalign.mgda import gram_matrix, min_norm_weights_from_gram
+
+        per_objective = per_objective_losses(losses, mask, self.args.label_normalization)
+        params = [p for p in model.parameters() if p.requires_grad]
+        present = mask.any(dim=0).float()
+        rows = []
+        for j in range(len(self._mo_names)):
+            if bool(present[j]):
+                grads = torch.autograd.grad(per_objective[j], params, retain_graph=True,
+                                            allow_unused=True)
+                rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                       for g, p in zip(grads, params, strict=True)]))
+            else:
+                rows.append(torch.zeros(sum(p.numel() for p in params), device=losses.device,
+                                        dtype=losses.dtype))
+        g = torch.stack(rows).detach()
+        if self.accelerator.num_processes > 1:
+            g = self.accelerator.reduce(g, reduction="mean")
+            present = self.accelerator.reduce(present, reduction="sum")
+        keep = (present > 0).cpu().numpy()
+        w = np.zeros(len(self._mo_names))
+        if keep.all():
+            self._schedule.tell({"gram": gram_matrix(g)})
+            w = np.asarray(self._schedule.ask(), dtype=np.float64)
+        elif keep.any():
+            w[keep] = min_norm_weights_from_gram(gram_matrix(g[torch.as_tensor(keep)]).cpu().numpy())
+        else:
+            w = np.asarray(self._schedule.ask(), dtype=np.float64)
+        self._weights, self._weights_step = w, self.state.global_step
+        return w
+
+    # ------------------------------------------------------------------ loss
+    def _compute_loss(self, model, inputs, return_outputs):
+        mode = "train" if self.model.training else "eval"
+        trl_inputs, extra = self._split_inputs(inputs, self._mo_columns)
+        chosen_lr, rejected_lr, chosen_logps, rejected_logps, outputs, seq_len = \
+            self._logratios(model, trl_inputs)
+        delta = chosen_lr - rejected_lr
+        labels = torch.stack([extra[c] for c in self._label_columns], dim=1).to(delta.dtype)
+        losses, mask = pair_losses(delta, labels, self.beta, self.loss_types[0])
+        if self._conditioned:
+            weights = extra[WEIGHTS_COLUMN].to(delta.dtype)
+        elif self._mgda and mode == "train":
+            weights = torch.as_tensor(self._mgda_weights(model, losses, mask), dtype=delta.dtype)
+        else:
+            weights = torch.as_tensor(self._step_weights(mode == "train"), dtype=delta.dtype)
+        self._scalarizer.train(mode == "train")
+        loss = combine(losses, mask, weights, self._scalarizer, self.args.label_normalization)
+        loss = self._add_aux_loss(loss, outputs, mode)
+
+        self._log_standard_metrics(mode, trl_inputs, outputs, seq_len, chosen_lr, rejected_lr,
+                                   chosen_logps, rejected_logps)
+        stats = self._log_objective_metrics(mode, delta, labels, losses)
+        mean_w = (weights if weights.ndim == 1 else weights.mean(dim=0)).tolist()
+        for name, value in zip(self._mo_names, mean_w, strict=True):
+            self._metrics[mode][f"weights/{name}"].append(value)
+        if mode == "train" and not self._conditioned:
+            self._step_sums += stats[:2].flip(0).cpu().numpy()  # rows: loss sum, count
+        if return_outputs:
+            with torch.no_grad():
+                outputs = model(**{k: v for k, v in trl_inputs.items()
+                                   if k in ("input_ids", "attention_mask")})
+            return loss, outputs
+        return loss
+
+    # ------------------------------------------------------------------ checkpoint state
+    def _moalign_state(self) -> dict[str, Any]:
+        return {
+            "schedule": None if self._schedule is None else self._schedule.state_dict(),
+            "scalarizer": self._scalarizer.state_dict(),
+            "weights": None if self._weights is None else self._weights.tolist(),
+            "weights_step": self._weights_step,
+        }
+
+    def _load_moalign_state(self, state: dict[str, Any]) -> None:
+        if self._schedule is not None and state.get("schedule") is not None:
+            self._schedule.load_state_dict(state["schedule"])
+        if state.get("scalarizer") is not None:
+            self._scalarizer.load_state_dict(state["scalarizer"])
+        if state.get("weights") is not None:
+            self._weights = np.asarray(state["weights"], dtype=np.float64)
+            self._weights_step = int(state.get("weights_step", -1))
