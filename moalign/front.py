@@ -25,7 +25,6 @@ killed at any moment resumes on rerun: finished runs and points are loaded, not 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from moalign._io import atomic_directory, atomic_write_json
+from moalign.checkpoint import check_adapter, read_json
 from moalign.errors import CheckpointError, ConfigError
 from moalign.weights import as_weights, format_weights
 
@@ -176,7 +176,9 @@ class _Context:
                 info = train_lora_run(self.cfg, self.base, self.tokenizer, self.train_ds, tmp,
                                       run_id=run_id, **trainer_fields)
                 atomic_write_json(tmp / "run.json", info)
-        info = json.loads((folder / "run.json").read_text())
+        info = read_json(folder / "run.json", required=("seconds", "steps"), what="run record",
+                         hint=f"delete '{folder}' to retrain it")
+        check_adapter(folder / "adapter")  # damaged weights are reported, never loaded
         self.train_seconds += float(info["seconds"])
         self.train_steps += int(info["steps"])
         return run_id
@@ -224,9 +226,10 @@ def _conditioned(ctx: _Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
     name = ctx.run("conditioned", conditioning="prompt")
     model = ctx.adapter(name)
     objectives = ctx.cfg.objectives
+    style = ctx.cfg.train.get("condition_style", "system")  # as in training
     for w in ctx.cfg.weight_vectors():
         def transform(prompt: Any, w: np.ndarray = w) -> Any:
-            return apply_condition(prompt, w, objectives)
+            return apply_condition(prompt, w, objectives, style=style)
 
         yield format_weights(w), w, Policy(model, adapter=name, transform_prompt=transform,
                                            checkpoint="runs/conditioned")
@@ -263,7 +266,7 @@ def _check_resume(out: Path, cfg: FrontConfig) -> None:
     saved = out / "config.json"
     current = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
     if saved.is_file():
-        before = json.loads(saved.read_text())
+        before = read_json(saved, what="trace configuration")
         changed = sorted(k for k in set(before) | set(current) if before.get(k) != current.get(k))
         if changed:
             raise ConfigError(
@@ -274,14 +277,19 @@ def _check_resume(out: Path, cfg: FrontConfig) -> None:
         atomic_write_json(saved, current)
 
 
-def _load_point(folder: Path) -> dict[str, Any] | None:
+def _load_point(folder: Path, objectives: list[str]) -> dict[str, Any] | None:
+    """A finished point's record; ``None`` when the folder has none (never finished: it is
+    recomputed). A damaged record raises :class:`CheckpointError` naming the file."""
     path = folder / "point.json"
-    if not path.is_file():
+    if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is corrupt ({exc}); delete the folder to recompute it") from exc
+    point = read_json(path, required=("scores", "stderr", "eval_seconds"), what="front point",
+                      hint=f"delete '{folder}' to recompute it")
+    missing = [o for o in objectives if o not in point["scores"]]
+    if missing:
+        raise CheckpointError(f"front point '{path}' has no score for {', '.join(missing)}; "
+                              "delete its folder to recompute it")
+    return point
 
 
 def trace_front(config: FrontConfig | dict[str, Any]):
@@ -302,7 +310,7 @@ def trace_front(config: FrontConfig | dict[str, Any]):
 
     def evaluate(folder: Path, policy: Policy, save_adapter: bool) -> dict[str, Any]:
         nonlocal eval_seconds
-        done = _load_point(folder)
+        done = _load_point(folder, list(cfg.objectives))
         if done is None:
             policy.activate()
             start = time.perf_counter()
@@ -321,12 +329,13 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     if cfg.include_baseline:  # before any adapter is loaded: the base is the SFT policy
         baseline = evaluate(out / "baseline", Policy(ctx.base, adapter=None), False)
     points = []
-    items = list(METHODS[cfg.method](ctx))
-    iterator: Any = items
+    # consumed lazily: a soup policy is only valid until the next one replaces its adapter
+    iterator: Any = METHODS[cfg.method](ctx)
     if cfg.progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(items, desc=f"front ({cfg.method})", unit="point")
+        iterator = tqdm(iterator, total=len(cfg.weight_vectors()), desc=f"front ({cfg.method})",
+                        unit="point")
     for pid, w, policy in iterator:
         res = evaluate(out / "points" / pid, policy, save_adapter=cfg.method == "soup")
         points.append(FrontPoint(id=pid, weights=[float(x) for x in w], scores=res["scores"],
