@@ -1,0 +1,79 @@
+"""Checkpoint helpers of moalign's own trainer loop (MO-PPO): weights, RNG, JSON-safe logs.
+
+A checkpoint folder holds what ``save_pretrained`` writes for the policy (the whole model, or
+the adapter of a peft model) so it loads like any checkpoint, plus the trainer's own files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from moalign.errors import CheckpointError
+
+__all__ = [
+    "is_peft_model", "json_safe", "latest_checkpoint", "load_policy_weights", "restore_rng",
+    "rng_state",
+]
+
+
+def is_peft_model(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency
+        return False
+    return isinstance(model, PeftModel)
+
+
+def load_policy_weights(model: Any, path: Path) -> None:
+    """Load what ``model.save_pretrained(path)`` wrote back into ``model`` (in place)."""
+    from safetensors.torch import load_file
+
+    if is_peft_model(model):
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, load_file(path / "adapter_model.safetensors"))
+        return
+    files = sorted(path.glob("model*.safetensors"))
+    if not files:
+        raise CheckpointError(f"no policy weights (model*.safetensors) in '{path}'")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(f))
+    result = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    missing = [k for k in result.missing_keys if k not in tied]
+    if result.unexpected_keys or missing:
+        raise CheckpointError(f"policy weights in '{path}' do not match the model: missing "
+                              f"{missing[:3]}, unexpected {result.unexpected_keys[:3]}")
+    model.tie_weights()
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """The global torch RNG (sampling), ``generator`` (minibatch order) and CUDA RNG states."""
+    return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def restore_rng(state: Mapping[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def json_safe(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN: an undefined metric (e.g. explained variance of a constant) is null."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in metrics.items()}
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The ``checkpoint-<step>`` folder with the largest step in ``folder``, if any."""
+    found = [p for p in Path(folder).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None

@@ -1,0 +1,192 @@
+"""Multi-objective GRPO: TRL's ``GRPOTrainer`` with moalign objectives, schedules and constraints.
+
+The objectives are TRL reward functions as they are (an :class:`~moalign.objective.Objective`
+has TRL's reward signature). What moalign adds happens each time a generation batch is scored,
+before TRL turns the rewards ``[B, K]`` into advantages:
+
+- the weight **schedule** is asked for the weights of this batch (annealing, sweeps, ...);
+- with **constraints** ``objective_j >= threshold_j`` the Lagrange multipliers take one
+  projected dual-ascent step on the batch's mean rewards (Safe RLHF, Dai et al. 2023);
+- TRL's ``reward_weights`` is set to the coefficients of the combined signal,
+  ``(w_k + lambda_k) / (1 + sum_j lambda_j)`` (just ``w`` without constraints);
+- an objective that scored none of the batch is an error; per-objective weights, multipliers
+  and constraint slacks are logged next to TRL's per-reward means.
+
+The normalization choice is TRL's ``multi_objective_aggregation``: ``"sum_then_normalize"``
+(weighted sum, then group normalization as in GRPO, Shao et al. 2024) or
+``"normalize_then_sum"`` (each objective normalized within its group before weighting, as
+GDPO argues). TRL sums weighted rewards itself, so only the linear scalarizer applies here.
+
+With ``beta > 0`` and a policy that is not a peft model, TRL loads the reference model from the
+policy's ``name_or_path``; a model built in memory is first saved to ``reference_dir`` so the
+reference is exactly the initial policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from moalign.errors import CheckpointError, ConfigError, DataError
+from moalign.objective import ObjectiveSet
+from moalign.trainers._fields import doc, document_fields
+from moalign.trainers.tradeoff import TradeOff, check_scored
+from moalign.weights import as_weights
+
+__all__ = ["MultiObjectiveGRPOConfig", "MultiObjectiveGRPOTrainer"]
+
+_STATE = "moalign_tradeoff.json"
+_AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
+
+
+@dataclass
+class MultiObjectiveGRPOConfig(GRPOConfig):
+    """Configuration of :class:`MultiObjectiveGRPOTrainer`: TRL's ``GRPOConfig`` plus the
+    trade-off. ``reward_weights`` are the fixed objective weights and must lie on the simplex
+    (default: uniform); ``multi_objective_aggregation`` picks the normalization."""
+
+    schedule: str | dict | None = doc(
+        None, "Weight schedule spec for moalign.schedule.get_schedule; asked once per generation "
+        "batch (exclusive with reward_weights).")
+    constraints: dict | None = doc(
+        None, "Constraints objective name -> threshold on its mean reward (GRPO-Lagrangian).")
+    lagrangian_lr: float = doc(0.05, "Dual-ascent step size of the multipliers.")
+    lagrangian_init: float = doc(0.0, "Initial value of every multiplier.")
+    lagrangian_max: float | None = doc(None, "Upper bound of the multipliers (None: unbounded).")
+    reference_dir: str | None = doc(
+        None, "Where an in-memory policy is saved for TRL to load the reference from when beta > 0 "
+        "(default: <output_dir>/reference).")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problems = []
+        if self.multi_objective_aggregation not in _AGGREGATIONS:
+            problems.append(f"'multi_objective_aggregation' must be one of {list(_AGGREGATIONS)}, "
+                            f"got {self.multi_objective_aggregation!r}")
+        if self.reward_weights is not None and self.schedule is not None:
+            problems.append("give either 'reward_weights' or 'schedule', not both")
+        if problems:
+            raise ConfigError(problems)
+        if self.reward_weights is not None:
+            as_weights(self.reward_weights, name="reward_weights")
+
+
+document_fields(MultiObjectiveGRPOConfig, only_own=True)
+
+
+class MultiObjectiveGRPOTrainer(GRPOTrainer):
+    """``trl.GRPOTrainer`` trained on K objectives with scheduled weights and constraints.
+
+    ``objectives`` is an :class:`~moalign.objective.ObjectiveSet` or what builds one (names,
+    specs, :class:`~moalign.objective.Objective` instances); ``schedule`` (an object) overrides
+    the config's spec. Other arguments are ``GRPOTrainer``'s.
+    """
+
+    def __init__(self, model: Any, objectives: Any, args: MultiObjectiveGRPOConfig | None = None,
+                 train_dataset: Any = None, eval_dataset: Any = None, processing_class: Any = None,
+                 schedule: Any = None, **kwargs: Any):
+        if args is None:
+            args = MultiObjectiveGRPOConfig("moalign-grpo")
+        elif not isinstance(args, MultiObjectiveGRPOConfig):
+            raise ConfigError(f"args must be a MultiObjectiveGRPOConfig, got {type(args).__name__}")
+        objective_set = objectives if isinstance(objectives, ObjectiveSet) else ObjectiveSet(objectives)
+        tradeoff = TradeOff(
+            objective_set.names, weights=args.reward_weights,
+            schedule=schedule if schedule is not None else args.schedule,
+            constraints=args.constraints, lagrangian_lr=args.lagrangian_lr,
+            lagrangian_init=args.lagrangian_init, lagrangian_max=args.lagrangian_max,
+        )
+        _check_columns(train_dataset, objective_set.required_columns)
+        model = _with_loadable_name(model, args, kwargs.get("peft_config"))
+        super().__init__(model=model, reward_funcs=list(objective_set.objectives), args=args,
+                         train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, **kwargs)
+        self.objective_set = objective_set
+        self.tradeoff = tradeoff
+        self.reward_weights = self._current_reward_weights()
+
+    def _current_reward_weights(self) -> torch.Tensor:
+        return torch.tensor(self.tradeoff.linear_weights(), dtype=torch.float32)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        check_scored(rewards, self.objective_set.names)
+        means = torch.nanmean(rewards.detach().cpu().double(), dim=0).numpy()
+        mode = "train" if self.model.training else "eval"
+        if mode == "train":  # TRL reads self.reward_weights right after this returns
+            self.tradeoff.tell({"step": self.state.global_step})
+            weights = self.tradeoff.ask()
+            self.tradeoff.update_multipliers(rewards)
+            self.reward_weights = self._current_reward_weights()
+            self.tradeoff.tell({"weights": weights, "rewards": means})
+        self._log_tradeoff(mode, means)
+        return rewards
+
+    def _log_tradeoff(self, mode: str, means: np.ndarray) -> None:
+        for key, value in self.tradeoff.metrics().items():
+            self._metrics[mode][key].append(value)
+        constraints = self.tradeoff.constraints
+        if constraints is not None:
+            for k, name in enumerate(self.objective_set.names):
+                if bool(constraints.constrained[k]):
+                    slack = float(means[k] - constraints.thresholds[k])
+                    self._metrics[mode][f"constraint/{name}/slack"].append(slack)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            from moalign._io import atomic_write_json
+
+            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            path = os.path.join(self._get_output_dir(trial=trial), folder, _STATE)
+            atomic_write_json(path, {"objectives": list(self.objective_set.names),
+                                     "tradeoff": self.tradeoff.state_dict()})
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None:
+            return
+        path = os.path.join(checkpoint, _STATE)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint '{checkpoint}' has no {_STATE}: not a moalign run")
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        if state["objectives"] != list(self.objective_set.names):
+            raise CheckpointError(f"checkpoint '{checkpoint}' was trained on {state['objectives']}, "
+                                  f"not {list(self.objective_set.names)}")
+        self.tradeoff.load_state_dict(state["tradeoff"])
+        self.reward_weights = self._current_reward_weights()
+
+
+def _check_columns(dataset: Any, required: tuple[str, ...]) -> None:
+    """The objectives' required columns must be in the dataset, checked before any model loads."""
+    columns = getattr(dataset, "column_names", None)
+    if columns is None or isinstance(columns, dict):
+        return
+    missing = [c for c in ("prompt", *required) if c not in columns]
+    if missing:
+        raise DataError(f"the training dataset has no column '{missing[0]}' "
+                        f"(columns: {', '.join(columns)})")
+
+
+def _with_loadable_name(model: Any, args: MultiObjectiveGRPOConfig, peft_config: Any) -> Any:
+    """Save an in-memory policy so TRL can build the reference from its name (beta > 0)."""
+    if isinstance(model, str) or args.beta == 0.0 or peft_config is not None:
+        return model
+    if hasattr(model, "disable_adapter"):  # a peft model: TRL disables the adapter instead
+        return model
+    source = str(getattr(model.config, "_name_or_path", "") or "")
+    if source and os.path.isdir(source) and os.path.isfile(os.path.join(source, "config.json")):
+        return model
+    folder = args.reference_dir or os.path.join(args.output_dir, "reference")
+    model.save_pretrained(folder)
+    model.config._name_or_path = folder
+    return model

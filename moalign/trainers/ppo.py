@@ -1,0 +1,490 @@
+"""Multi-objective PPO with a vector critic (MO-PPO), and PPO-Lagrangian constraints.
+
+Each iteration samples responses to a batch of prompts, scores them with every objective
+(rewards ``[B, K]``), and updates the policy with PPO's clipped surrogate (Schulman et al. 2017)
+on a signal built from **per-objective advantages**:
+
+- the critic (:class:`~moalign.trainers.value_heads.VectorValueModel`) has one value head per
+  objective and one for the KL penalty, and GAE runs on each channel separately
+  (:func:`~moalign.trainers.ppo_core.gae`); the terminal reward of objective ``k`` sits on the
+  last response token of its channel;
+- the objective advantages ``[tokens, K]`` go through the scalarizer with the schedule's current
+  weights, and, with constraints, through the Lagrangian combination of Safe RLHF (Dai et al.
+  2023); the multipliers take one dual-ascent step per batch;
+- the KL penalty to the reference is its own channel: ``-kl_coef * A_kl`` is added after
+  scalarization, so it counts once whatever the weights, and its value head never needs to
+  know them. Per token (``kl_penalty="token"``) or once per sequence at the last token.
+
+With the linear scalarizer the combined advantage is exactly the advantage of the weighted
+reward (GAE is linear), so the weights may change at any iteration without retraining the
+critic. The policy is trained on ``transformers`` + ``accelerate``; with LoRA (``peft``) the
+reference is the adapter-disabled base, otherwise a frozen copy of the initial policy.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from moalign._io import atomic_directory, atomic_write_json
+from moalign.errors import CheckpointError, ConfigError, ModelError
+from moalign.objective import ObjectiveSet
+from moalign.trainers import ppo_core as core
+from moalign.trainers._fields import doc, document_fields
+from moalign.trainers.checkpointing import (
+    is_peft_model,
+    json_safe,
+    latest_checkpoint,
+    load_policy_weights,
+    restore_rng,
+    rng_state,
+)
+from moalign.trainers.rollout import (
+    PromptSampler,
+    Rollout,
+    as_prompt_rows,
+    encode_prompts,
+    is_conversational,
+    sample_responses,
+)
+from moalign.trainers.tradeoff import TradeOff, check_scored
+from moalign.trainers.value_heads import VectorValueModel
+from moalign.weights import as_weights
+
+__all__ = ["MultiObjectivePPOConfig", "MultiObjectivePPOTrainer"]
+
+logger = logging.getLogger(__name__)
+_STATE = "trainer_state.json"
+
+
+@document_fields
+@dataclass
+class MultiObjectivePPOConfig:
+    """Configuration of :class:`MultiObjectivePPOTrainer` (one iteration = rollouts + PPO epochs)."""
+
+    # run
+    output_dir: str = doc("moalign-ppo", "Folder for checkpoints and the metrics log.")
+    seed: int = doc(0, "Seed of the prompt order, sampling and minibatch shuffles.")
+    max_steps: int = doc(100, "Number of PPO iterations to run.")
+    logging_steps: int = doc(1, "Log metrics every this many iterations.")
+    save_steps: int = doc(0, "Save a checkpoint every this many iterations (0: only at the end).")
+    save_final: bool = doc(True, "Save a checkpoint after the last iteration.")
+    use_cpu: bool = doc(False, "Train on the CPU even when an accelerator is available.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = doc("no", "Mixed precision of accelerate.")
+    # rollouts
+    batch_size: int = doc(16, "Prompts per iteration on each process.")
+    num_samples_per_prompt: int = doc(
+        1, "Responses sampled per prompt (they form one group for group-wise scalarizers).")
+    max_prompt_length: int | None = doc(512, "Keep at most this many last tokens of a prompt.")
+    max_new_tokens: int = doc(64, "Maximum length of a sampled response.")
+    temperature: float = doc(1.0, "Sampling temperature (log-probs are computed at it too).")
+    top_k: int = doc(0, "Top-k sampling (0: off).")
+    top_p: float = doc(1.0, "Nucleus sampling threshold (1.0: off).")
+    generation_kwargs: dict | None = doc(
+        None, "Extra arguments for transformers' GenerationConfig (e.g. suppress_tokens).")
+    # optimization
+    learning_rate: float = doc(1e-5, "AdamW learning rate of the policy.")
+    critic_learning_rate: float | None = doc(None, "Learning rate of the critic (default: learning_rate).")
+    weight_decay: float = doc(0.0, "AdamW weight decay (policy and critic).")
+    lr_scheduler_type: str = doc(
+        "constant", "Learning-rate schedule over max_steps iterations (transformers' "
+        "get_scheduler names: constant, linear, cosine, ...).")
+    warmup_steps: int = doc(0, "Iterations of linear learning-rate warmup.")
+    max_grad_norm: float | None = doc(1.0, "Gradient-norm clip per update (None: no clipping).")
+    ppo_epochs: int = doc(4, "Passes over each batch of rollouts.")
+    mini_batch_size: int = doc(8, "Responses per gradient step.")
+    # PPO
+    gamma: float = doc(1.0, "Discount per token.")
+    lam: float = doc(0.95, "GAE lambda (1.0: Monte-Carlo returns).")
+    cliprange: float = doc(0.2, "PPO ratio clip epsilon.")
+    cliprange_value: float | None = doc(0.2, "Value clip around the rollout values (None: off).")
+    kl_coef: float = doc(0.05, "Coefficient beta of the KL penalty to the reference policy.")
+    kl_estimator: Literal["k1", "k2", "k3"] = doc("k1", "Per-token KL estimator (see ppo_core).")
+    kl_penalty: Literal["token", "sequence"] = doc(
+        "token", "'token': penalize each token's KL where it occurs; 'sequence': the summed KL "
+        "once, at the last token.")
+    whiten_advantages: bool = doc(True, "Normalize the combined advantages of each batch.")
+    # trade-off
+    weights: list[float] | None = doc(None, "Fixed objective weights on the simplex (default uniform).")
+    schedule: str | dict | None = doc(None, "Weight schedule spec for moalign.schedule.get_schedule.")
+    scalarizer: str | dict = doc("linear", "Scalarizer spec for moalign.scalarize.get_scalarizer.")
+    constraints: dict | None = doc(None, "Constraints objective name -> threshold (PPO-Lagrangian).")
+    lagrangian_lr: float = doc(0.05, "Dual-ascent step size of the multipliers.")
+    lagrangian_init: float = doc(0.0, "Initial value of every multiplier.")
+    lagrangian_max: float | None = doc(None, "Upper bound of the multipliers (None: unbounded).")
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("max_steps", "batch_size", "num_samples_per_prompt", "max_new_tokens",
+                     "ppo_epochs", "mini_batch_size", "logging_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"'{name}' must be >= 1, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            problems.append(f"'temperature' must be > 0, got {self.temperature}")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
+            problems.append(f"'gamma' and 'lam' must be in [0, 1], got {self.gamma}, {self.lam}")
+        if self.kl_coef < 0:
+            problems.append(f"'kl_coef' must be >= 0, got {self.kl_coef}")
+        if self.kl_estimator not in core.KL_ESTIMATORS:
+            problems.append(f"'kl_estimator' must be one of {list(core.KL_ESTIMATORS)}")
+        if self.kl_penalty not in ("token", "sequence"):
+            problems.append(f"'kl_penalty' must be 'token' or 'sequence', got {self.kl_penalty!r}")
+        if self.weights is not None and self.schedule is not None:
+            problems.append("give either 'weights' or 'schedule', not both")
+        if problems:
+            raise ConfigError(problems)
+        if self.weights is not None:
+            as_weights(self.weights)  # off the simplex: WeightsError naming the vector
+
+
+class MultiObjectivePPOTrainer:
+    """Train a causal LM policy on K objectives with PPO and a vector critic.
+
+    ``model`` is a path/hub id or a ``PreTrainedModel`` (or a peft model); ``objectives`` an
+    :class:`~moalign.objective.ObjectiveSet` or what builds one. ``train_dataset`` holds a
+    ``prompt`` column plus the columns the objectives need. ``value_model`` defaults to a
+    :class:`VectorValueModel` copied from the policy; ``ref_model`` to a frozen copy (or the
+    adapter-disabled base under LoRA). ``schedule`` and ``scalarizer`` objects override the
+    config's specs. ``callbacks`` are called as ``callback(trainer, metrics)`` after each
+    iteration.
+    """
+
+    def __init__(self, model: Any, objectives: Any, args: MultiObjectivePPOConfig | None = None,
+                 train_dataset: Any = None, processing_class: Any = None, ref_model: Any = None,
+                 value_model: torch.nn.Module | None = None, peft_config: Any = None,
+                 schedule: Any = None, scalarizer: Any = None,
+                 callbacks: Sequence[Callable] = ()):
+        from accelerate import Accelerator
+        from transformers import get_scheduler, set_seed
+
+        self.args = args = args or MultiObjectivePPOConfig()
+        self.objectives = objectives if isinstance(objectives, ObjectiveSet) else ObjectiveSet(objectives)
+        names = self.objectives.names
+        self.tradeoff = TradeOff(
+            names, weights=args.weights, schedule=schedule if schedule is not None else args.schedule,
+            scalarizer=scalarizer if scalarizer is not None else args.scalarizer,
+            constraints=args.constraints, lagrangian_lr=args.lagrangian_lr,
+            lagrangian_init=args.lagrangian_init, lagrangian_max=args.lagrangian_max,
+        )
+        self.rows = as_prompt_rows(train_dataset, self.objectives.required_columns)
+        self.callbacks = list(callbacks)
+        set_seed(args.seed)
+        self.accelerator = Accelerator(cpu=args.use_cpu, mixed_precision=args.mixed_precision)
+
+        policy, self.tokenizer = self._load_policy(model, processing_class)
+        is_peft = is_peft_model(policy)
+        critic = value_model or VectorValueModel.from_causal_lm(policy, (*names, "kl"))
+        if getattr(critic, "num_heads", len(names) + 1) != len(names) + 1:
+            raise ModelError(f"the value model needs {len(names) + 1} heads ({', '.join(names)}, kl)")
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            policy, is_peft = get_peft_model(policy, peft_config), True
+        if is_peft or args.kl_coef == 0:
+            self.ref_model = None
+        else:
+            self.ref_model = (ref_model or copy.deepcopy(policy)).eval().requires_grad_(False)
+            self.ref_model.to(self.accelerator.device)
+
+        def adamw(module, lr):
+            params = [p for p in module.parameters() if p.requires_grad]
+            return torch.optim.AdamW(params, lr=lr, weight_decay=args.weight_decay)
+
+        def scheduler(optimizer):
+            return get_scheduler(args.lr_scheduler_type, optimizer, args.warmup_steps, args.max_steps)
+
+        policy_opt = adamw(policy, args.learning_rate)
+        critic_opt = adamw(critic, args.critic_learning_rate or args.learning_rate)
+        self.schedulers = [scheduler(policy_opt), scheduler(critic_opt)]
+        self.policy, self.critic, self.policy_optimizer, self.critic_optimizer = self.accelerator.prepare(
+            policy, critic, policy_opt, critic_opt)
+        self.sampler = PromptSampler(len(self.rows), seed=args.seed)
+        self.generator = torch.Generator().manual_seed(args.seed)
+        self.step = 0
+        self.log_history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ setup helpers
+
+    @staticmethod
+    def _load_policy(model: Any, tokenizer: Any):
+        if isinstance(model, (str, os.PathLike)):
+            from moalign.models import load_policy
+
+            model, loaded = load_policy(model)
+            tokenizer = tokenizer or loaded
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            source = getattr(model.config, "_name_or_path", "")
+            if not source:
+                raise ModelError("pass processing_class: the model was not loaded from a path")
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model, tokenizer
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.objectives.names
+
+    def _unwrap(self, module):
+        return self.accelerator.unwrap_model(module)
+
+    def _generation_kwargs(self) -> dict[str, Any]:
+        a = self.args
+        return {"max_new_tokens": a.max_new_tokens, "temperature": a.temperature, "top_k": a.top_k,
+                "top_p": a.top_p, **(a.generation_kwargs or {})}
+
+    # ------------------------------------------------------------------ rollouts
+
+    def rollout(self) -> Rollout:
+        """Sample responses to the next batch of prompts (not yet scored)."""
+        a, acc = self.args, self.accelerator
+        indices = self.sampler.next_indices(a.batch_size * acc.num_processes)
+        indices = indices[acc.process_index * a.batch_size:(acc.process_index + 1) * a.batch_size]
+        rows = [self.rows[i] for i in indices for _ in range(a.num_samples_per_prompt)]
+        groups = torch.arange(len(indices)).repeat_interleave(a.num_samples_per_prompt)
+        prompts = [r["prompt"] for r in rows]
+        columns = {c: [r[c] for r in rows] for c in rows[0] if c != "prompt"}
+        q_ids, q_mask = encode_prompts(self.tokenizer, prompts, a.max_prompt_length, acc.device)
+        r_ids, r_mask = sample_responses(self._unwrap(self.policy), self.tokenizer, q_ids, q_mask,
+                                         self._generation_kwargs())
+        texts = self.tokenizer.batch_decode(r_ids, skip_special_tokens=True)
+        completions = [[{"role": "assistant", "content": t}] if is_conversational(p) else t
+                       for p, t in zip(prompts, texts)]
+        return Rollout(prompts, completions, columns, groups, q_ids, q_mask, r_ids, r_mask)
+
+    def score(self, rollout: Rollout) -> torch.Tensor:
+        """Rewards ``[B, K]`` (NaN where unscored); an objective silent on the whole global
+        batch raises :class:`~moalign.errors.ObjectiveError`."""
+        rewards = self.objectives.score(rollout.prompts, rollout.completions, **rollout.columns)
+        values = rewards.values.to(self.accelerator.device)
+        check_scored(self.accelerator.gather(values), self.names)
+        return values
+
+    def _logits(self, model, rollout: Rollout) -> torch.Tensor:
+        """Logits predicting each response token, at the sampling temperature: ``[B, T, V]``."""
+        mask = rollout.attention_mask
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        T = rollout.response_ids.shape[1]
+        out = model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions,
+                    use_cache=False, logits_to_keep=T + 1)
+        return out.logits[:, :-1].float() / self.args.temperature
+
+    def values(self, rollout: Rollout) -> torch.Tensor:
+        """The critic's values before each response token, one column per head: ``[B, T, C]``."""
+        T = rollout.response_ids.shape[1]
+        values = self.critic(rollout.input_ids, rollout.attention_mask)
+        return values[:, -T - 1:-1].float()
+
+    @torch.no_grad()
+    def _ref_logprobs(self, rollout: Rollout) -> torch.Tensor:
+        if self.ref_model is not None:
+            logits = self._logits(self.ref_model, rollout)
+        else:
+            with self._unwrap(self.policy).disable_adapter():
+                logits = self._logits(self.policy, rollout)
+        return core.logprobs_from_logits(logits, rollout.response_ids)
+
+    @torch.no_grad()
+    def make_batch(self, rollout: Rollout, rewards: torch.Tensor) -> dict[str, Any]:
+        """Log-probs, values, per-objective GAE and the combined advantages of a rollout."""
+        a, K = self.args, len(self.names)
+        mask = rollout.response_mask
+        logits = self._logits(self.policy, rollout)
+        old_logp = core.logprobs_from_logits(logits, rollout.response_ids)
+        entropy = core.masked_mean(core.entropy_from_logits(logits), mask)
+        if a.kl_coef > 0:
+            kl = core.kl_estimate(old_logp, self._ref_logprobs(rollout), a.kl_estimator) * mask
+        else:
+            kl = torch.zeros_like(old_logp)
+        if a.kl_penalty == "sequence":
+            kl_stream = core.place_at_last_token(kl.sum(-1, keepdim=True), mask).squeeze(-1)
+        else:
+            kl_stream = kl
+        scored = ~torch.isnan(rewards)
+        channel_rewards = torch.cat(
+            [core.place_at_last_token(torch.nan_to_num(rewards), mask), kl_stream.unsqueeze(-1)], -1)
+        old_values = self.values(rollout)
+        adv, returns = core.gae(channel_rewards, old_values, mask, a.gamma, a.lam)
+
+        tokens = mask.bool()
+        objective_adv = adv[..., :K].masked_fill(~scored.unsqueeze(1), float("nan"))
+        groups = rollout.groups.to(mask.device).unsqueeze(1).expand_as(mask)
+        signal = torch.zeros_like(old_logp)
+        signal[tokens] = self.tradeoff.combine(objective_adv[tokens], groups=groups[tokens]).float()
+        advantages = torch.nan_to_num(signal) - a.kl_coef * adv[..., K]
+        if a.whiten_advantages:  # with the statistics of the global batch
+            moments = self.accelerator.reduce(core.masked_moments(advantages, mask), "sum")
+            advantages = core.masked_whiten(advantages, mask, moments=moments)
+        channel_scored = torch.cat([scored, torch.ones_like(scored[:, :1])], -1)  # KL always
+        value_mask = channel_scored.unsqueeze(1) & tokens.unsqueeze(-1)
+        ev = [core.explained_variance(old_values[..., c], returns[..., c], value_mask[..., c])
+              for c in range(K + 1)]
+        return {"rollout": rollout, "old_logp": old_logp, "old_values": old_values,
+                "advantages": advantages, "returns": returns, "value_mask": value_mask,
+                "rewards": rewards, "kl": kl.sum(-1), "entropy": entropy,
+                "explained_variance": ev}
+
+    # ------------------------------------------------------------------ optimization
+
+    def _step(self, loss: torch.Tensor, model, optimizer) -> None:
+        self.accelerator.backward(loss)
+        if self.args.max_grad_norm is not None:
+            self.accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def update(self, batch: dict[str, Any]) -> dict[str, float]:
+        """PPO epochs over a batch from :meth:`make_batch`; returns averaged loss statistics."""
+        a, r = self.args, batch["rollout"]
+        n = r.response_ids.shape[0]
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(a.ppo_epochs):
+            for idx in torch.randperm(n, generator=self.generator).split(a.mini_batch_size):
+                mb = r.select(idx)
+                idx = idx.to(r.response_ids.device)
+                logp = core.logprobs_from_logits(self._logits(self.policy, mb), mb.response_ids)
+                pg_loss, stats = core.clipped_policy_loss(
+                    logp, batch["old_logp"][idx], batch["advantages"][idx], mb.response_mask, a.cliprange)
+                self._step(pg_loss, self.policy, self.policy_optimizer)
+                vf_loss, per_head = core.clipped_value_loss(
+                    self.values(mb), batch["old_values"][idx], batch["returns"][idx],
+                    batch["value_mask"][idx], a.cliprange_value)
+                self._step(vf_loss, self.critic, self.critic_optimizer)
+                items = {"loss/policy": pg_loss, "loss/value": vf_loss, **stats,
+                         **{f"value/{h}/loss": v for h, v in zip((*self.names, "kl"), per_head)}}
+                for key, value in items.items():
+                    sums[key] = sums.get(key, 0.0) + float(torch.as_tensor(value).detach())
+                count += 1
+        means = self.accelerator.reduce(torch.tensor(list(sums.values()),
+                                                     device=self.accelerator.device) / count, "mean")
+        return {k if "/" in k else f"policy/{k}": float(v) for k, v in zip(sums, means)}
+
+    def _metrics(self, batch: dict[str, Any], losses: dict[str, float], seconds: float) -> dict:
+        acc = self.accelerator
+        rewards = acc.gather(batch["rewards"])
+        means = torch.nanmean(rewards, dim=0).tolist()
+        m: dict[str, float] = {"step": self.step}
+        for k, name in enumerate(self.names):
+            m[f"reward/{name}/mean"] = means[k]
+        if self.tradeoff.constraints is not None:
+            thresholds = self.tradeoff.constraints.thresholds.tolist()
+            for k, name in enumerate(self.names):
+                if not np.isnan(thresholds[k]):
+                    m[f"constraint/{name}/slack"] = means[k] - thresholds[k]
+        for h, ev in zip((*self.names, "kl"), batch["explained_variance"]):
+            m[f"value/{h}/explained_variance"] = float(ev)
+        tokens = acc.gather(batch["rollout"].response_mask.sum()).sum().item()
+        m.update({"kl": acc.gather(batch["kl"]).mean().item(), "entropy": float(batch["entropy"]),
+                  **losses, **self.tradeoff.metrics(), "tokens": tokens,
+                  "learning_rate": self.schedulers[0].get_last_lr()[0],
+                  "time/iteration": seconds, "tokens_per_second": tokens / max(seconds, 1e-9)})
+        return m
+
+    def train_step(self) -> dict[str, float]:
+        """One iteration: ask the weights, roll out, score, step the multipliers, make the
+        batch, update policy and critic, tell the schedule."""
+        start = time.perf_counter()
+        weights = self.tradeoff.ask()
+        rollout = self.rollout()
+        rewards = self.score(rollout)
+        self.tradeoff.update_multipliers(self.accelerator.gather(rewards))  # dual ascent
+        batch = self.make_batch(rollout, rewards)
+        losses = self.update(batch)
+        for scheduler in self.schedulers:
+            scheduler.step()
+        self.step += 1
+        metrics = self._metrics(batch, losses, time.perf_counter() - start)
+        self.tradeoff.tell({"step": self.step, "weights": weights,
+                            "rewards": np.array([metrics[f"reward/{n}/mean"] for n in self.names])})
+        return metrics
+
+    def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None) -> list[dict]:
+        """Run iterations until ``max_steps``; returns the metrics log."""
+        if resume_from_checkpoint:
+            path = resume_from_checkpoint
+            if path is True:
+                path = latest_checkpoint(self.args.output_dir)
+                if path is None:
+                    raise CheckpointError(f"no checkpoint to resume in '{self.args.output_dir}'")
+            self.load_checkpoint(path)
+        while self.step < self.args.max_steps:
+            metrics = self.train_step()
+            if self.step % self.args.logging_steps == 0 or self.step == self.args.max_steps:
+                self.log(metrics)
+            for callback in self.callbacks:
+                callback(self, metrics)
+            if self.args.save_steps and self.step % self.args.save_steps == 0:
+                self.save_checkpoint()
+        if self.args.save_final and not (self.args.save_steps and self.step % self.args.save_steps == 0):
+            self.save_checkpoint()
+        return self.log_history
+
+    def log(self, metrics: dict[str, float]) -> None:
+        self.log_history.append(metrics)
+        if self.accelerator.is_main_process:
+            shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("reward/", "kl", "multiplier/"))}
+            logger.info("step %d: %s", self.step, shown)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
+        """Save policy (or adapter) + tokenizer, critic, optimizers and LR schedules, RNG
+        states, prompt order, weights and multipliers (default ``output_dir/checkpoint-<step>``)."""
+        acc = self.accelerator
+        path = Path(path or Path(self.args.output_dir) / f"checkpoint-{self.step}")
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            with atomic_directory(path, overwrite=True) as tmp:
+                self._unwrap(self.policy).save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)
+                self._unwrap(self.critic).save(tmp)
+                torch.save({"policy": self.policy_optimizer.state_dict(),
+                            "critic": self.critic_optimizer.state_dict(),
+                            "schedulers": [s.state_dict() for s in self.schedulers]},
+                           tmp / "optimizer.pt")
+                atomic_write_json(tmp / _STATE, {
+                    "step": self.step, "sampler": self.sampler.state_dict(),
+                    "tradeoff": self.tradeoff.state_dict(), "objectives": list(self.names),
+                    "config": dataclasses.asdict(self.args),
+                    "log_history": [json_safe(m) for m in self.log_history]})
+        acc.wait_for_everyone()
+        torch.save(rng_state(self.generator), path / f"rng_state_{acc.process_index}.pt")
+        acc.wait_for_everyone()
+        return path
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Restore everything :meth:`save_checkpoint` wrote; the objectives must match."""
+        path = Path(path)
+        if not (path / _STATE).is_file():
+            raise CheckpointError(f"'{path}' is not a checkpoint of this trainer (no {_STATE})")
+        state = json.loads((path / _STATE).read_text())
+        if state["objectives"] != list(self.names):
+            raise CheckpointError(f"checkpoint '{path}' was trained on {state['objectives']}, "
+                                  f"not {list(self.names)}")
+        load_policy_weights(self._unwrap(self.policy), path)
+        self._unwrap(self.critic).load(path)
+        optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        self.policy_optimizer.load_state_dict(optim["policy"])
+        self.critic_optimizer.load_state_dict(optim["critic"])
+        for scheduler, saved in zip(self.schedulers, optim["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
+        restore_rng(torch.load(path / f"rng_state_{self.accelerator.process_index}.pt",
+                               weights_only=True), self.generator)
+        self.step = int(state["step"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.tradeoff.load_state_dict(state["tradeoff"])
+        self.log_history = list(state["log_history"])
