@@ -82,7 +82,8 @@ class FrontConfig:
     report: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Generation settings for evaluation (``max_new_tokens``, ``batch_size``, ``do_sample``).
     generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 48})
-    #: Reference point of the hypervolume (default: per objective, 0.5 below the baseline).
+    #: Reference point of the hypervolume (default: the origin for ``implicit`` accuracies;
+    #: for ``generation`` scores, just below the worst score reached, baseline included).
     reference_point: list[float] | None = None
     #: Also evaluate the starting policy (stored as ``metadata.baseline`` in front.json).
     include_baseline: bool = True
@@ -217,7 +218,8 @@ def _soup(ctx: _Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
     for w in ctx.cfg.weight_vectors():
         pid = format_weights(w)
         name = soup_adapter(model, runs, w, name="soup")
-        yield pid, w, Policy(model, adapter=name, checkpoint=f"points/{pid}/adapter")
+        # peft saves a named adapter in a subfolder of that name
+        yield pid, w, Policy(model, adapter=name, checkpoint=f"points/{pid}/adapter/{name}")
 
 
 def _conditioned(ctx: _Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
@@ -292,6 +294,20 @@ def _load_point(folder: Path, objectives: list[str]) -> dict[str, Any] | None:
     return point
 
 
+def _default_reference(cfg: FrontConfig, points: list[Any], baseline: Any) -> list[float]:
+    """Accuracies (``implicit``) live in [0, 1]: the reference is the origin. Scores of the
+    ``generation`` metric have no natural floor: the worst score reached (baseline included)
+    minus a tenth of the score range (at least 0.01)."""
+    if cfg.metric == "implicit":
+        return [0.0] * len(cfg.objectives)
+    rows = [[p.scores[o] for o in cfg.objectives] for p in points]
+    if baseline is not None:
+        rows.append([baseline["scores"][o] for o in cfg.objectives])
+    anchor = np.asarray(rows, dtype=np.float64)
+    margin = np.maximum(0.1 * (anchor.max(axis=0) - anchor.min(axis=0)), 0.01)
+    return (anchor.min(axis=0) - margin).tolist()
+
+
 def trace_front(config: FrontConfig | dict[str, Any]):
     """Train and evaluate the policies of a front; write and return the :class:`ParetoFront`.
 
@@ -343,9 +359,7 @@ def trace_front(config: FrontConfig | dict[str, Any]):
                                  metadata=res.get("metadata", {})))
     ref = cfg.reference_point
     if ref is None:
-        anchor = np.array([[p.scores[o] for o in cfg.objectives] for p in points]
-                          + ([[baseline["scores"][o] for o in cfg.objectives]] if baseline else []))
-        ref = (anchor.min(axis=0) - 0.5).tolist()
+        ref = _default_reference(cfg, points, baseline)
     metadata: dict[str, Any] = {"model": cfg.model, "dataset": cfg.dataset, "metric": cfg.metric,
                                 "seed": cfg.seed}
     if baseline is not None:

@@ -154,6 +154,9 @@ def train_lora_run(cfg: Any, base: Any, tokenizer: Any, train_ds: Any, out_dir: 
     model = copy.deepcopy(base).train()
     trainer = MultiObjectiveDPOTrainer(model=model, args=args, train_dataset=ds,
                                        processing_class=tokenizer, peft_config=lora)
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # a front prints its own summary, not every log
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
