@@ -41,10 +41,10 @@ def main() -> None:
     common = dict(
         model=args.model, objectives=["helpfulness", "harmlessness"], grid=args.points - 1,
         train_pairs=args.pairs, eval_pairs=args.eval_pairs, progress=False,
-        max_length=64 if tiny else 160, metric="implicit", include_baseline=False,
+        max_length=160, metric="implicit", include_baseline=False,
         train={"max_steps": args.steps, "per_device_train_batch_size": 4,
-               "max_length": 64 if tiny else 160, "learning_rate": 5e-3 if tiny else 1e-3,
-               "max_prompt_tokens": 32 if tiny else 64},
+               "max_length": 160, "learning_rate": 5e-3 if tiny else 1e-3,
+               "max_prompt_tokens": 48 if tiny else 64},
         lora={"r": 8, "lora_alpha": 16} if tiny else {"r": 16, "lora_alpha": 32},
     )
     fronts, wall = {}, {}

@@ -1,0 +1,427 @@
+"""Check that moalign's trainers give the same result on 1 and on 2 processes.
+
+Each trainer is trained for a few steps on a tiny random Llama (LoRA, CPU, gloo) twice: once in
+a single process with the global batch on it, once under ``torchrun --nproc_per_node 2`` with
+half of it on each process. The per-step losses both runs log and the trained parameters must
+agree to a tolerance (floating-point sums are reordered, nothing else may differ).
+
+Sampling is the one source of randomness that depends on how a batch is split (each process
+draws from its own generator). The online trainers (MO-GRPO, MO-PPO) therefore sample here with a
+generator seeded per response -- by its prompt, its place in the group and the step -- so a
+response is the same whichever process draws it; the rest of their distributed path (gathered
+rewards, group normalization, token-count normalization, gradient all-reduce) runs unchanged.
+End-of-sequence is suppressed so every response has the same length, which makes per-process
+token means equal to the global mean.
+
+Usage::
+
+    python scripts/dist_check.py                       # every trainer, prints a table
+    python scripts/dist_check.py --trainers mo-dpo modpo --steps 3
+    python scripts/dist_check.py --json results.json   # also write the comparison
+
+Exit status 0 when every trainer agrees, 1 otherwise. ``--worker`` is the internal entry point
+that ``torchrun`` starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+#: Trainers checked, in order. ``mo-dpo-precompute`` is MO-DPO with precomputed reference
+#: log-probs of an in-memory dataset (the case where each process needs the others' results);
+#: ``mo-dpo-partial`` has pairs labelled for one objective only, with
+#: ``label_normalization="batch"`` (the normalization that does not depend on the split).
+TRAINERS = ("mo-dpo", "mo-dpo-precompute", "mo-dpo-partial", "modpo", "mo-grpo", "mo-ppo")
+GLOBAL_BATCH = 8
+VOWELS, CONSONANTS = "aeiou", "bdfgk"
+
+
+# --------------------------------------------------------------------------------------------
+# Data and objectives
+# --------------------------------------------------------------------------------------------
+
+
+def preference_pairs(n: int = 32, seed: int = 0):
+    """Pairs on which the two objectives disagree: ``a`` prefers vowels, ``b`` consonants.
+
+    Every pair is labelled for both objectives, so per-process label means equal global ones.
+    """
+    import numpy as np
+    from datasets import Dataset
+
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list[Any]] = {k: [] for k in
+                                  ("prompt", "chosen", "rejected", "pref_a", "pref_b", "margin_b")}
+    for i in range(n):
+        v = " " + "".join(rng.choice(list(VOWELS), size=6))
+        c = " " + "".join(rng.choice(list(CONSONANTS), size=6))
+        vowel_first = bool(rng.integers(2))
+        chosen, rejected = (v, c) if vowel_first else (c, v)
+        rows["prompt"].append(f"Q{i % 7}:")
+        rows["chosen"].append(chosen)
+        rows["rejected"].append(rejected)
+        rows["pref_a"].append(1.0 if vowel_first else -1.0)
+        rows["pref_b"].append(-1.0 if vowel_first else 1.0)
+        # MODPO margin of objective b: r_b(chosen) - r_b(rejected), r_b = consonant fraction
+        rows["margin_b"].append(-1.0 if vowel_first else 1.0)
+    return Dataset.from_dict(rows)
+
+
+def text_objectives():
+    """Two dense rule-based objectives of a completion's characters (every response of a random
+    tiny model gets a distinct, non-zero score): ``ascii`` (fraction of ASCII characters) and
+    ``high`` (mean of ``min(ord(c), 255) / 255``)."""
+    from moalign.objective import Objective, as_text
+
+    class CharStat(Objective):
+        def __init__(self, name, fn):
+            self.name, self.fn = name, fn
+
+        def score(self, prompts, completions, **columns):
+            return [self.fn(t) if t else 0.0 for t in (as_text(c) for c in completions)]
+
+    return [CharStat("ascii", lambda t: sum(ord(c) < 128 for c in t) / len(t)),
+            CharStat("high", lambda t: sum(min(ord(c), 255) for c in t) / (255 * len(t)))]
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling that does not depend on how the batch is split
+# --------------------------------------------------------------------------------------------
+
+
+def _row_seed(prompt_ids: list[int], occurrence: int, step: int) -> int:
+    return zlib.crc32(bytes(f"{prompt_ids}|{occurrence}|{step}", "utf-8"))
+
+
+def seeded_sample(model, prompts: list[list[int]], seeds: list[int], max_new_tokens: int,
+                  suppress: list[int]) -> list[list[int]]:
+    """Sample each response on its own, from its own generator: ``max_new_tokens`` tokens."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for ids, seed in zip(prompts, seeds):
+            gen = torch.Generator().manual_seed(seed)
+            seq = list(ids)
+            for _ in range(max_new_tokens):
+                logits = model(torch.tensor([seq])).logits[0, -1].float()
+                logits[suppress] = float("-inf")
+                seq.append(int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)))
+            out.append(seq[len(ids):])
+    return out
+
+
+def _occurrences(keys: list[Any]) -> list[int]:
+    seen: dict[str, int] = {}
+    result = []
+    for k in keys:
+        key = repr(k)
+        result.append(seen.get(key, 0))
+        seen[key] = seen.get(key, 0) + 1
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# One trainer, run in this process (which may be one of several)
+# --------------------------------------------------------------------------------------------
+
+
+def _common(tmp: Path, per_process: int, steps: int) -> dict[str, Any]:
+    return dict(output_dir=str(tmp), use_cpu=True, bf16=False, gradient_checkpointing=False,
+                report_to="none", learning_rate=5e-3, max_steps=steps, logging_steps=1,
+                save_strategy="no", seed=0, disable_tqdm=True, dataloader_num_workers=0,
+                per_device_train_batch_size=per_process)
+
+
+def _lora():
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_dropout=0.0,
+                      target_modules=["q_proj", "v_proj"])
+
+
+def _run_dpo(tmp: Path, per_process: int, steps: int, precompute: bool = False,
+             partial: str | None = None):
+    from moalign.models import tiny_causal_lm
+    from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+
+    model, tok = tiny_causal_lm(0)
+    ds = preference_pairs().remove_columns("margin_b")
+    extra = {}
+    if partial is not None:  # objective b labels only the pairs whose index is a multiple of 3
+        ds = ds.map(lambda row, i: {"pref_b": row["pref_b"] if i % 3 == 0 else float("nan")},
+                    with_indices=True)
+        extra["label_normalization"] = partial
+    args = MultiObjectiveDPOConfig(objectives=["a", "b"], weights=[0.7, 0.3], beta=0.5,
+                                   max_length=64, precompute_ref_log_probs=precompute,
+                                   **extra, **_common(tmp, per_process, steps))
+    return MultiObjectiveDPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                                    peft_config=_lora())
+
+
+def _run_modpo(tmp: Path, per_process: int, steps: int):
+    from moalign.models import tiny_causal_lm
+    from moalign.trainers import MODPOConfig, MODPOTrainer
+
+    model, tok = tiny_causal_lm(0)
+    args = MODPOConfig(objectives=["a", "b"], weights=[0.6, 0.4], beta=0.5, max_length=64,
+                       **_common(tmp, per_process, steps))
+    return MODPOTrainer(model=model, args=args, train_dataset=preference_pairs(),
+                        processing_class=tok, peft_config=_lora())
+
+
+GEN_TOKENS = 6
+NUM_GENERATIONS = 4
+
+
+def _run_grpo(tmp: Path, per_process: int, steps: int):
+    from datasets import Dataset
+
+    from moalign.models import tiny_causal_lm
+    from moalign.trainers import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
+
+    model, tok = tiny_causal_lm(0)
+    suppress = [tok.eos_token_id, tok.pad_token_id]
+
+    def rollout(prompts, trainer):
+        ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        step = trainer.state.global_step
+        seeds = [_row_seed(i, j, step) for i, j in zip(ids, _occurrences(prompts))]
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        completions = seeded_sample(policy, ids, seeds, GEN_TOKENS, suppress)
+        return {"prompt_ids": ids, "completion_ids": completions, "logprobs": None}
+
+    prompts = Dataset.from_dict({"prompt": [f"Say something {i}:" for i in range(16)]})
+    common = _common(tmp, per_process, steps)  # per_process is a multiple of num_generations:
+    args = MultiObjectiveGRPOConfig(
+        num_generations=NUM_GENERATIONS, max_completion_length=GEN_TOKENS, reward_weights=[0.7, 0.3],
+        multi_objective_aggregation="normalize_then_sum", beta=0.0, temperature=1.0, **common)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    return MultiObjectiveGRPOTrainer(
+        model=model, objectives=text_objectives(), args=args,
+        train_dataset=prompts, processing_class=tok, peft_config=_lora(), rollout_func=rollout)
+
+
+def _run_ppo(tmp: Path, per_process: int, steps: int):
+    import torch
+    from accelerate import PartialState
+
+    import moalign.trainers.ppo as ppo
+    from moalign.models import tiny_causal_lm
+    from moalign.trainers import MultiObjectivePPOConfig, MultiObjectivePPOTrainer
+
+    model, tok = tiny_causal_lm(0)
+    suppress = [tok.eos_token_id, tok.pad_token_id]
+    calls = {"n": 0}
+
+    def sample(model, tokenizer, query_ids, query_mask, generation_kwargs):
+        rank = PartialState().process_index
+        rows = [q[m.bool()].tolist() for q, m in zip(query_ids, query_mask)]
+        seeds = [_row_seed([], rank * per_process + i, calls["n"]) for i in range(len(rows))]
+        calls["n"] += 1
+        out = torch.tensor(seeded_sample(model, rows, seeds, GEN_TOKENS, suppress),
+                           device=query_ids.device)
+        return out, torch.ones_like(out)
+
+    ppo.sample_responses = sample
+    args = MultiObjectivePPOConfig(
+        output_dir=str(tmp), max_steps=steps, use_cpu=True, seed=0, batch_size=per_process,
+        num_samples_per_prompt=1, max_new_tokens=GEN_TOKENS, mini_batch_size=per_process,
+        ppo_epochs=1, learning_rate=5e-3, whiten_advantages=False, kl_coef=0.1,
+        weights=[0.7, 0.3], save_final=False)
+    prompts = [{"prompt": f"Say something {i}:"} for i in range(16)]
+    return MultiObjectivePPOTrainer(
+        model, text_objectives(), args,
+        train_dataset=prompts, processing_class=tok, peft_config=_lora())
+
+
+BUILDERS = {
+    "mo-dpo": _run_dpo,
+    "mo-dpo-precompute": lambda tmp, per_process, steps: _run_dpo(tmp, per_process, steps,
+                                                                  precompute=True),
+    "mo-dpo-partial": lambda tmp, per_process, steps: _run_dpo(tmp, per_process, steps,
+                                                               partial="batch"),
+    "mo-dpo-partial-objective": lambda tmp, per_process, steps: _run_dpo(
+        tmp, per_process, steps, partial="objective"),
+    "modpo": _run_modpo,
+    "mo-grpo": _run_grpo,
+    "mo-ppo": _run_ppo,
+}
+
+
+def _trainable_vector(module) -> list[float]:
+    import torch
+
+    params = [p.detach().float().reshape(-1) for n, p in sorted(module.named_parameters())
+              if p.requires_grad]
+    return torch.cat(params).tolist() if params else []
+
+
+def _losses(trainer) -> list[float]:
+    """What each step logged, as one list: the loss (DPO family); the mean rewards, which
+    depend on every earlier update, and the loss (GRPO: ~0 on-policy, so rewards carry the
+    signal); the gathered mean rewards (MO-PPO logs the policy loss of one process only)."""
+    if hasattr(trainer, "policy"):
+        return [m[f"reward/{k}/mean"] for m in trainer.log_history for k in ("ascii", "high")]
+    keys = ["loss"]
+    if "grpo" in type(trainer).__name__.lower():
+        keys = ["rewards/ascii/mean", "rewards/high/mean", "loss"]
+    return [entry[k] for entry in trainer.state.log_history if "loss" in entry for k in keys]
+
+
+def worker(trainers: list[str], steps: int, out: str, per_process: int | None = None) -> None:
+    """Train each trainer; the main process writes ``{trainer: {losses, params}}`` to ``out``
+    after each one. In a distributed run an error ends every process (the launcher stops the
+    others), since the processes would otherwise wait on each other forever."""
+    import torch
+
+    from moalign._io import atomic_write_json
+
+    torch.set_num_threads(1)
+    nproc = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    per_process = per_process or GLOBAL_BATCH // nproc
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="moalign-dist-") as tmp:
+        for name in trainers:
+            start = time.perf_counter()
+            try:
+                trainer = BUILDERS[name](Path(tmp) / name, per_process, steps)
+                if trainer.accelerator.num_processes != nproc:
+                    raise RuntimeError(f"the trainer sees {trainer.accelerator.num_processes} "
+                                       f"process(es), the launcher started {nproc}")
+                policy = trainer.policy if hasattr(trainer, "policy") else trainer.model
+                before = torch.tensor(_trainable_vector(trainer.accelerator.unwrap_model(policy)))
+                trainer.train()
+                policy = trainer.policy if hasattr(trainer, "policy") else trainer.model
+                after = _trainable_vector(trainer.accelerator.unwrap_model(policy))
+                change = float((torch.tensor(after) - before).abs().max()) if after else 0.0
+                results[name] = {"losses": _losses(trainer), "params": after, "change": change,
+                                 "distributed_type": str(trainer.accelerator.distributed_type)}
+            except Exception as exc:
+                results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                if nproc > 1:
+                    print(f"[rank {rank}] {name}: {results[name]['error']}", flush=True)
+                    raise
+            results[name]["seconds"] = round(time.perf_counter() - start, 2)
+            print(f"[rank {rank}] {name}: {results[name].get('error', 'ok')} "
+                  f"({results[name]['seconds']} s, "
+                  f"{results[name].get('distributed_type', '?')})", flush=True)
+            if rank == 0:
+                atomic_write_json(out, {"world_size": nproc, "results": results})
+
+
+# --------------------------------------------------------------------------------------------
+# Driver: run 1 and 2 processes, compare
+# --------------------------------------------------------------------------------------------
+
+
+def _launch(nproc: int, trainers: list[str], steps: int, out: Path, timeout: float,
+            per_process: int | None = None) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1"}
+    script = [str(Path(__file__).resolve()), "--worker", "--out", str(out), "--steps", str(steps),
+              "--trainers", *trainers] + (["--per-process", str(per_process)] if per_process else [])
+    if nproc == 1:
+        cmd = [sys.executable, *script]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", *script]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    data = json.loads(out.read_text()) if out.is_file() else {"world_size": nproc, "results": {}}
+    if proc.returncode != 0:  # the trainers that did not finish are reported with the log
+        errors = [line for line in proc.stdout.splitlines() if line.startswith("[rank")]
+        for name in trainers:
+            if name not in data["results"] or "error" in data["results"][name]:
+                data["results"][name] = {"error": f"{nproc} process(es) failed: "
+                                         f"{'; '.join(errors[-2:]) or proc.stderr[-2000:]}"}
+                break
+        for name in trainers:
+            data["results"].setdefault(name, {"error": "not run (an earlier trainer failed)"})
+    return data
+
+
+def compare(single: dict, double: dict, rtol: float = 1e-4, atol: float = 1e-5) -> dict[str, Any]:
+    """Per trainer: largest loss and parameter differences, and whether they are within
+    ``atol + rtol * |single|``."""
+    import numpy as np
+
+    report = {}
+    for name, a in single["results"].items():
+        b = double["results"].get(name, {"error": "not run"})
+        if "error" in a or "error" in b:
+            report[name] = {"ok": False, "error": a.get("error") or b.get("error")}
+            continue
+        la, lb = np.asarray(a["losses"]), np.asarray(b["losses"])
+        pa, pb = np.asarray(a["params"]), np.asarray(b["params"])
+        same_shape = la.shape == lb.shape and pa.shape == pb.shape and len(la) > 0
+        loss_diff = float(np.max(np.abs(la - lb))) if same_shape else float("inf")
+        param_diff = float(np.max(np.abs(pa - pb))) if same_shape else float("inf")
+        # the parameters must have moved well beyond the tolerance, or agreement proves nothing
+        ok = same_shape and a["change"] > 100 * atol and bool(
+            np.allclose(lb, la, rtol=rtol, atol=atol) and np.allclose(pb, pa, rtol=rtol, atol=atol))
+        report[name] = {"ok": ok, "losses_1": la.tolist(), "losses_2": lb.tolist(),
+                        "max_loss_diff": loss_diff, "max_param_diff": param_diff,
+                        "param_change": a["change"], "seconds_1": a["seconds"], "seconds_2": b["seconds"]}
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=list(BUILDERS),
+                        help=f"default: {' '.join(TRAINERS)}; also 'mo-dpo-partial-objective' "
+                             "(per-process label means: equal to one process only when every "
+                             "process's batch has as many pairs labelled for each objective)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--nproc", type=int, default=2, help="processes of the distributed run")
+    parser.add_argument("--rtol", type=float, default=1e-4)
+    parser.add_argument("--atol", type=float, default=1e-5)
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--json", help="write the comparison to this file")
+    parser.add_argument("--mismatch", action="store_true",
+                        help="negative control: give each process the whole global batch in the "
+                             "distributed run (twice the batch), which must NOT agree")
+    parser.add_argument("--per-process", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.worker:
+        worker(args.trainers, args.steps, args.out, args.per_process)
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="moalign-dist-check-") as tmp:
+        start = time.perf_counter()
+        single = _launch(1, args.trainers, args.steps, Path(tmp) / "single.json", args.timeout)
+        double = _launch(args.nproc, args.trainers, args.steps, Path(tmp) / "double.json",
+                         args.timeout, GLOBAL_BATCH if args.mismatch else None)
+        elapsed = time.perf_counter() - start
+    report = compare(single, double, args.rtol, args.atol)
+    print(f"{'trainer':<18} {'ok':<4} {'losses (1 process)':<30} {'max|loss diff|':>14} "
+          f"{'max|param diff|':>15} {'max|param change|':>17}")
+    for name, r in report.items():
+        if "error" in r:
+            print(f"{name:<18} {'NO':<4} {r['error']}")
+            continue
+        losses = ", ".join(f"{x:.5f}" for x in r["losses_1"][:3]) + \
+            (", ..." if len(r["losses_1"]) > 3 else "")
+        print(f"{name:<18} {'yes' if r['ok'] else 'NO':<4} {losses:<30} "
+              f"{r['max_loss_diff']:>14.2e} {r['max_param_diff']:>15.2e} {r['param_change']:>17.2e}")
+    print(f"world sizes: {single['world_size']} and {double['world_size']}; "
+          f"global batch {GLOBAL_BATCH}; {args.steps} steps; {elapsed:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if all(r["ok"] for r in report.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
