@@ -34,8 +34,8 @@ def test_combine_and_save_with_a_reference_column(tmp_path):
         prompts=["2+2?", "3+5?"],
         references=["4", "8"],
     )
-    assert res["reasoning_accuracy"] == pytest.approx(0.5)
-    assert res["length"] == pytest.approx(1.0)
+    assert res["reasoning_accuracy"] == pytest.approx(0.5)  # 4 == 4, 7 != 8
+    assert res["length"] == pytest.approx(2 - 4 / 3)  # both replies have 4 words, target 3
     path = evaluate.save(str(tmp_path / "res.json"), **res)
     saved = json.loads(open(path).read())
     assert saved["reasoning_accuracy"] == pytest.approx(0.5)
