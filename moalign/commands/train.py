@@ -20,8 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from moalign.commands._data import preference_data, prompt_data, training_split
 from moalign.runconfig import (
     build_checked,
     check_fields,
@@ -187,6 +186,40 @@ def _train_objective_problems(trainer: str, kind: str, names: list[str],
     return problems
 
 
+#: Per kind of data: the columns every row needs.
+ROW_COLUMNS: dict[str, tuple[str, ...]] = {"preference": ("prompt", "chosen", "rejected"),
+                                           "prompts": ("prompt",)}
+
+
+def _column_problems(kind: str, columns: frozenset[str] | None, dataset: str) -> list[str]:
+    """Columns the data lacks, when its first record tells (see ``dataset_columns``)."""
+    if columns is None:
+        return []
+    return [f"'dataset': '{dataset}' has no column '{c}' (columns: {', '.join(sorted(columns))})"
+            for c in ROW_COLUMNS[kind] if c not in columns]
+
+
+def _tradeoff_problems(spec: TrainerSpec, args: Any, objectives: list) -> list[str]:
+    """The online trainers combine their objectives (weights, schedule, scalarizer,
+    constraints) in a :class:`~moalign.trainers.tradeoff.TradeOff` built when they start, after
+    the policy has loaded; build it now so that, e.g., a constraint on an objective that is not
+    trained is reported up front."""
+    if not hasattr(args, "constraints"):
+        return []
+    from moalign.errors import MoalignError
+    from moalign.objective import ObjectiveSet
+    from moalign.trainers.tradeoff import TradeOff
+
+    try:
+        TradeOff(ObjectiveSet(objectives).names, weights=getattr(args, spec.weights_field),
+                 schedule=args.schedule, scalarizer=getattr(args, "scalarizer", "linear"),
+                 constraints=args.constraints, lagrangian_lr=args.lagrangian_lr,
+                 lagrangian_init=args.lagrangian_init, lagrangian_max=args.lagrangian_max)
+    except MoalignError as exc:
+        return [str(exc)]
+    return []
+
+
 def trainer_defaults(kind: str) -> dict[str, Any]:
     """The CPU-sized trainer defaults of a kind of data (see :data:`_PROMPT_DEFAULTS`)."""
     import torch
@@ -230,6 +263,7 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
     problems += model_problems(run.model)
     problems += dataset_problems(run.dataset)
     columns = dataset_columns(run.dataset)
+    problems += _column_problems(kind, columns, run.dataset)
     problems += _train_objective_problems(trainer, kind, run.objectives, columns, run.dataset)
     weight_problems = []
     if run.weights is not None:
@@ -255,79 +289,10 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
         values.update({k: v for k, v in shared.items() if k in fields})
         args, found = build_checked(cfg_cls, values)
         problems += found
+        if args is not None and not problems:
+            problems += _tradeoff_problems(spec, args, run.objectives)
     raise_problems(problems, source)
     return ResolvedTrain(run, spec, args, columns)
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-
-
-def _label_with_scorers(ds: Any, names: list[str], batch_size: int = 32) -> Any:
-    """Add ``pref_<name>`` = sign(score(chosen) - score(rejected)) for objectives the data does
-    not label (NaN where either side is unscored)."""
-    from moalign.data import pref_column
-    from moalign.objective import load_objective
-
-    for name in names:
-        scorer = load_objective(name)
-        labels: list[float] = []
-        for start in range(0, len(ds), batch_size):
-            batch = ds[start:start + batch_size]
-            extra = {c: batch[c] for c in scorer.required_columns}
-            good = scorer(batch["prompt"], batch["chosen"], **extra)
-            bad = scorer(batch["prompt"], batch["rejected"], **extra)
-            labels += [float("nan") if a is None or b is None else float(np.sign(a - b))
-                       for a, b in zip(good, bad, strict=True)]
-        ds = ds.add_column(pref_column(name), labels)
-    return ds
-
-
-def _training_split(resolved: ResolvedTrain, seed: int) -> Any:
-    from moalign.data import train_test_split_pairs
-    from moalign.pipeline import load_dataset_spec
-
-    ds = load_dataset_spec(resolved.run.dataset)
-    return train_test_split_pairs(ds, test_size=resolved.run.test_size, seed=seed)["train"] \
-        .shuffle(seed=seed)
-
-
-def preference_data(resolved: ResolvedTrain, tokenizer: Any, seed: int) -> Any:
-    """Training pairs: the training side of the seeded split, at most ``max_examples`` pairs
-    labelled for each objective, missing labels from scorers, prompts shortened from the left."""
-    from moalign.data import pref_column, truncate_prompts
-
-    run = resolved.run
-    train = _training_split(resolved, seed)
-    labelled = run.objectives[:1] if run.trainer == "modpo" else run.objectives
-    missing = [n for n in labelled if pref_column(n) not in train.column_names]
-    if run.max_examples is not None:
-        keep: set[int] = set()
-        for name in labelled:
-            if name in missing:
-                keep.update(range(min(len(train), run.max_examples)))
-                continue
-            values = np.asarray([np.nan if v is None else v for v in train[pref_column(name)]],
-                                dtype=np.float64)
-            keep.update(np.flatnonzero(np.isfinite(values) & (values != 0))[: run.max_examples]
-                        .tolist())
-        train = train.select(sorted(keep))
-    train = _label_with_scorers(train, missing)
-    return truncate_prompts(train, tokenizer, run.max_prompt_tokens)[0]
-
-
-def prompt_data(resolved: ResolvedTrain, tokenizer: Any, seed: int) -> Any:
-    """Training prompts for online trainers (with the columns objectives read, e.g. ``answer``)."""
-    from moalign.data import truncate_prompts
-
-    run = resolved.run
-    train = _training_split(resolved, seed)
-    if run.max_examples is not None:
-        train = train.select(range(min(len(train), run.max_examples)))
-    keep = [c for c in train.column_names
-            if c not in ("chosen", "rejected") and not c.startswith("pref_")]
-    return truncate_prompts(train.select_columns(keep), tokenizer, run.max_prompt_tokens)[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,6 +369,16 @@ def objective_metrics(log: list[Mapping[str, Any]], names: list[str]) -> dict[st
     return table
 
 
+def _is_main_process() -> bool:
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def train(resolved: ResolvedTrain) -> dict[str, Any]:
     """Load, train, save; returns the record written to ``train.json``."""
     import shutil
@@ -416,10 +391,18 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
     if hasattr(args, "disable_tqdm"):
         args.disable_tqdm = not run.progress
     start = time.perf_counter()
+    train_rows = training_split(resolved, seed)  # bad data fails here, before the model loads
     model, tokenizer = load_model_spec(run.model, seed=seed)
     prepare, fit = RUNNERS[resolved.spec.data]
-    ds = prepare(resolved, tokenizer, seed)
+    ds = prepare(resolved, train_rows, tokenizer)
     out = Path(run.output_dir).expanduser()
+    if not _is_main_process():  # under accelerate / torchrun only the main process writes
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            args.output_dir = str(Path(scratch) / "trainer")
+            fit(resolved, model, tokenizer, ds, Path(scratch))
+        return {}
     with atomic_directory(out, overwrite=out.exists()) as tmp:
         args.output_dir = str(tmp / "trainer")
         log, steps = fit(resolved, model, tokenizer, ds, tmp)
@@ -475,5 +458,6 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     with quiet_library_output(args.debug, progress=data.get("progress", True) is not False):
         resolved = resolve_train_config(data, source=source)
         record = train(resolved)
-    print(summary(record))
+    if record:  # empty on the other processes of a multi-process run
+        print(summary(record))
     return 0

@@ -447,8 +447,14 @@ class MultiObjectivePPOTrainer:
         acc = self.accelerator
         path = Path(path or Path(self.args.output_dir) / f"checkpoint-{self.step}")
         acc.wait_for_everyone()
+        from accelerate.utils import gather_object
+
+        # every process's RNG goes into the folder before it is renamed into place
+        rng_states = gather_object([rng_state(self.generator)])
         if acc.is_main_process:
             with atomic_directory(path, overwrite=True) as tmp:
+                for index, state in enumerate(rng_states):
+                    torch.save(state, tmp / f"rng_state_{index}.pt")
                 self._unwrap(self.policy).save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
                 self._unwrap(self.critic).save(tmp)
@@ -461,8 +467,6 @@ class MultiObjectivePPOTrainer:
                     "tradeoff": self.tradeoff.state_dict(), "objectives": list(self.names),
                     "config": dataclasses.asdict(self.args),
                     "log_history": [json_safe(m) for m in self.log_history]})
-        acc.wait_for_everyone()
-        torch.save(rng_state(self.generator), path / f"rng_state_{acc.process_index}.pt")
         acc.wait_for_everyone()
         return path
 
