@@ -28,6 +28,7 @@ from moalign.errors import CheckpointError
 __all__ = [
     "TraceStatus",
     "check_adapter",
+    "check_model_folder",
     "check_safetensors",
     "check_trainer_checkpoint",
     "is_temporary",
@@ -158,6 +159,17 @@ def check_adapter(folder: str | os.PathLike) -> None:
         raise CheckpointError(f"adapter '{folder}' is saved as a pickle (adapter_model.bin), "
                               "which moalign does not load; re-save it with safetensors")
     check_safetensors(weights)
+
+
+def check_model_folder(folder: str | os.PathLike) -> None:
+    """A local model folder before it is loaded: an adapter passes :func:`check_adapter`, and
+    every ``*.safetensors`` file of a full model is whole (:func:`check_safetensors`)."""
+    folder = Path(folder)
+    if (folder / "adapter_config.json").is_file():
+        check_adapter(folder)
+        return
+    for weights in sorted(folder.glob("*.safetensors")):
+        check_safetensors(weights)
 
 
 def check_trainer_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:

@@ -156,9 +156,9 @@ class _Context:
         from moalign.pipeline import load_model_for_front, load_preference_splits
 
         self.cfg, self.out = cfg, out
+        self.train_ds, self.test_ds = load_preference_splits(cfg)  # bad data: before the model
         self.base, self.tokenizer = load_model_for_front(cfg)
         self.peft: Any = None  # the base wrapped with every loaded adapter (after training)
-        self.train_ds, self.test_ds = load_preference_splits(cfg)
         self.train_seconds, self.train_steps = 0.0, 0
 
     def run(self, run_id: str, **trainer_fields: Any) -> str:
@@ -263,8 +263,9 @@ METHODS: dict[str, Callable[[_Context], Iterator[tuple[str, np.ndarray, Policy]]
 # --------------------------------------------------------------------------------------------
 
 
-def _check_resume(out: Path, cfg: FrontConfig) -> None:
-    """A rerun must use the same configuration (except cosmetic fields)."""
+def _check_resume(out: Path, cfg: FrontConfig) -> dict[str, Any]:
+    """A rerun must use the same configuration (except cosmetic fields); returns the
+    configuration to save in ``config.json``."""
     saved = out / "config.json"
     current = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
     if saved.is_file():
@@ -275,8 +276,7 @@ def _check_resume(out: Path, cfg: FrontConfig) -> None:
                 f"'{out}' holds a trace with a different configuration (changed: "
                 f"{', '.join(changed)}); choose another output_dir or delete it"
             )
-    else:
-        atomic_write_json(saved, current)
+    return current
 
 
 def _load_point(folder: Path, objectives: list[str]) -> dict[str, Any] | None:
@@ -319,9 +319,13 @@ def trace_front(config: FrontConfig | dict[str, Any]):
 
     cfg = config if isinstance(config, FrontConfig) else FrontConfig(**config)
     out = Path(cfg.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"'output_dir': '{out}' exists and is not a folder")
+    current = _check_resume(out, cfg)
+    ctx = _Context(cfg, out)  # loads and checks the data, then the model
     out.mkdir(parents=True, exist_ok=True)
-    _check_resume(out, cfg)
-    ctx = _Context(cfg, out)
+    if not (out / "config.json").is_file():
+        atomic_write_json(out / "config.json", current)
     eval_seconds = 0.0
 
     def evaluate(folder: Path, policy: Policy, save_adapter: bool) -> dict[str, Any]:

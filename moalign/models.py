@@ -26,25 +26,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from moalign._io import atomic_directory
-from moalign.errors import ModelError
+from moalign.checkpoint import check_model_folder
+from moalign.errors import CheckpointError, ModelError
 
 __all__ = [
-    "CHATML_TEMPLATE",
-    "apply_lora",
-    "EMBEDDED_NAMES",
-    "INSTALL_SMOLLM2",
-    "ParameterCount",
-    "cache_root",
-    "count_parameters",
-    "default_reward_model_path",
-    "embedded_sft_checkpoint",
-    "load_policy",
-    "lora_config",
-    "prepare_tokenizer",
-    "resolve_model_source",
-    "tiny_causal_lm",
-    "tiny_reward_model",
-    "tiny_tokenizer",
+    "CHATML_TEMPLATE", "EMBEDDED_NAMES", "INSTALL_SMOLLM2", "ParameterCount", "apply_lora",
+    "cache_root", "count_parameters", "default_reward_model_path", "embedded_sft_checkpoint",
+    "load_policy", "lora_config", "prepare_tokenizer", "resolve_model_source", "tiny_causal_lm",
+    "tiny_reward_model", "tiny_tokenizer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -192,7 +181,9 @@ def resolve_model_source(
     ``.gguf`` file becomes ``(its folder, its file name)``. Raises :class:`ModelError` naming
     the path when it does not exist locally and is not a usable hub id: either it does not look
     like one, or the hub is offline (``HF_HUB_OFFLINE=1``) and the id is not in the local cache.
-    ``what`` names the thing in the message (``"policy"``, ``"reward model of 'helpfulness'"``).
+    A local folder whose weights are truncated or corrupt (only safetensors headers are read)
+    is a :class:`ModelError` naming the file too. ``what`` names the thing in the message
+    (``"policy"``, ``"reward model of 'helpfulness'"``).
     """
     text = os.fspath(name_or_path)
     if not text.strip():
@@ -208,6 +199,11 @@ def resolve_model_source(
         if not any((path / f).is_file() for f in needed):
             raise ModelError(f"{what}: the folder '{text}' has no {' or '.join(needed)}; "
                              "is it a Hugging Face checkpoint?")
+        if gguf_file is None:  # damaged weights are reported, never loaded
+            try:
+                check_model_folder(path)
+            except CheckpointError as exc:
+                raise ModelError(f"{what}: {exc}") from None
         return str(path), gguf_file
     if not _HUB_ID_RE.match(text) or text.lower().endswith(".gguf"):
         raise ModelError(f"{what}: model path '{text}' does not exist")

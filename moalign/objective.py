@@ -158,8 +158,8 @@ def _row(column: Any, i: int, n: int) -> Any:
 
 def check_scores(name: str, scores: Any, n: int) -> list[float | None]:
     """Validate a plugin's output: ``n`` finite floats or ``None``; raise naming the objective."""
-    try:
-        scores = list(scores)
+    try:  # a string or a mapping is iterable but is not a list of scores
+        scores = list(None if isinstance(scores, (str, bytes, Mapping)) else scores)
     except TypeError:
         raise ObjectiveError(
             f"objective '{name}' returned {type(scores).__name__}, expected a list of {n} floats",
@@ -401,12 +401,20 @@ def load_objective(spec: str | Mapping[str, Any] | Objective, **kwargs: Any) -> 
         )
     cls = get_objective_class(name)
     spec_kwargs.update(kwargs)
+    return _build(cls, spec_kwargs, name)
+
+
+def _build(cls: type[Objective], kwargs: dict[str, Any], name: str) -> Objective:
+    """``cls(**kwargs)``; whatever the plugin's constructor raises names the objective."""
     try:
-        return cls(**spec_kwargs)
+        return cls(**kwargs)
     except ObjectiveError:
         raise
     except (TypeError, ValueError) as exc:
         raise ObjectiveError(f"objective '{name}': bad arguments: {exc}", objective=name) from exc
+    except Exception as exc:
+        raise ObjectiveError(f"objective '{name}' could not be built: {type(exc).__name__}: "
+                             f"{exc}", objective=name) from exc
 
 
 def _load_dotted(path: str, kwargs: dict[str, Any]) -> Objective:
@@ -417,14 +425,12 @@ def _load_dotted(path: str, kwargs: dict[str, Any]) -> Objective:
         raise UnknownObjectiveError(
             f"cannot import objective '{path}': {exc}", objective=path
         ) from exc
+    except Exception as exc:  # the plugin's module itself fails while importing
+        raise ObjectiveError(f"cannot import objective '{path}': importing '{module_name}' "
+                             f"raised {type(exc).__name__}: {exc}", objective=path) from exc
     if not (isinstance(cls, type) and issubclass(cls, Objective)):
         raise ObjectiveError(f"'{path}' is not an Objective subclass", objective=path)
-    try:
-        return cls(**kwargs)
-    except ObjectiveError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ObjectiveError(f"objective '{path}': bad arguments: {exc}", objective=path) from exc
+    return _build(cls, kwargs, path)
 
 
 def describe_objectives() -> list[tuple[str, str, str]]:

@@ -146,7 +146,8 @@ class ParetoFront:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.objectives = list(self.objectives) if not isinstance(self.objectives, str) else self.objectives
+        if isinstance(self.objectives, (list, tuple)):  # anything else: validate() names it
+            self.objectives = list(self.objectives)
         self.points = list(self.points)
         self.validate()
 

@@ -93,7 +93,34 @@ def load_dataset_spec(spec: str):
     import datasets
 
     records = data.read_records(str(path))
-    return records if isinstance(records, datasets.Dataset) else datasets.Dataset.from_list(records)
+    try:
+        ds = records if isinstance(records, datasets.Dataset) else datasets.Dataset.from_list(records)
+    except (TypeError, ValueError) as exc:  # pyarrow: rows that disagree on a column's type
+        raise DataError(f"dataset '{spec}': {_mixed_column(records) or exc}") from None
+    if len(ds) == 0:
+        raise DataError(f"dataset '{spec}' is empty: it has no rows")
+    return ds
+
+
+def _mixed_column(rows: list[dict[str, Any]]) -> str | None:
+    """The first column whose rows hold values of different kinds (a number in one row, text
+    in another; text in one, chat messages in another), said with the two rows."""
+    def kind(value: Any) -> str:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return "number" if number else type(value).__name__
+
+    for key in dict.fromkeys(k for row in rows for k in row):
+        first: tuple[int, str] | None = None
+        for i, row in enumerate(rows):
+            value = row.get(key)
+            if value is None:
+                continue
+            if first is None:
+                first = (i, kind(value))
+            elif kind(value) != first[1]:
+                return (f"column '{key}' holds a {first[1]} in row {first[0]} but a {kind(value)} "
+                        f"in row {i} ({value!r:.60})")
+    return None
 
 
 def load_preference_splits(cfg: Any):

@@ -244,7 +244,7 @@ def dataset_columns(spec: str) -> frozenset[str] | None:
             import csv
 
             with open(path, newline="", encoding="utf-8") as fh:
-                return frozenset(next(csv.reader(fh), []))
+                return frozenset(next(csv.reader(fh), [])) or None  # empty: the loader says so
     except (OSError, ValueError, UnicodeDecodeError):
         return None  # the loader reports an unreadable file with its own message
     return None

@@ -16,7 +16,6 @@ By default the prompts / pairs come from the held-out side of the same seeded sp
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from moalign.errors import CheckpointError
 from moalign.runconfig import (
     build_checked,
     check_fields,
@@ -91,8 +91,14 @@ SPLITS = ("test", "all")
 
 
 def _train_output(path: str) -> dict[str, Any] | None:
+    """The ``train.json`` of a ``moalign train`` output folder (None when there is none); a
+    damaged one is a :class:`~moalign.errors.CheckpointError` naming the file."""
+    from moalign.checkpoint import read_json
+
     record = Path(path).expanduser() / TRAIN_RECORD
-    return json.loads(record.read_text()) if record.is_file() else None
+    if not record.is_file():
+        return None
+    return read_json(record, required=("model",), what="moalign train record")
 
 
 def _is_adapter(path: str) -> bool:
@@ -114,7 +120,10 @@ def resolve_eval_config(data: dict[str, Any], *, source: str | None = None) -> E
     for key in ("n", "max_length", "max_prompt_tokens", "batch_size"):
         if getattr(cfg, key) < 1:
             problems.append(f"'{key}' must be >= 1, got {getattr(cfg, key)}")
-    trained = _train_output(cfg.model)
+    try:
+        trained = _train_output(cfg.model)
+    except CheckpointError as exc:
+        trained, problems = None, [*problems, f"'model': {exc}"]
     if trained is None:
         problems += model_problems(cfg.model)
     elif _is_adapter(cfg.model) and cfg.adapter is not None:
@@ -153,23 +162,37 @@ def load_evaluated_policy(cfg: EvalConfig) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
+def _check_rows(cfg: EvalConfig, ds: Any) -> None:
+    """The columns each metric reads: ``prompt`` and the scorers' columns (``generation``);
+    valid pairs with a ``pref_<name>`` column per objective (``implicit``)."""
+    if cfg.metric == "implicit":
+        from moalign.data import validate_preference_dataset
+
+        validate_preference_dataset(ds, objectives=list(cfg.objectives), require_labels_for=[])
+        return
+    from moalign.commands._data import check_prompt_columns
+
+    check_prompt_columns(ds, cfg.objectives, cfg.dataset, "the generation metric")
+
+
 def _rows(cfg: EvalConfig) -> Any:
+    """The evaluated rows, checked (:func:`_check_rows`) before any model loads."""
     from moalign.data import train_test_split_pairs
     from moalign.pipeline import load_dataset_spec
 
     ds = load_dataset_spec(cfg.dataset)
+    _check_rows(cfg, ds)
     if cfg.split == "test":
         ds = train_test_split_pairs(ds, test_size=cfg.test_size, seed=cfg.seed)["test"]
     return ds
 
 
-def _evaluate_generation(cfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
+def _evaluate_generation(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -> dict[str, Any]:
     from moalign.data import truncate_prompt
     from moalign.evaluation import evaluate_policy
     from moalign.objective import ObjectiveSet
 
     objectives = ObjectiveSet(cfg.objectives)
-    ds = _rows(cfg)
     seen: set[str] = set()
     index: list[int] = []
     for i, prompt in enumerate(ds["prompt"]):
@@ -189,11 +212,10 @@ def _evaluate_generation(cfg: EvalConfig, model: Any, tokenizer: Any) -> dict[st
                          for p, c in zip(prompts[:3], result.completions[:3])]}
 
 
-def _evaluate_implicit(cfg: EvalConfig, model: Any, tokenizer: Any) -> dict[str, Any]:
+def _evaluate_implicit(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -> dict[str, Any]:
     from moalign.data import pref_column, truncate_prompts
     from moalign.evaluation import implicit_reward_accuracy
 
-    ds = _rows(cfg)
     keep: set[int] = set()
     for name in cfg.objectives:
         labels = np.asarray([np.nan if v is None else v for v in ds[pref_column(name)]],
@@ -221,8 +243,9 @@ EVALUATORS = {"generation": _evaluate_generation, "implicit": _evaluate_implicit
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Load the policy, evaluate it; returns the result written with ``output``."""
     start = time.perf_counter()
+    ds = _rows(cfg)  # bad data fails here, before the model loads
     model, tokenizer = load_evaluated_policy(cfg)
-    result = EVALUATORS[cfg.metric](cfg, model, tokenizer)
+    result = EVALUATORS[cfg.metric](cfg, model, tokenizer, ds)
     return jsonable({"config": asdict(cfg), "metric": cfg.metric, **result,
                      "seconds": round(time.perf_counter() - start, 3)})
 

@@ -20,7 +20,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from moalign.commands._data import preference_data, prompt_data, training_split
+from moalign.commands._data import (
+    _label_with_scorers,  # noqa: F401  (this command's helper)
+    preference_data,
+    prompt_data,
+    training_split,
+)
 from moalign.runconfig import (
     build_checked,
     check_fields,

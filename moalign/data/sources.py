@@ -46,8 +46,11 @@ def hub_offline() -> bool:
 
 def _read_json(path: Path) -> list[dict[str, Any]]:
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # truncated gzip, not UTF-8, ...
+        raise DataError(f"{path}: cannot read it: {type(exc).__name__}: {exc}") from None
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -78,10 +81,14 @@ def _read_file(path: Path) -> Records:
     name = path.name.lower()
     if name.endswith(_JSON_SUFFIXES):
         return _read_json(path)
-    if name.endswith(".parquet"):
-        return Dataset.from_parquet(str(path))
-    if name.endswith(".csv"):
-        return Dataset.from_csv(str(path))
+    readers = {".parquet": Dataset.from_parquet, ".csv": Dataset.from_csv}
+    for suffix, reader in readers.items():
+        if name.endswith(suffix):
+            try:
+                return reader(str(path))
+            except Exception as exc:  # pyarrow / pandas: an empty, truncated or damaged file
+                raise DataError(f"{path}: cannot read it as a {suffix} file: "
+                                f"{type(exc).__name__}: {exc}") from None
     raise DataError(
         f"{path}: unsupported file type; use one of {', '.join(_JSON_SUFFIXES + _TABLE_SUFFIXES)}"
     )

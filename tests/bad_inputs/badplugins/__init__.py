@@ -1,0 +1,1 @@
+"""Objective plugins that misbehave on purpose, imported by spec (``badplugins.objectives:X``)."""
