@@ -181,9 +181,12 @@ def train_lora_run(cfg: Any, base: Any, tokenizer: Any, train_ds: Any, out_dir: 
     model = copy.deepcopy(base).train()
     trainer = MultiObjectiveDPOTrainer(model=model, args=args, train_dataset=ds,
                                        processing_class=tokenizer, peft_config=lora)
-    from transformers.trainer_callback import PrinterCallback
+    # a front prints its own summary: keep the progress bar, not a dict per logged step
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    trainer.remove_callback(PrinterCallback)  # a front prints its own summary, not every log
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(_bar_only())
     start = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - start
@@ -191,6 +194,19 @@ def train_lora_run(cfg: Any, base: Any, tokenizer: Any, train_ds: Any, out_dir: 
     return {"run": run_id, "seconds": seconds, "steps": int(trainer.state.global_step),
             "weights": weights, "conditioning": conditioning, "pairs": len(ds),
             "final_loss": float(result.training_loss)}
+
+
+def _bar_only():
+    """A ``ProgressCallback`` subclass (built on demand: transformers is imported late)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        """The Trainer's progress bar without the metrics it prints at every log."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    return BarOnly
 
 
 # --------------------------------------------------------------------------------------------

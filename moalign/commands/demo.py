@@ -50,11 +50,12 @@ TINY_PRESET: dict[str, Any] = {
 }
 
 #: The default demo. Every number that sets its run time is here, so it can be tuned by
-#: measurement on the target machine. Cost model on a 2-core CPU (see docs/MEASUREMENTS):
-#: one LoRA DPO step of 4 pairs at these lengths is ~15 s, so the two runs of ``max_steps``
-#: cost ~2 x 12 x 15 s = 6 min; each of the 5 points evaluates ``eval_pairs`` held-out pairs per
-#: objective (4 sequence log-probabilities per pair) plus ``report.*.n`` GSM8K generations of
-#: ``generation.max_new_tokens`` tokens; the starting policy is evaluated once more.
+#: measurement on the target machine. Cost model on a 2-core CPU: one LoRA DPO step of 4 pairs
+#: at 128 tokens takes ~12 s, so the two runs cost ~2 x 10 x 12 s = 4 min; every point then
+#: scores ``eval_pairs`` held-out pairs per objective (2 log-probability passes of 2 x 64
+#: sequences; the reference pass is shared by all points) and generates ``report.*.n`` GSM8K
+#: answers of up to ``generation.max_new_tokens`` tokens; the starting policy is evaluated once
+#: more. See the README for the measured times.
 DEFAULT_PRESET: dict[str, Any] = {
     "method": "soup",
     "model": "smollm2",
@@ -62,14 +63,14 @@ DEFAULT_PRESET: dict[str, Any] = {
     "objectives": ["helpfulness", "harmlessness"],
     "metric": "implicit",
     "grid": 4,
-    "train_pairs": 48,  # = max_steps x per_device_train_batch_size: each pair seen once
-    "eval_pairs": 48,  # per objective: about +-14 accuracy points at 95%
-    "max_length": 160,  # tokens of prompt + reply, training and evaluation
-    "train": {"max_steps": 12, "per_device_train_batch_size": 4, "learning_rate": 1e-3,
-              "beta": 0.1, "max_length": 160, "max_prompt_tokens": 64},
+    "train_pairs": 40,  # = max_steps x per_device_train_batch_size: each pair seen once
+    "eval_pairs": 32,  # per objective; the same pairs for every point, so comparisons are paired
+    "max_length": 128,  # tokens of prompt + reply in evaluation
+    "train": {"max_steps": 10, "per_device_train_batch_size": 4, "learning_rate": 1e-3,
+              "beta": 0.1, "max_length": 128, "max_prompt_tokens": 48},
     "lora": {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
     "report": {"reasoning_accuracy": {"spec": "reasoning_accuracy", "dataset": "gsm8k", "n": 8}},
-    "generation": {"max_new_tokens": 128, "batch_size": 8},
+    "generation": {"max_new_tokens": 96, "batch_size": 8},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT_PRESET, "tiny": TINY_PRESET}
