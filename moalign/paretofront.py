@@ -22,12 +22,10 @@ Optional keys: ``metadata`` (front and point), ``condition`` (point, instead of 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
@@ -36,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from moalign._io import _fsync_dir, atomic_write_json
+from moalign._io import atomic_write_bytes, atomic_write_json
 from moalign.errors import CheckpointError, WeightsError
 from moalign.pareto import ParetoError, hypervolume, hypervolume_contributions, is_nondominated
 from moalign.weights import as_weights
@@ -465,15 +463,4 @@ def _save_figure(fig: Any, path: Path) -> Path:
     fmt = path.suffix.lstrip(".").lower() or "png"
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=120)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return atomic_write_bytes(path, buf.getvalue())
