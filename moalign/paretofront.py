@@ -398,6 +398,14 @@ def _draw_2d(ax: Any, front: ParetoFront, i: int, j: int, color: Any, marker: st
     if annotate:
         for point, (x, y) in zip(front.points, scores[:, [i, j]], strict=True):
             ax.annotate(point.label(), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    baseline = front.metadata.get("baseline") if isinstance(front.metadata, Mapping) else None
+    if isinstance(baseline, Mapping) and isinstance(baseline.get("scores"), Mapping):
+        names = (front.objectives[i], front.objectives[j])
+        if all(isinstance(baseline["scores"].get(n), Real) for n in names):
+            ax.plot(*(baseline["scores"][n] for n in names), marker="*", ms=11, ls="none",
+                    color="black", zorder=4, label="starting policy" if annotate else None)
+            if annotate:
+                ax.legend(fontsize=8, loc="lower left")
 
 
 def plot_fronts(fronts: Sequence[ParetoFront], path: str | os.PathLike,
