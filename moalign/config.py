@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -45,14 +46,29 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             f"the top level must be a mapping of keys to values, got {type(data).__name__}",
             source=str(path),
         )
-    return data
+    return _numbers(data)
+
+
+# YAML 1.1 reads ``1e-3`` (no dot in the mantissa) as a string; people mean a number.
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _numbers(value: Any) -> Any:
+    """Turn strings written like ``1e-3`` into floats, recursively."""
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def _parse_scalar(text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return _numbers(yaml.safe_load(text))
     except yaml.YAMLError:
         return text
 

@@ -32,6 +32,18 @@ def _model_of(policy: Any):
     return policy[0] if isinstance(policy, tuple) else policy
 
 
+def _nucleus(probs: Any, top_p: float) -> Any:
+    """Keep the smallest set of tokens whose probability reaches ``top_p`` (nucleus sampling)."""
+    if top_p >= 1.0:
+        return probs
+    import torch
+
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    drop = sorted_p.cumsum(-1) - sorted_p >= top_p  # the top token is always kept
+    sorted_p = sorted_p.masked_fill(drop, 0.0)
+    return torch.zeros_like(probs).scatter(-1, order, sorted_p)
+
+
 def generate_mixture(
     policies: Sequence[Any],
     weights: Sequence[float],
@@ -41,6 +53,7 @@ def generate_mixture(
     max_new_tokens: int = 48,
     do_sample: bool = False,
     temperature: float = 1.0,
+    top_p: float = 1.0,
     batch_size: int = 8,
     seed: int = 0,
     max_prompt_length: int | None = None,
@@ -49,7 +62,8 @@ def generate_mixture(
     """Generate from the log-linear mixture ``Σ_k w_k log π_k`` (greedy or sampled).
 
     Policies with zero weight are skipped, so weight ``(1, 0, ...)`` reproduces greedy
-    generation from the first policy.
+    generation from the first policy. Sampling uses ``temperature`` and nucleus ``top_p`` on
+    the mixed distribution.
     """
     import torch
 
@@ -93,7 +107,7 @@ def generate_mixture(
                         logp = torch.log_softmax(o.logits[:, -1].float(), dim=-1)
                         mixed = wk * logp if mixed is None else mixed + wk * logp
                     if do_sample:
-                        probs = torch.softmax(mixed / temperature, dim=-1).cpu()
+                        probs = _nucleus(torch.softmax(mixed / temperature, dim=-1), top_p).cpu()
                         nxt = torch.multinomial(probs, 1, generator=gen).squeeze(-1).to(device)
                     else:
                         nxt = mixed.argmax(-1)

@@ -196,8 +196,7 @@ def evaluate_policy(
             raise ValueError(f"column '{name}' has {len(values)} values for {len(prompts)} prompts")
     start = time.perf_counter()
     completions = (generate or generate_completions)(model, tokenizer, prompts, **generation)
-    prompt_texts = [p if isinstance(p, str) else p for p in prompts]
-    rewards = objective_set.score(prompt_texts, completions, **columns)
+    rewards = objective_set.score(list(prompts), completions, **columns)
     per_example = rewards.values.double().numpy()
     scores, stderr, counts = summarize(objective_set.names, per_example)
     return PolicyEvaluation(
@@ -212,7 +211,12 @@ def evaluate_policy(
 
 
 def _tokenize_pair(tokenizer: Any, prompt: Any, completion: Any, max_length: int):
-    """Token ids of prompt and completion; the prompt is cut from the left to fit."""
+    """Token ids of prompt and completion, at most ``max_length`` together.
+
+    The completion is cut from the right (as TRL's trainers do), so the start of the prompt,
+    where a weight condition lives, is kept; only a prompt longer than ``max_length - 1`` tokens
+    on its own is cut, from the left, to leave room for one completion token.
+    """
     prompt_text = render_prompt(tokenizer, prompt)
     if isinstance(completion, str):
         completion_text = completion
@@ -226,9 +230,9 @@ def _tokenize_pair(tokenizer: Any, prompt: Any, completion: Any, max_length: int
                 completion_text = full[len(prompt_text) :]
     p = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     c = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
-    c = c[:max_length]
-    p = p[max(0, len(p) - (max_length - len(c))) :] if len(p) + len(c) > max_length else p
-    return p, c
+    if len(p) > max_length - 1:
+        p = p[len(p) - (max_length - 1) :]
+    return p, c[: max_length - len(p)]
 
 
 def sequence_logprobs(
@@ -329,8 +333,9 @@ def implicit_reward_accuracy(
     scores 0.5). Returns ``{objective: {"accuracy", "stderr", "margin", "n"}}``; ``margin`` is
     the mean implicit-reward difference (better minus worse). ``transform_prompt`` rewrites
     each prompt first (e.g. to add a weight condition). ``reference_logprobs`` (from
-    :func:`pair_logprobs` of the reference on :func:`labelled_rows`) skips the reference passes,
-    e.g. when many policies share one reference.
+    :func:`pair_logprobs` of the reference on :func:`labelled_rows`, with the same
+    ``transform_prompt``) skips the reference passes, e.g. when many policies share one
+    reference.
     """
     needed = labelled_rows(dataset, objectives)
     kw = dict(batch_size=batch_size, max_length=max_length, transform_prompt=transform_prompt)

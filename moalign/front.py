@@ -25,6 +25,7 @@ killed at any moment resumes on rerun: finished runs and points are loaded, not 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -105,8 +106,8 @@ class FrontConfig:
         if self.metric == "implicit" and self.method == "decoding":
             problems.append("the 'decoding' method has no single policy to take log-probs of; "
                             "use metric: generation")
-        if self.grid < 1:
-            problems.append(f"'grid' must be >= 1, got {self.grid}")
+        if not 1 <= self.grid <= 100:  # points are named by weights with 2 decimals
+            problems.append(f"'grid' must be between 1 and 100, got {self.grid}")
         if not 0 < self.test_size < 1:
             problems.append(f"'test_size' must be in (0, 1), got {self.test_size}")
         for i, w in enumerate(self.weights or []):
@@ -114,6 +115,12 @@ class FrontConfig:
                 as_weights(w, len(self.objectives), name=f"weights[{i}]")
             except ValueError as exc:
                 problems.append(str(exc))
+        if self.weights and not problems:
+            ids = [format_weights(as_weights(w, len(self.objectives))) for w in self.weights]
+            repeated = sorted({i for i in ids if ids.count(i) > 1})
+            if repeated:
+                problems.append(f"'weights' has vectors that agree to 2 decimals ({repeated}); "
+                                "points are named by their weights, so make them distinct")
         if self.reference_point is not None and len(self.reference_point) != len(self.objectives):
             problems.append(f"'reference_point' has {len(self.reference_point)} entries for "
                             f"{len(self.objectives)} objectives")
@@ -201,7 +208,7 @@ def _sweep(ctx: _Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
     names = [ctx.run(format_weights(w).replace(".", "_"), weights=w.tolist()) for w in grid]
     for w, name in zip(grid, names):
         yield format_weights(w), w, Policy(ctx.adapter(name), adapter=name,
-                                           checkpoint=f"runs/{name}")
+                                           checkpoint=f"runs/{name}/adapter")
 
 
 def _per_objective_runs(ctx: _Context) -> list[str]:
@@ -234,7 +241,7 @@ def _conditioned(ctx: _Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
             return apply_condition(prompt, w, objectives, style=style)
 
         yield format_weights(w), w, Policy(model, adapter=name, transform_prompt=transform,
-                                           checkpoint="runs/conditioned")
+                                           checkpoint="runs/conditioned/adapter")
 
 
 def _decoding(ctx: _Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
@@ -268,6 +275,7 @@ def _check_resume(out: Path, cfg: FrontConfig) -> dict[str, Any]:
     configuration to save in ``config.json``."""
     saved = out / "config.json"
     current = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
+    current = json.loads(json.dumps(current, default=_jsonable))  # tuples, arrays -> lists
     if saved.is_file():
         before = read_json(saved, what="trace configuration")
         changed = sorted(k for k in set(before) | set(current) if before.get(k) != current.get(k))
@@ -294,6 +302,14 @@ def _load_point(folder: Path, objectives: list[str]) -> dict[str, Any] | None:
     return point
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in config.json")
+
+
 def _default_reference(cfg: FrontConfig, points: list[Any], baseline: Any) -> list[float]:
     """Accuracies (``implicit``) live in [0, 1]: the reference is the origin. Scores of the
     ``generation`` metric have no natural floor: the worst score reached (baseline included)
@@ -317,7 +333,11 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     from moalign.pareto import FrontPoint, ParetoFront
     from moalign.pipeline import evaluate_front_policy
 
-    cfg = config if isinstance(config, FrontConfig) else FrontConfig(**config)
+    if not isinstance(config, FrontConfig):
+        from moalign.runconfig import resolve_front_config
+
+        config = resolve_front_config(config)  # every problem at once, before any work
+    cfg = config
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"'output_dir': '{out}' exists and is not a folder")

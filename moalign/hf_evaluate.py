@@ -24,12 +24,6 @@ from moalign.objective import Objective, load_objective
 __all__ = ["ObjectiveMetric", "objective_metric"]
 
 
-def _metric_base():
-    import evaluate
-
-    return evaluate.Metric
-
-
 def objective_metric(objective: str | dict | Objective, **kwargs: Any):
     """An ``evaluate`` metric that scores completions with a moalign objective."""
     built = load_objective(objective, **kwargs)

@@ -128,7 +128,7 @@ def load_preference_splits(cfg: Any):
 
     The training split keeps at most ``cfg.train_pairs`` pairs labelled for each objective.
     """
-    from moalign.data import pref_column, train_test_split_pairs, validate_preference_dataset
+    from moalign.data import train_test_split_pairs, validate_preference_dataset
 
     ds = load_dataset_spec(cfg.dataset)
     validate_preference_dataset(ds, objectives=list(cfg.objectives))
@@ -137,9 +137,7 @@ def load_preference_splits(cfg: Any):
     if cfg.train_pairs is not None:
         keep: set[int] = set()
         for name in cfg.objectives:
-            labels = np.asarray(train[pref_column(name)], dtype=np.float64)
-            idx = np.flatnonzero(np.isfinite(labels) & (labels != 0))[: cfg.train_pairs]
-            keep.update(idx.tolist())
+            keep.update(_labelled_indices(train, name)[: cfg.train_pairs].tolist())
         train = train.select(sorted(keep))
     return train, test
 
@@ -214,18 +212,34 @@ def _bar_only():
 # --------------------------------------------------------------------------------------------
 
 
+def _max_prompt_tokens(cfg: Any) -> int:
+    return int({**DEFAULT_TRAIN, **cfg.train}.get("max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS))
+
+
+def _labelled_indices(ds: Any, name: str) -> np.ndarray:
+    from moalign.data import pref_column
+
+    labels = np.asarray(ds[pref_column(name)], dtype=np.float64)
+    return np.flatnonzero(np.isfinite(labels) & (labels != 0))
+
+
 def _eval_pairs(cfg: Any, ctx: Any):
+    """The first ``eval_pairs`` held-out pairs of each objective, prompts cut as in training
+    (keeping their end), so a weight condition added in front always fits."""
     if getattr(ctx, "_eval_pairs", None) is None:
-        from moalign.data import pref_column
+        from moalign.data import truncate_prompts
+        from moalign.evaluation import labelled_rows
 
         keep: set[int] = set()
         for name in cfg.objectives:
-            labels = np.asarray(ctx.test_ds[pref_column(name)], dtype=np.float64)
-            keep.update(np.flatnonzero(np.isfinite(labels) & (labels != 0))[: cfg.eval_pairs]
-                        .tolist())
-        from moalign.evaluation import labelled_rows
-
-        ctx._eval_pairs = labelled_rows(ctx.test_ds.select(sorted(keep)), list(cfg.objectives))
+            idx = _labelled_indices(ctx.test_ds, name)
+            if idx.size == 0:
+                raise DataError(f"no held-out pair is labelled for objective '{name}'; "
+                                "raise test_size or check the dataset's pref_ columns")
+            keep.update(idx[: cfg.eval_pairs].tolist())
+        rows, _ = truncate_prompts(ctx.test_ds.select(sorted(keep)), ctx.tokenizer,
+                                   _max_prompt_tokens(cfg))
+        ctx._eval_pairs = labelled_rows(rows, list(cfg.objectives))
     return ctx._eval_pairs
 
 
@@ -242,18 +256,24 @@ def _reference_logprobs(cfg: Any, ctx: Any, rows: list[dict[str, Any]]):
 
 
 def _eval_prompts(cfg: Any, ctx: Any) -> list[Any]:
+    """``eval_prompts`` distinct held-out prompts, taken in turn from each objective's pairs
+    (so every objective's prompts are represented), cut as in training."""
     if getattr(ctx, "_eval_prompts", None) is None:
         from moalign.data import truncate_prompt
 
+        queues = [list(_labelled_indices(ctx.test_ds, name)) for name in cfg.objectives]
         seen, prompts = set(), []
-        for row in ctx.test_ds:
-            key = repr(row["prompt"])
-            if key not in seen:
-                seen.add(key)
-                prompts.append(truncate_prompt(row["prompt"], ctx.tokenizer,
-                                               DEFAULT_MAX_PROMPT_TOKENS))
-            if len(prompts) >= cfg.eval_prompts:
-                break
+        while len(prompts) < cfg.eval_prompts and any(queues):
+            for queue in queues:
+                while queue:
+                    prompt = ctx.test_ds[int(queue.pop(0))]["prompt"]
+                    if repr(prompt) not in seen:
+                        seen.add(repr(prompt))
+                        prompts.append(truncate_prompt(prompt, ctx.tokenizer,
+                                                       _max_prompt_tokens(cfg)))
+                        break
+                if len(prompts) >= cfg.eval_prompts:
+                    break
         ctx._eval_prompts = prompts
     return ctx._eval_prompts
 
@@ -319,5 +339,10 @@ def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
         completions = _generate(cfg, ctx, policy, prompts)
         per = scorers.score(prompts, completions).values.double().numpy()
         scores, stderr, _ = summarize(scorers.names, per)
+    unscored = [o for o in cfg.objectives if not np.isfinite(scores[o])]
+    if unscored:
+        raise DataError(f"no held-out example could be scored for {', '.join(unscored)}: every "
+                        "score was None (check the scorer and the evaluation data)")
     metadata = {"report": _report(cfg, ctx, policy)} if cfg.report else {}
-    return {"scores": scores, "stderr": stderr, "metadata": metadata}
+    return {"scores": scores, "stderr": {o: float(np.nan_to_num(v)) for o, v in stderr.items()},
+            "metadata": metadata}

@@ -18,7 +18,7 @@ def as_weights(
     """Validate a weight vector and return it as a float64 array of shape ``[K]``.
 
     Non-negative, finite, summing to 1 within ``atol`` (then renormalized exactly), and of
-    length ``k`` when given. ``objectives`` may be passed as ``k`` to name them in the error.
+    length ``k`` when given.
     Raises :class:`~moalign.errors.WeightsError` naming the problem.
     """
     try:

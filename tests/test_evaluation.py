@@ -118,3 +118,16 @@ def test_implicit_reward_accuracy_needs_a_reference(tiny):
     with pytest.raises(ValueError, match="reference"):
         implicit_reward_accuracy(model, tok, [{"prompt": "q", "chosen": "a", "rejected": "b",
                                                "pref_a": 1.0}], ["a"])
+
+
+def test_long_pairs_keep_the_start_of_the_prompt_and_cut_the_reply(tiny):
+    """A weight condition sits at the start of a prompt: it must survive truncation."""
+    from moalign.evaluation import _tokenize_pair
+
+    _, tok = tiny
+    prompt = "Objective weights: a=0.30, b=0.70\nquestion"
+    p, c = _tokenize_pair(tok, prompt, " " + "x" * 500, max_length=64)
+    assert tok.decode(p) == prompt
+    assert len(p) + len(c) == 64
+    p, c = _tokenize_pair(tok, "y" * 100, " z", max_length=64)  # the prompt alone is too long
+    assert len(p) == 63 and len(c) == 1 and tok.decode(p) == "y" * 63

@@ -348,3 +348,12 @@ def test_objective_set_error_names_the_failing_member():
     oset = ObjectiveSet(["length", "reasoning_accuracy"])
     with pytest.raises(ObjectiveError, match="'reasoning_accuracy' needs the column 'answer'"):
         oset.score(None, ["a", "b"])
+
+
+def test_overrides_and_yaml_read_exponent_floats_as_numbers(tmp_path):
+    from moalign.config import load_yaml, parse_overrides
+
+    assert parse_overrides(["--learning_rate", "1e-3"]) == {"learning_rate": 1e-3}
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 5e-4\nname: 1e3x\nnested: {lr: [2E-5]}\n")
+    assert load_yaml(path) == {"learning_rate": 5e-4, "name": "1e3x", "nested": {"lr": [2e-5]}}
