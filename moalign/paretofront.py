@@ -8,11 +8,11 @@ independent state. :meth:`ParetoFront.save` then :meth:`ParetoFront.load` return
 object (floats included). The ``front.json`` schema::
 
     {"objectives": ["helpfulness", "harmlessness"],
-     "method": "soup", "reference_point": [0.0, 0.0], "hypervolume": 0.42,
+     "method": "soup", "reference_point": [0.0, 0.0], "hypervolume": 0.3355,
      "points": [{"id": "w0.30-0.70", "weights": [0.3, 0.7],
                  "scores": {"helpfulness": 0.61, "harmlessness": 0.55},
                  "stderr": {"helpfulness": 0.02, "harmlessness": 0.03},
-                 "nondominated": true, "checkpoint": "points/w0.30-0.70"}],
+                 "nondominated": true, "checkpoint": "points/w0.30-0.70/adapter/soup"}],
      "cost": {"train_seconds": 0.0, "eval_seconds": 0.0, "train_steps": 0}}
 
 Optional keys: ``metadata`` (front and point), ``condition`` (point, instead of or besides
