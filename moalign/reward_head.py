@@ -43,6 +43,7 @@ __all__ = [
     "SPEC_FILE",
     "FeatureCache",
     "RewardInputSpec",
+    "cached_features",
     "encode_reward_input",
     "features",
     "fit_bradley_terry",

@@ -73,8 +73,11 @@ class SFTTrainingConfig:
     #: examples per device and step
     batch_size: int = 4
     gradient_accumulation_steps: int = 1
-    #: tokens per example (longer ones are truncated by TRL); null: no limit
+    #: tokens per example (longer ones are truncated from the right by TRL); null: no limit
     max_length: int | None = 256
+    #: prompt-completion data: keep only the END of each prompt, at most this many tokens
+    #: (earliest turns dropped first), so TRL's truncation does not cut the completion; null: off
+    max_prompt_tokens: int | None = 128
     #: use at most this many examples (null: all)
     max_examples: int | None = None
     #: loss only on the completion tokens (prompt-completion data)
@@ -104,6 +107,12 @@ class SFTTrainingConfig:
             p.append(f"'learning_rate' must be > 0, got {self.learning_rate}")
         if self.max_length is not None and self.max_length < 2:
             p.append(f"'max_length' must be >= 2 or null, got {self.max_length}")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            p.append(f"'max_prompt_tokens' must be >= 1 or null, got {self.max_prompt_tokens}")
+        if (self.max_prompt_tokens is not None and self.max_length is not None
+                and self.max_prompt_tokens >= self.max_length):
+            p.append(f"'max_prompt_tokens' ({self.max_prompt_tokens}) must be below 'max_length' "
+                     f"({self.max_length}), or the completions are cut")
         if self.max_examples is not None and self.max_examples < 1:
             p.append(f"'max_examples' must be >= 1 or null, got {self.max_examples}")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -191,6 +200,11 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
     start = time.perf_counter()
     train = load_sft_dataset(cfg.dataset, max_examples=cfg.max_examples, seed=cfg.seed)
     model, tokenizer = load_policy(cfg.model, dtype=cfg.dtype)
+    shortened = 0
+    if cfg.max_prompt_tokens is not None and "prompt" in train.column_names:
+        from moalign.data import truncate_prompts
+
+        train, shortened = truncate_prompts(train, tokenizer, cfg.max_prompt_tokens)
     peft_config = None
     if cfg.lora:
         peft_config = lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
@@ -219,7 +233,7 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
     metrics = {
         "model": cfg.model, "dataset": cfg.dataset, "steps": int(out.global_step),
         "train_loss": float(out.training_loss), "loss_history": history,
-        "n_examples": len(train), "seconds": round(seconds, 1), "config": dataclasses.asdict(cfg),
+        "n_examples": len(train), "prompts_shortened": shortened, "seconds": round(seconds, 1), "config": dataclasses.asdict(cfg),
     }
     output = Path(cfg.output_dir).expanduser()
     with atomic_directory(output, overwrite=cfg.overwrite) as tmp:

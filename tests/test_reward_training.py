@@ -260,6 +260,12 @@ def test_mean_pooled_layer_truncated_bfloat16_checkpoint_reproduces_its_accuracy
     n = len(test)
     # float32 scoring of a head fitted on bfloat16 features: the same ranking up to a pair or two
     assert abs(pairwise_accuracy(s[:n], s[n:]) - result.test_accuracy) <= 2 / n
+    # the reward-model objective reads the spec and scores exactly the same way
+    from moalign.reward_model import RewardModelObjective
+
+    objective = RewardModelObjective(model=str(result.output_dir))
+    got = objective(list(test["prompt"]) * 2, list(test["chosen"]) + list(test["rejected"]))
+    np.testing.assert_allclose(got, s.numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_spec_file_round_trip_and_bad_values(tmp_path):

@@ -82,6 +82,19 @@ def test_lora_is_merged_into_a_plain_checkpoint(tiny_dir, tmp_path):
     assert tok.chat_template
 
 
+def test_long_prompts_keep_their_end_so_completions_survive(tiny_dir, tmp_path):
+    long = [{"prompt": [{"role": "user", "content": "old turn " * 40},
+                        {"role": "assistant", "content": "ok"},
+                        {"role": "user", "content": "last question?"}],
+             "completion": [{"role": "assistant", "content": "the answer"}]}] * 4
+    data = _jsonl(tmp_path / "long.jsonl", long)
+    result = train_sft(dict(model=tiny_dir, dataset=data, output_dir=str(tmp_path / "out"),
+                            lora=False, max_steps=1, max_length=96, max_prompt_tokens=64,
+                            batch_size=2))
+    assert result.metrics["prompts_shortened"] == 4
+    assert result.steps == 1 and result.train_loss > 0  # the completion tokens were trained on
+
+
 def test_bundled_hh_rlhf_gives_chosen_replies_as_targets():
     from moalign.data import load_hh_rlhf
 
