@@ -49,6 +49,8 @@ _LAZY: dict[str, str] = {
     "trace_front": "moalign.front",
     "RewardModelObjective": "moalign.reward_model",
     "embedded_sft_checkpoint": "moalign.models",
+    "train_reward_model": "moalign.reward_training",
+    "train_sft": "moalign.sft",
     "evaluate_policy": "moalign.evaluation",
     "load_policy": "moalign.models",
     "tiny_causal_lm": "moalign.models",
