@@ -354,3 +354,20 @@ def test_trace_killed_at_random_moments_resumes_to_the_same_front(tmp_path):
     assert scan_trace(out).ok
     print("kill rounds (round, delay s, exit code, finished records):", log,
           f"uninterrupted trace: {work:.1f} s after imports")
+
+
+def test_atomic_writes_use_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from moalign._io import atomic_directory, atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_directory(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("y")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
