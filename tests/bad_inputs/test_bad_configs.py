@@ -49,7 +49,7 @@ CASES = [
     dict(id="wrong-type-mapping", **_config("trace", TRACE + "train: [1, 2]\n"),
          expect=["'train' must be dict[str, Any], got [1, 2]"]),
     dict(id="value-out-of-range", **_config("trace", TRACE + "test_size: 1.5\ngrid: 0\n"),
-         expect=["'test_size' must be in (0, 1), got 1.5", "'grid' must be >= 1, got 0"]),
+         expect=["'test_size' must be in (0, 1), got 1.5", "'grid' must be between 1 and 100, got 0"]),
     dict(id="malformed-yaml", **_config("train", "model: tiny\nweights: [0.5, 0.5\n"),
          expect=["invalid configuration in {tmp}/c.yaml", "cannot parse YAML", "line 3"]),
     dict(id="tab-indented-yaml", **_config("train", "train:\n\tbeta: 0.1\n"),
