@@ -51,8 +51,8 @@ TINY_PRESET: dict[str, Any] = {
 
 #: The default demo. Every number that sets its run time is here, so it can be tuned by
 #: measurement on the target machine. Cost model on a 2-core CPU: one LoRA DPO step of 4 pairs
-#: at 128 tokens takes ~12 s, so the two runs cost ~2 x 10 x 12 s = 4 min; every point then
-#: scores ``eval_pairs`` held-out pairs per objective (2 log-probability passes of 2 x 64
+#: at 128 tokens takes ~6 s, so the two runs cost ~2 x 10 x 6 s = 2 min; every point then
+#: scores ``eval_pairs`` held-out pairs per objective (2 log-probability passes of 2 x 128
 #: sequences; the reference pass is shared by all points) and generates ``report.*.n`` GSM8K
 #: answers of up to ``generation.max_new_tokens`` tokens; the starting policy is evaluated once
 #: more. See the README for the measured times.
@@ -64,7 +64,7 @@ DEFAULT_PRESET: dict[str, Any] = {
     "metric": "implicit",
     "grid": 4,
     "train_pairs": 40,  # = max_steps x per_device_train_batch_size: each pair seen once
-    "eval_pairs": 32,  # per objective; the same pairs for every point, so comparisons are paired
+    "eval_pairs": 64,  # per objective; the same pairs for every point, so comparisons are paired
     "max_length": 128,  # tokens of prompt + reply in evaluation
     "train": {"max_steps": 10, "per_device_train_batch_size": 4, "learning_rate": 1e-3,
               "beta": 0.1, "max_length": 128, "max_prompt_tokens": 48},
