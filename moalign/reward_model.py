@@ -47,6 +47,7 @@ from typing import Any
 
 from moalign.errors import ModelError, ObjectiveError
 from moalign.objective import Objective, _check_name, as_text
+from moalign.reward_head import _messages, _plain  # one encoding of prompts for both
 
 __all__ = ["TRANSFORMS", "RewardModelObjective"]
 
@@ -420,19 +421,3 @@ def _input_spec(folder: str | os.PathLike):
     return RewardInputSpec.load(folder)
 
 
-def _messages(item: Any, role: str) -> list[dict[str, Any]]:
-    if item is None:
-        return []
-    if isinstance(item, str):
-        return [{"role": role, "content": item}]
-    if isinstance(item, Mapping):
-        return [dict(item)]
-    return [dict(m) for m in item]
-
-
-def _plain(prompt: Any) -> str:
-    if prompt is None:
-        return ""
-    if isinstance(prompt, str):
-        return prompt
-    return "".join(f"{m['role']}: {m['content']}\n" for m in _messages(prompt, "user"))
