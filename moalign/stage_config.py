@@ -28,11 +28,9 @@ __all__ = ["config_keys_epilog", "is_embedded", "load_command_config", "print_su
 
 def config_keys_epilog(cls: type) -> str:
     """The configuration keys of dataclass ``cls`` with their defaults, for ``--help``."""
-    parts = []
-    for f in dataclasses.fields(cls):
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        parts.append(f"{f.name}={default!r}")
-    return "configuration keys (YAML or --key value): " + ", ".join(parts)
+    from moalign.runconfig import keys_epilog
+
+    return keys_epilog(cls)
 
 
 def _unchecked(cls: type) -> type:
