@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--output", default=None, help="keep the traces here (default: temp)")
     args = parser.parse_args()
 
-    from moalign.front import FrontConfig, trace_front
+    from moalign.fronts.trace import FrontConfig, trace_front
     from moalign.pareto import hypervolume
 
     tiny = args.model == "tiny"

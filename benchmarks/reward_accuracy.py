@@ -35,7 +35,7 @@ def _anchor_seconds(model_name: str, dtype: str, tokens: int = 2048) -> float:
     import torch
     from transformers import AutoModel
 
-    from moalign.stage_config import resolve_model
+    from moalign.config.stage import resolve_model
 
     model = AutoModel.from_pretrained(resolve_model(model_name), dtype=getattr(torch, dtype)).eval()
     x = torch.randint(100, 1000, (16, tokens // 16))
@@ -48,7 +48,7 @@ def _anchor_seconds(model_name: str, dtype: str, tokens: int = 2048) -> float:
 
 def _length_anchor(split) -> float:
     from moalign.objective import as_text
-    from moalign.reward_head import pairwise_accuracy
+    from moalign.rewards.head import pairwise_accuracy
 
     test = split["test"]
     return pairwise_accuracy([len(as_text(c)) for c in test["chosen"]],
@@ -62,13 +62,13 @@ def float32_accuracy(folder: Path, dataset: str, objective: str, test_size: floa
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from moalign.reward_head import (
+    from moalign.rewards.head import (
         RewardInputSpec,
         encode_reward_input,
         pairwise_accuracy,
         reward_scores,
     )
-    from moalign.reward_training import load_preference_pairs
+    from moalign.rewards.training import load_preference_pairs
 
     test = load_preference_pairs(dataset, objective, test_size=test_size, seed=seed)["test"]
     if max_test_pairs is not None and len(test) > max_test_pairs:
@@ -96,13 +96,13 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from moalign.config import parse_overrides
-    from moalign.reward_training import (
+    from moalign.rewards.training import (
         RewardTrainingConfig,
         default_reward_model_dir,
         load_preference_pairs,
         train_reward_model,
     )
-    from moalign.stage_config import load_command_config
+    from moalign.config.stage import load_command_config
 
     overrides = parse_overrides([f"--{kv}" for kv in args.set])
     work = Path(tempfile.mkdtemp(prefix="moalign-reward-bench-"))

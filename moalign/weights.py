@@ -9,7 +9,34 @@ import numpy as np
 
 from moalign.errors import WeightsError
 
-__all__ = ["as_weights", "format_weights"]
+__all__ = ["as_weights", "format_weights", "weight_problems"]
+
+
+def weight_problems(weights: Any, k: int | None = None, *, name: str = "weights",
+                    atol: float = 1e-6) -> list[str]:
+    """Every problem with a weight vector, as messages naming it (empty: on the simplex).
+
+    A weight vector is non-empty, one-dimensional, finite, non-negative, sums to 1 within
+    ``atol`` and has ``k`` entries when ``k`` is given. Configs collect these problems with
+    their others; :func:`as_weights` raises them.
+    """
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        return [f"{name} must be a vector of numbers, got {weights!r}"]
+    if isinstance(weights, (str, bytes)) or w.ndim != 1 or w.size == 0:
+        return [f"{name} must be a non-empty 1-D vector of numbers, got {weights!r}"]
+    problems = []
+    if k is not None and w.size != k:
+        problems.append(f"{name} has {w.size} entries but there are {k} objectives: {w.tolist()}")
+    if not np.all(np.isfinite(w)):
+        problems.append(f"{name} contains a non-finite value: {w.tolist()}")
+    elif np.any(w < 0):
+        problems.append(f"{name} must be non-negative, got {w.tolist()}")
+    elif abs(float(w.sum()) - 1.0) > atol:
+        problems.append(f"{name} must sum to 1 (a point on the simplex), got sum "
+                        f"{float(w.sum()):g}: {w.tolist()}")
+    return problems
 
 
 def as_weights(
@@ -17,26 +44,14 @@ def as_weights(
 ) -> np.ndarray:
     """Validate a weight vector and return it as a float64 array of shape ``[K]``.
 
-    Non-negative, finite, summing to 1 within ``atol`` (then renormalized exactly), and of
-    length ``k`` when given.
-    Raises :class:`~moalign.errors.WeightsError` naming the problem.
+    The checks are those of :func:`weight_problems`; the vector is then renormalized exactly.
+    Raises :class:`~moalign.errors.WeightsError` naming every problem.
     """
-    try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise WeightsError(f"{name} must be a vector of numbers, got {weights!r}") from None
-    if w.ndim != 1 or w.size == 0:
-        raise WeightsError(f"{name} must be a non-empty 1-D vector, got shape {w.shape}")
-    if k is not None and w.size != k:
-        raise WeightsError(f"{name} has {w.size} entries but there are {k} objectives: {w.tolist()}")
-    if not np.all(np.isfinite(w)):
-        raise WeightsError(f"{name} contains a non-finite value: {w.tolist()}")
-    if np.any(w < 0):
-        raise WeightsError(f"{name} must be non-negative, got {w.tolist()}")
-    total = float(w.sum())
-    if abs(total - 1.0) > atol:
-        raise WeightsError(f"{name} must sum to 1 (a point on the simplex), got sum {total:g}: {w.tolist()}")
-    return w / total
+    problems = weight_problems(weights, k, name=name, atol=atol)
+    if problems:
+        raise WeightsError("; ".join(problems))
+    w = np.asarray(weights, dtype=np.float64)
+    return w / float(w.sum())
 
 
 def format_weights(weights: Sequence[float], digits: int = 2) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moalign.models import default_reward_model_path
-from moalign.reward_model import RewardModelObjective
+from moalign.rewards.model import RewardModelObjective
 
 #: Label names read as "the harmful class" of a classifier (compared case-insensitively).
 HARMFUL_LABELS = ("harmful", "unsafe", "toxic", "harm")

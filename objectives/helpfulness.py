@@ -1,7 +1,7 @@
 """``helpfulness``: a reward model's score of how helpful a completion is.
 
 Any Hugging Face sequence-classification checkpoint works (``model=PATH``, or a hub id when
-online); see :class:`moalign.reward_model.RewardModelObjective` for how inputs are formatted,
+online); see :class:`moalign.rewards.model.RewardModelObjective` for how inputs are formatted,
 truncated and batched. Without ``model=``, the reward model that ``moalign reward`` trains for
 this objective is used, from ``moalign.models.default_reward_model_path("helpfulness")``
 (``~/.cache/moalign/reward-models/helpfulness`` unless ``$MOALIGN_CACHE`` says otherwise).
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moalign.models import default_reward_model_path
-from moalign.reward_model import RewardModelObjective
+from moalign.rewards.model import RewardModelObjective
 
 
 class Helpfulness(RewardModelObjective):

@@ -2,7 +2,7 @@
 
 The final answer is extracted from the completion (``\\boxed{}``, ``#### n``, "the answer is
 ...", or the last number) and compared with a reference column, numerically with a relative
-tolerance and symbolically for MATH-style answers; see :mod:`moalign.answers`. GSM8K
+tolerance and symbolically for MATH-style answers; see :mod:`moalign.verify.answers`. GSM8K
 (Cobbe et al. 2021) references such as ``"... #### 72"`` are reduced to their final number,
 MATH (Hendrycks et al. 2021) references may be bare answers or solutions with a box.
 """
@@ -13,9 +13,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from moalign.answers import ANSWER_FORMATS, is_correct
 from moalign.errors import ObjectiveError
 from moalign.objective import Objective, as_text
+from moalign.verify.answers import ANSWER_FORMATS, is_correct
 
 
 class ReasoningAccuracy(Objective):

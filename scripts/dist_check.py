@@ -284,7 +284,7 @@ def worker(trainers: list[str], steps: int, out: str, per_process: int | None = 
     others), since the processes would otherwise wait on each other forever."""
     import torch
 
-    from moalign._io import atomic_write_json
+    from moalign.storage.files import atomic_write_json
 
     torch.set_num_threads(1)
     nproc = int(os.environ.get("WORLD_SIZE", "1"))

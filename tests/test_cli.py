@@ -55,7 +55,7 @@ def tiny_demo(tmp_path_factory):
 
 
 def test_demo_tiny_front_is_schema_valid_and_agrees_with_pareto(tiny_demo):
-    from moalign.paretofront import ParetoFront
+    from moalign.pareto.front import ParetoFront
 
     out = tiny_demo["dir"]
     data = json.loads((out / "front.json").read_text())
@@ -94,7 +94,7 @@ def test_demo_tiny_front_is_schema_valid_and_agrees_with_pareto(tiny_demo):
 
 
 def test_demo_rerun_reuses_finished_points(tiny_demo, monkeypatch):
-    import moalign.pipeline
+    import moalign.fronts.pipeline
 
     out = tiny_demo["dir"]
     before = json.loads((out / "front.json").read_text())
@@ -105,8 +105,8 @@ def test_demo_rerun_reuses_finished_points(tiny_demo, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished run or point was recomputed")
 
-    monkeypatch.setattr(moalign.pipeline, "train_lora_run", forbidden)
-    monkeypatch.setattr(moalign.pipeline, "evaluate_front_policy", forbidden)
+    monkeypatch.setattr(moalign.fronts.pipeline, "train_lora_run", forbidden)
+    monkeypatch.setattr(moalign.fronts.pipeline, "evaluate_front_policy", forbidden)
     rc, stdout, stderr, wall = _run(["demo", "--tiny", "--output", str(out), "--quiet"])
     assert rc == 0, stderr
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
@@ -221,7 +221,7 @@ def test_train_online_trainers_on_bundled_gsm8k(trainer, extra, tmp_path):
 def test_missing_labels_come_from_a_scorer():
     from datasets import Dataset
 
-    from moalign.commands.train import _label_with_scorers
+    from moalign.cli._data import _label_with_scorers
     from moalign.objective import load_objective
 
     words = lambda n: " ".join(["w"] * n)  # noqa: E731  (length: 1 up to 100 words, 0 at 200)
@@ -253,13 +253,13 @@ output_dir: {out}
 
 
 def test_train_config_problems_are_reported_together(tmp_path, monkeypatch):
-    import moalign.pipeline
+    import moalign.fronts.pipeline
 
     def forbidden(*args, **kwargs):
         raise AssertionError("loaded something before the configuration was checked")
 
-    monkeypatch.setattr(moalign.pipeline, "load_model_spec", forbidden)
-    monkeypatch.setattr(moalign.pipeline, "load_dataset_spec", forbidden)
+    monkeypatch.setattr(moalign.fronts.pipeline, "load_model_spec", forbidden)
+    monkeypatch.setattr(moalign.fronts.pipeline, "load_dataset_spec", forbidden)
     config = tmp_path / "bad.yaml"
     config.write_text(BAD_TRAIN.format(out=tmp_path / "out"))
     rc, stdout, stderr, _ = _run(["train", "--config", str(config)])
@@ -330,9 +330,9 @@ def test_debug_shows_the_traceback():
 
 
 def test_example_configs_validate():
-    from moalign.commands.train import resolve_train_config
+    from moalign.cli.train import resolve_train_config
     from moalign.config import load_yaml
-    from moalign.runconfig import resolve_front_config
+    from moalign.config.checking import resolve_front_config
 
     examples = Path(__file__).resolve().parents[1] / "examples" / "configs"
     for name in ("trace_soup.yaml", "trace_tiny.yaml"):
@@ -343,8 +343,8 @@ def test_example_configs_validate():
 
 
 def test_bundled_columns_match_the_loaders():
-    from moalign.pipeline import load_dataset_spec
-    from moalign.runconfig import BUNDLED_COLUMNS
+    from moalign.fronts.pipeline import load_dataset_spec
+    from moalign.config.checking import BUNDLED_COLUMNS
 
     for name, columns in BUNDLED_COLUMNS.items():
         assert set(load_dataset_spec(name).column_names) == columns, name
@@ -354,7 +354,7 @@ def test_bundled_columns_match_the_loaders():
 
 
 def test_plot_overlays_two_fronts(tiny_demo, tmp_path):
-    from moalign.paretofront import FrontPoint, ParetoFront
+    from moalign.pareto.front import FrontPoint, ParetoFront
 
     a = tiny_demo["dir"] / "front.json"
     first = ParetoFront.load(a)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from moalign.checkpoint import (
+from moalign.storage.checkpoints import (
     check_adapter,
     check_safetensors,
     check_trainer_checkpoint,
@@ -48,7 +48,7 @@ def _weights(path: Path, n: int = 16) -> Path:
 _KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    import moalign._io as io
+    import moalign.storage.files as io
 
     def die(*args):  # the process dies just before the rename that would publish the result
         os.kill(os.getpid(), signal.SIGKILL)
@@ -189,7 +189,7 @@ def _seed_trace(out: Path) -> None:
     """A trace folder as a previous run leaves it: config written, baseline evaluated."""
     from dataclasses import asdict
 
-    from moalign.front import FrontConfig
+    from moalign.fronts.trace import FrontConfig
 
     cfg = FrontConfig(**TRACE, output_dir=str(out))
     saved = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
@@ -209,7 +209,7 @@ def _seed_trace(out: Path) -> None:
     ("run-weights", "adapter_model.safetensors"),
 ])
 def test_damaged_trace_files_stop_the_resume_with_a_named_error(tmp_path, damage, named):
-    from moalign.front import trace_front
+    from moalign.fronts.trace import trace_front
 
     out = tmp_path / "trace"
     _seed_trace(out)
@@ -263,7 +263,7 @@ def test_scan_trace_sorts_finished_partial_and_stray(tmp_path):
 
 _CHILD = textwrap.dedent("""
     import json, sys
-    from moalign.front import trace_front
+    from moalign.fronts.trace import trace_front
     print("ready", flush=True)
     trace_front({**json.loads(sys.argv[1]), "output_dir": sys.argv[2]})
 """)
@@ -360,7 +360,7 @@ def test_atomic_writes_use_the_usual_permissions(tmp_path):
     import os
     import stat
 
-    from moalign._io import atomic_directory, atomic_write_text
+    from moalign.storage.files import atomic_directory, atomic_write_text
 
     mask = os.umask(0o022)
     try:

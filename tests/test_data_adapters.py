@@ -23,7 +23,7 @@ from moalign.data import (
     validate_preference_dataset,
 )
 from moalign.errors import DataError
-from moalign.resources import bundled_path
+from moalign.data.bundled import bundled_path
 
 # --------------------------------------------------------------------------------------------
 # PKU-SafeRLHF: a SYNTHETIC fixture in the source's schema (not real data)

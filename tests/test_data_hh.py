@@ -20,7 +20,7 @@ from moalign.data import (
     validate_preference_dataset,
 )
 from moalign.errors import DataError
-from moalign.resources import bundled_path
+from moalign.data.bundled import bundled_path
 
 A = "\n\nAssistant:"
 

@@ -36,7 +36,7 @@ def _tensors(out: Path) -> dict[str, dict]:
 def test_same_config_and_seed_give_a_bit_identical_front(tmp_path):
     import torch
 
-    from moalign.front import trace_front
+    from moalign.fronts.trace import trace_front
 
     outs = [tmp_path / "first", tmp_path / "second"]
     for out in outs:

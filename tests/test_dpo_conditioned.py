@@ -16,7 +16,7 @@ from _dpo_testkit import (
     tiny_pair,
 )
 
-from moalign.conditioning import apply_condition, format_condition
+from moalign.tradeoff.conditioning import apply_condition, format_condition
 from moalign.models import tiny_causal_lm
 from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 

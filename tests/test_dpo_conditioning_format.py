@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moalign.conditioning import (
+from moalign.tradeoff.conditioning import (
     apply_condition,
     format_condition,
     has_condition,

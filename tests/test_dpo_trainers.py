@@ -202,7 +202,7 @@ def test_annealed_schedule_is_asked_once_per_step(tmp_path):
 
 
 def test_mgda_weights_are_the_min_norm_of_the_objective_gradients(tmp_path):
-    from moalign.mgda import min_norm_weights
+    from moalign.tradeoff.mgda import min_norm_weights
 
     data = conflicting_pairs(8, seed=7)
     trainer = mo_trainer(tmp_path, data, ref_seed=1, objectives=["a", "b"], weight_schedule="mgda")

@@ -7,7 +7,7 @@ import json
 import evaluate
 import pytest
 
-from moalign.hf_evaluate import objective_metric
+from moalign.evaluation.hf_evaluate import objective_metric
 from moalign.objective import load_objective
 
 

@@ -340,7 +340,7 @@ def test_spacing_matches_pymoo_up_to_divisor(p):
 
 
 def test_front_classes_are_reexported():
-    from moalign import paretofront
+    from moalign.pareto import front as paretofront
 
     assert pareto.ParetoFront is paretofront.ParetoFront is moalign.ParetoFront
     assert pareto.FrontPoint is paretofront.FrontPoint

@@ -285,7 +285,7 @@ def test_the_constrained_example_config_is_valid():
     from pathlib import Path
 
     from moalign.config import build_config, load_yaml
-    from moalign.trainers.tradeoff import TradeOff
+    from moalign.tradeoff.tradeoff import TradeOff
 
     data = load_yaml(Path(__file__).parents[1] / "examples" / "configs" / "ppo_constrained.yaml")
     assert data.pop("trainer") == "ppo"

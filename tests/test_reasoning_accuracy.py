@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 import moalign
-from moalign.answers import (
+from moalign.verify.answers import (
     answers_match,
     extract_answer,
     extract_boxed,
@@ -20,8 +20,8 @@ from moalign.answers import (
     parse_reference,
 )
 from moalign.errors import ObjectiveError
-from moalign.latex_math import latex_to_expression, to_sympy
-from moalign.resources import bundled_path
+from moalign.verify.latex_math import latex_to_expression, to_sympy
+from moalign.data.bundled import bundled_path
 from objectives.reasoning_accuracy import ReasoningAccuracy
 
 

@@ -14,7 +14,7 @@ import torch
 import moalign
 from moalign.errors import ModelError, ObjectiveError
 from moalign.models import tiny_reward_model
-from moalign.reward_model import RewardModelObjective
+from moalign.rewards.model import RewardModelObjective
 from objectives.harmlessness import Harmlessness
 from objectives.helpfulness import Helpfulness
 

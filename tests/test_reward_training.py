@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from moalign.errors import ConfigError, DataError
-from moalign.reward_head import (
+from moalign.rewards.head import (
     RewardInputSpec,
     encode_reward_input,
     features,
@@ -25,7 +25,7 @@ from moalign.reward_head import (
     reward_scores,
     select_l2,
 )
-from moalign.reward_training import (
+from moalign.rewards.training import (
     RewardTrainingConfig,
     default_reward_model_dir,
     load_preference_pairs,
@@ -93,7 +93,7 @@ def _base(tiny_dir, pairs_file, tmp_path, **kw):
 
 
 def test_head_only_checkpoint_loads_as_objective_and_ranks_marker(tiny_dir, pairs_file, tmp_path):
-    from moalign.reward_model import RewardModelObjective
+    from moalign.rewards.model import RewardModelObjective
 
     result = train_reward_model(_base(tiny_dir, pairs_file, tmp_path, pooling="last"))
     assert result.n_train + result.n_test == 120
@@ -184,7 +184,7 @@ def test_select_l2_picks_the_best_cross_validated_candidate():
 def test_encoding_matches_reward_model_objective_and_truncates_by_part(tiny_dir):
     from transformers import AutoTokenizer
 
-    from moalign.reward_model import RewardModelObjective
+    from moalign.rewards.model import RewardModelObjective
 
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     objective = RewardModelObjective(model=tiny_dir_classifier(tiny_dir))
@@ -217,7 +217,7 @@ def tiny_dir_classifier(tiny_dir: str) -> str:
 
 
 def test_feature_cache_makes_reruns_skip_the_backbone(tiny_dir, pairs_file, tmp_path, monkeypatch):
-    import moalign.reward_head as rh
+    import moalign.rewards.head as rh
 
     cfg = _base(tiny_dir, pairs_file, tmp_path, max_prompt_tokens=24, max_completion_tokens=16)
     first = train_reward_model(cfg)
@@ -261,7 +261,7 @@ def test_mean_pooled_layer_truncated_bfloat16_checkpoint_reproduces_its_accuracy
     # float32 scoring of a head fitted on bfloat16 features: the same ranking up to a pair or two
     assert abs(pairwise_accuracy(s[:n], s[n:]) - result.test_accuracy) <= 2 / n
     # the reward-model objective reads the spec and scores exactly the same way
-    from moalign.reward_model import RewardModelObjective
+    from moalign.rewards.model import RewardModelObjective
 
     objective = RewardModelObjective(model=str(result.output_dir))
     got = objective(list(test["prompt"]) * 2, list(test["chosen"]) + list(test["rejected"]))
@@ -284,7 +284,7 @@ def test_spec_file_round_trip_and_bad_values(tmp_path):
 def test_trl_reward_trainer_paths(tiny_dir, pairs_file, tmp_path, method):
     from transformers import AutoModelForSequenceClassification
 
-    from moalign.reward_model import RewardModelObjective
+    from moalign.rewards.model import RewardModelObjective
 
     result = train_reward_model(_base(
         tiny_dir, pairs_file, tmp_path, method=method, learning_rate=3e-3, max_steps=16,
@@ -305,7 +305,7 @@ def test_trl_reward_trainer_paths(tiny_dir, pairs_file, tmp_path, method):
 
 
 def test_config_errors_are_all_reported_before_loading(tmp_path, monkeypatch):
-    from moalign.stage_config import load_command_config
+    from moalign.config.stage import load_command_config
 
     config = tmp_path / "reward.yaml"
     config.write_text("objectve: helpfulness\nbatch_size: many\ndataset: missing.jsonl\n"
@@ -346,7 +346,7 @@ def test_cli_reward_trains_from_yaml_with_overrides(tiny_dir, pairs_file, tmp_pa
 
 def test_objective_without_labelled_pairs_is_a_data_error_before_the_model_loads(
         tiny_dir, tmp_path, monkeypatch):
-    import moalign.reward_training as rt
+    import moalign.rewards.training as rt
 
     rows = _pairs(10)
     for r in rows:

@@ -16,7 +16,7 @@ from moalign.trainers.rollout import (
     encode_prompts,
     sample_responses,
 )
-from moalign.trainers.tradeoff import TradeOff, check_scored
+from moalign.tradeoff.tradeoff import TradeOff, check_scored
 from moalign.trainers.value_heads import VectorValueModel
 
 # ------------------------------------------------------------------------------------- GAE

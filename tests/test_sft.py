@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from moalign.errors import ConfigError, DataError
-from moalign.sft import SFTTrainingConfig, load_sft_dataset, train_sft
+from moalign.trainers.sft import SFTTrainingConfig, load_sft_dataset, train_sft
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_other_formats_and_missing_columns(tmp_path):
 
 
 def test_config_problems_are_reported_together(tiny_dir, tmp_path):
-    from moalign.stage_config import load_command_config
+    from moalign.config.stage import load_command_config
 
     existing = tmp_path / "exists"
     existing.mkdir()

@@ -246,7 +246,7 @@ def _subset_source(subset: str, path: str | os.PathLike | None, split: str, sing
                 f"only the 'test' split of HH-RLHF is bundled; for split '{split}' pass "
                 "path= (a local copy of anthropics/hh-rlhf, or 'Anthropic/hh-rlhf' when online)"
             )
-        from moalign.resources import bundled_path
+        from moalign.data.bundled import bundled_path
 
         return bundled_path(f"hh-rlhf/{subset}"), None
     local = Path(os.fspath(path)).expanduser()

@@ -48,7 +48,7 @@ def gsm8k_final_answer(solution: str) -> str:
 def _source(path: str | os.PathLike | None, bundled: str):
     if path is not None:
         return path
-    from moalign.resources import bundled_path
+    from moalign.data.bundled import bundled_path
 
     return bundled_path(bundled)
 
@@ -139,7 +139,7 @@ def load_math500(
         if "answer" in cols:
             answer = cols["answer"][i]
         else:
-            from moalign.answers import extract_boxed
+            from moalign.verify.answers import extract_boxed
 
             answer = extract_boxed(solution)
             if answer is None:

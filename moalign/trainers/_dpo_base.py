@@ -336,7 +336,7 @@ class _MultiObjectiveDPOBase(DPOTrainer):
         if state and self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-            from moalign._io import atomic_write_json
+            from moalign.storage.files import atomic_write_json
 
             folder = os.path.join(self._get_output_dir(trial=trial),
                                   f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")

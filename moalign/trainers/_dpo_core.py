@@ -46,7 +46,7 @@ PAIR_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 #: - ``"objective"`` (default): ``l_k = sum_i L[i, k] / n_k``, the mean DPO loss over the pairs
 #:   labelled for k; the loss is ``scalarize(l, w)`` (``sum_k w_k l_k`` for the linear
 #:   scalarizer). An objective with no labelled pair in the batch is left out and the weights of
-#:   the others are renormalized (the NaN convention of :mod:`moalign.scalarize`). Weights keep
+#:   the others are renormalized (the NaN convention of :mod:`moalign.tradeoff.scalarize`). Weights keep
 #:   their meaning whatever the label frequencies: with disjoint label sets (HH-RLHF helpful
 #:   pairs vs harmless pairs) ``w`` is the share of the gradient each objective gets.
 #: - ``"batch"``: ``l_k = sum_i L[i, k] / B``: unlabelled pairs count as zero loss, so an
@@ -110,7 +110,7 @@ def combine(
 ) -> torch.Tensor:
     """The scalar loss from ``L [B, K]``, its mask and weights ``[K]`` or ``[B, K]``.
 
-    ``scalarizer`` is a :class:`moalign.scalarize.Scalarizer` (used on ``-losses``, since
+    ``scalarizer`` is a :class:`moalign.tradeoff.scalarize.Scalarizer` (used on ``-losses``, since
     scalarizers maximize). Per-example weights require the linear form unless
     ``normalization="pair"``. See :data:`LABEL_NORMALIZATIONS`.
     """

@@ -6,8 +6,6 @@ the adapter of a peft model) so it loads like any checkpoint, plus the trainer's
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import torch
 from moalign.errors import CheckpointError
 
 __all__ = [
-    "is_peft_model", "json_safe", "latest_checkpoint", "load_policy_weights", "restore_rng",
+    "is_peft_model", "load_policy_weights", "restore_rng",
     "rng_state",
 ]
 
@@ -65,15 +63,3 @@ def restore_rng(state: Mapping[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["generator"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def json_safe(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN: an undefined metric (e.g. explained variance of a constant) is null."""
-    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
-            for k, v in metrics.items()}
-
-
-def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
-    """The ``checkpoint-<step>`` folder with the largest step in ``folder``, if any."""
-    found = [p for p in Path(folder).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1])) if found else None

@@ -7,13 +7,13 @@ over the labelled pairs as :data:`~moalign.trainers._dpo_core.LABEL_NORMALIZATIO
 All K losses come from **one** policy forward pass and one reference pass (or precomputed
 reference log-probs), since they differ only in the sign each label gives the same margin.
 
-The weights come from a schedule (:mod:`moalign.schedule`: fixed, annealed, MGDA on the
+The weights come from a schedule (:mod:`moalign.tradeoff.schedule`: fixed, annealed, MGDA on the
 per-objective gradients, ...), asked once per optimizer step, and the per-objective losses can
-be combined by any scalarizer of :mod:`moalign.scalarize` (linear; Tchebycheff on losses
+be combined by any scalarizer of :mod:`moalign.tradeoff.scalarize` (linear; Tchebycheff on losses
 minimizes ``max_k w_k (l_k - l*_k)`` with ``l* = 0``, the infimum of the DPO loss).
 
 With ``conditioning="prompt"`` each pair gets its own weight vector drawn from a Dirichlet
-distribution, shown to the model by :func:`moalign.conditioning.apply_condition`, and used in
+distribution, shown to the model by :func:`moalign.tradeoff.conditioning.apply_condition`, and used in
 that pair's loss: one run trains a policy for every weight vector (as Rewards-in-Context, Yang
 et al. 2024, and Directional Preference Alignment, Wang et al. 2024, condition on prompts).
 """
@@ -28,15 +28,14 @@ import numpy as np
 import torch
 from trl import DPOConfig
 
-from moalign.conditioning import (
+from moalign.data.schema import pref_column
+from moalign.errors import ConfigError, DataError, MoalignError, WeightsError
+from moalign.tradeoff.conditioning import (
     CONDITION_STYLES,
     WEIGHTS_COLUMN,
     apply_condition,
     quantize_weights,
 )
-from moalign.config import check_simplex
-from moalign.data.schema import pref_column
-from moalign.errors import ConfigError, DataError, MoalignError, WeightsError
 from moalign.trainers._dpo_base import (
     _MultiObjectiveDPOBase,
     check_label_columns,
@@ -49,6 +48,7 @@ from moalign.trainers._dpo_core import (
     pair_losses,
     per_objective_losses,
 )
+from moalign.weights import weight_problems
 
 __all__ = ["MultiObjectiveDPOConfig", "MultiObjectiveDPOTrainer"]
 
@@ -108,14 +108,14 @@ class MultiObjectiveDPOConfig(DPOConfig):
     )
     weight_schedule: str | dict | None = field(
         default=None,
-        metadata={"help": "A moalign.schedule spec asked once per optimizer step instead of "
+        metadata={"help": "A moalign.tradeoff.schedule spec asked once per optimizer step instead of "
                           "fixed weights: e.g. {'name': 'anneal', 'start': [...], 'end': [...], "
                           "'steps': N} or 'mgda' (min-norm weights of the per-objective "
                           "gradients, computed on each batch: K extra backward passes)."},
     )
     scalarizer: str | dict = field(
         default="linear",
-        metadata={"help": "How per-objective losses combine: a moalign.scalarize spec, 'linear' "
+        metadata={"help": "How per-objective losses combine: a moalign.tradeoff.scalarize spec, 'linear' "
                           "(sum_k w_k l_k) or 'tchebycheff' (max_k w_k l_k, ideal loss 0; "
                           "{'name': 'tchebycheff', 'rho': 0.05} for the augmented form)."},
     )
@@ -129,7 +129,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
     conditioning: str | None = field(
         default=None,
         metadata={"help": "'prompt': per-pair Dirichlet weights, shown to the model with "
-                          "moalign.conditioning.apply_condition and used in that pair's loss "
+                          "moalign.tradeoff.conditioning.apply_condition and used in that pair's loss "
                           "(one policy for every weight vector). None: no conditioning."},
     )
     condition_style: str = field(
@@ -155,8 +155,8 @@ class MultiObjectiveDPOConfig(DPOConfig):
 
     def moalign_problems(self) -> list[str]:
         """Every problem with the multi-objective fields (empty when the config is valid)."""
-        from moalign.scalarize import get_scalarizer
-        from moalign.schedule import MGDAWeights, get_schedule
+        from moalign.tradeoff.scalarize import get_scalarizer
+        from moalign.tradeoff.schedule import MGDAWeights, get_schedule
 
         problems = _objective_problems(self.objectives)
         problems += trl_option_problems(self, tuple(PAIR_LOSSES))
@@ -164,7 +164,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
             return problems
         k = len(self.objectives or [])
         if self.weights is not None:
-            problems += check_simplex(self.weights, k or None)
+            problems += weight_problems(self.weights, k or None)
             if self.weight_schedule is not None:
                 problems.append("set either 'weights' or 'weight_schedule', not both")
         schedule = None
@@ -229,8 +229,8 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
                  data_collator=None, train_dataset=None, eval_dataset=None, processing_class=None,
                  compute_metrics=None, callbacks=None, optimizers=(None, None),
                  quantization_config=None, peft_config=None):
-        from moalign.scalarize import get_scalarizer
-        from moalign.schedule import FixedWeights, MGDAWeights, get_schedule
+        from moalign.tradeoff.scalarize import get_scalarizer
+        from moalign.tradeoff.schedule import FixedWeights, MGDAWeights, get_schedule
 
         if not isinstance(args, MultiObjectiveDPOConfig):
             raise ConfigError("MultiObjectiveDPOTrainer needs args=MultiObjectiveDPOConfig("
@@ -300,7 +300,7 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
 
     def _condition(self, dataset, args: MultiObjectiveDPOConfig, name: str):
         """Give each pair a (rounded) weight vector and show it in its prompt."""
-        from moalign.schedule import DirichletWeights
+        from moalign.tradeoff.schedule import DirichletWeights
 
         if "prompt" not in dataset.column_names:
             from trl.data_utils import extract_prompt
@@ -343,7 +343,7 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
 
         Objectives with no labelled pair in the batch (on any process) get weight 0.
         """
-        from moalign.mgda import gram_matrix, min_norm_weights_from_gram
+        from moalign.tradeoff.mgda import gram_matrix, min_norm_weights_from_gram
 
         per_objective = per_objective_losses(losses, mask, self.args.label_normalization)
         params = [p for p in model.parameters() if p.requires_grad]

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
+from moalign.config.fields import doc, document_fields
 from moalign.errors import CheckpointError, ConfigError, DataError
 from moalign.objective import ObjectiveSet
-from moalign.trainers._fields import doc, document_fields
-from moalign.trainers.tradeoff import TradeOff, check_scored
+from moalign.tradeoff.tradeoff import TradeOff, check_scored
 from moalign.weights import as_weights
 
 __all__ = ["MultiObjectiveGRPOConfig", "MultiObjectiveGRPOTrainer"]
@@ -52,7 +52,7 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
     (default: uniform); ``multi_objective_aggregation`` picks the normalization."""
 
     schedule: str | dict | None = doc(
-        None, "Weight schedule spec for moalign.schedule.get_schedule; asked once per generation "
+        None, "Weight schedule spec for moalign.tradeoff.schedule.get_schedule; asked once per generation "
         "batch (exclusive with reward_weights).")
     constraints: dict | None = doc(
         None, "Constraints objective name -> threshold on its mean reward (GRPO-Lagrangian).")
@@ -143,7 +143,7 @@ class MultiObjectiveGRPOTrainer(GRPOTrainer):
         if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-            from moalign._io import atomic_write_json
+            from moalign.storage.files import atomic_write_json
 
             folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             path = os.path.join(self._get_output_dir(trial=trial), folder, _STATE)

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from trl import DPOConfig
 
-from moalign.config import check_simplex
 from moalign.data.schema import CORE_COLUMNS, pref_column
 from moalign.errors import ConfigError, DataError, UnknownObjectiveError
 from moalign.objective import Objective, load_objective
@@ -37,6 +36,7 @@ from moalign.trainers._dpo_base import (
 )
 from moalign.trainers._dpo_core import modpo_pair_losses, pair_losses
 from moalign.trainers.dpo import _objective_problems
+from moalign.weights import weight_problems
 
 __all__ = [
     "MARGIN_PREFIX",
@@ -176,7 +176,7 @@ class MODPOConfig(DPOConfig):
         problems = _objective_problems(self.objectives)
         problems += trl_option_problems(self, ("sigmoid",))
         if self.weights is not None and isinstance(self.objectives, (list, tuple)):
-            problems += check_simplex(self.weights, len(self.objectives))
+            problems += weight_problems(self.weights, len(self.objectives))
             if not problems and not float(self.weights[0]) > 0:
                 problems.append(f"'weights': w_0 (the weight of '{self.objectives[0]}') must be "
                                 f"> 0, got {self.weights[0]}")

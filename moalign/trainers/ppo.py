@@ -37,15 +37,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from moalign._io import atomic_directory, atomic_write_json
+from moalign.config.fields import doc, document_fields
 from moalign.errors import CheckpointError, ConfigError, ModelError
 from moalign.objective import ObjectiveSet
+from moalign.storage.checkpoints import latest_checkpoint
+from moalign.storage.files import atomic_directory, atomic_write_json, jsonable
+from moalign.tradeoff.tradeoff import TradeOff, check_scored
 from moalign.trainers import ppo_core as core
-from moalign.trainers._fields import doc, document_fields
 from moalign.trainers.checkpointing import (
     is_peft_model,
-    json_safe,
-    latest_checkpoint,
     load_policy_weights,
     restore_rng,
     rng_state,
@@ -58,7 +58,6 @@ from moalign.trainers.rollout import (
     is_conversational,
     sample_responses,
 )
-from moalign.trainers.tradeoff import TradeOff, check_scored
 from moalign.trainers.value_heads import VectorValueModel
 from moalign.weights import as_weights
 
@@ -117,8 +116,8 @@ class MultiObjectivePPOConfig:
     whiten_advantages: bool = doc(True, "Normalize the combined advantages of each batch.")
     # trade-off
     weights: list[float] | None = doc(None, "Fixed objective weights on the simplex (default uniform).")
-    schedule: str | dict | None = doc(None, "Weight schedule spec for moalign.schedule.get_schedule.")
-    scalarizer: str | dict = doc("linear", "Scalarizer spec for moalign.scalarize.get_scalarizer.")
+    schedule: str | dict | None = doc(None, "Weight schedule spec for moalign.tradeoff.schedule.get_schedule.")
+    scalarizer: str | dict = doc("linear", "Scalarizer spec for moalign.tradeoff.scalarize.get_scalarizer.")
     constraints: dict | None = doc(None, "Constraints objective name -> threshold (PPO-Lagrangian).")
     lagrangian_lr: float = doc(0.05, "Dual-ascent step size of the multipliers.")
     lagrangian_init: float = doc(0.0, "Initial value of every multiplier.")
@@ -466,7 +465,7 @@ class MultiObjectivePPOTrainer:
                     "step": self.step, "sampler": self.sampler.state_dict(),
                     "tradeoff": self.tradeoff.state_dict(), "objectives": list(self.names),
                     "config": dataclasses.asdict(self.args),
-                    "log_history": [json_safe(m) for m in self.log_history]})
+                    "log_history": [jsonable(m) for m in self.log_history]})
         acc.wait_for_everyone()
         return path
 

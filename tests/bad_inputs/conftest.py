@@ -96,12 +96,12 @@ class ModelLoaded(AssertionError):
 def no_model_load(monkeypatch) -> None:
     """Make every model loader fail the test (``ModelLoaded``)."""
     import moalign.models
-    import moalign.pipeline
+    import moalign.fronts.pipeline
 
     def forbidden(*args: Any, **kwargs: Any):
         raise ModelLoaded(f"a model was loaded ({args!r}) before the bad input was reported")
 
-    monkeypatch.setattr(moalign.pipeline, "load_model_spec", forbidden)
+    monkeypatch.setattr(moalign.fronts.pipeline, "load_model_spec", forbidden)
     monkeypatch.setattr(moalign.models, "load_policy", forbidden)
 
 

@@ -12,7 +12,8 @@ import math
 import pytest
 from conftest import run_cli_case
 
-from moalign.config import build_config, check_simplex, load_yaml, parse_overrides
+from moalign.config import build_config, load_yaml, parse_overrides
+from moalign.weights import weight_problems
 from moalign.errors import ConfigError, UnknownObjectiveError, WeightsError
 from moalign.weights import as_weights
 
@@ -121,13 +122,13 @@ def _ppo(**kw):
 
 
 def _front(**kw):
-    from moalign.front import FrontConfig
+    from moalign.fronts.trace import FrontConfig
 
     return FrontConfig(**kw)
 
 
 def _tradeoff(**kw):
-    from moalign.trainers.tradeoff import TradeOff
+    from moalign.tradeoff.tradeoff import TradeOff
 
     return TradeOff(["helpfulness", "harmlessness"], **kw)
 
@@ -187,7 +188,7 @@ def test_weights_off_the_simplex(weights, k, match):
     with pytest.raises(WeightsError, match=match):
         as_weights(weights, k, name="weights")
     if k is not None and weights and all(isinstance(w, float) for w in weights):
-        assert check_simplex(weights, k)  # the config-side check finds a problem too
+        assert weight_problems(weights, k)  # the config-side check finds a problem too
 
 
 def test_online_trainers_check_constraints_before_loading_the_policy(tmp_path):

@@ -132,7 +132,7 @@ def _empty(_):
 
 
 def _spec(tmp, text, name="d.jsonl"):
-    from moalign.pipeline import load_dataset_spec
+    from moalign.fronts.pipeline import load_dataset_spec
 
     (tmp / name).write_text(text)
     return load_dataset_spec(str(tmp / name))
@@ -177,7 +177,7 @@ API = [
 
 
 def _spec_missing(tmp):
-    from moalign.pipeline import load_dataset_spec
+    from moalign.fronts.pipeline import load_dataset_spec
 
     return load_dataset_spec(str(tmp / "missing.jsonl"))
 

@@ -16,7 +16,7 @@ from conftest import FINISHED, finished_outputs, front_dict, jsonl, pref_rows, r
 
 from moalign.errors import CheckpointError, ModelError
 from moalign.pareto import ParetoError, hypervolume
-from moalign.paretofront import FrontPoint, ParetoFront
+from moalign.pareto.front import FrontPoint, ParetoFront
 
 # ------------------------------------------------------------------------------------ hypervolume
 
@@ -167,12 +167,12 @@ def test_a_checkpoint_folder_that_is_not_one(kind, tiny_checkpoint, cli, tmp_pat
         load_policy(folder)
     assert named in str(info.value) and str(folder) in str(info.value)
     if CHECKPOINTS[kind]:
-        import moalign.pipeline
+        import moalign.fronts.pipeline
 
         def forbidden(*args, **kwargs):
             raise AssertionError("the damaged checkpoint was found only by loading it")
 
-        monkeypatch.setattr(moalign.pipeline, "load_model_spec", forbidden)
+        monkeypatch.setattr(moalign.fronts.pipeline, "load_model_spec", forbidden)
     out = tmp_path / "out" / "eval.json"
     cli("eval", "--model", folder, "--dataset", "gsm8k", "--objectives", "length", "--quiet",
         "-o", out).failed_cleanly(named)
@@ -180,7 +180,7 @@ def test_a_checkpoint_folder_that_is_not_one(kind, tiny_checkpoint, cli, tmp_pat
 
 
 def test_a_trainer_checkpoint_that_is_not_one(tiny_checkpoint, tmp_path):
-    from moalign.checkpoint import check_trainer_checkpoint, latest_checkpoint
+    from moalign.storage.checkpoints import check_trainer_checkpoint, latest_checkpoint
 
     with pytest.raises(CheckpointError, match="no trainer_state.json"):
         check_trainer_checkpoint(tiny_checkpoint)

@@ -1,0 +1,114 @@
+"""Rows of the commands' datasets, checked before any model loads.
+
+:func:`check_prompt_columns` (``moalign train`` with ppo / grpo, ``moalign eval`` with the
+generation metric) and :func:`training_split` (``moalign train``) raise a
+:class:`~moalign.errors.DataError` naming the dataset and the column; :func:`preference_data`
+and :func:`prompt_data` then shape the training split for the chosen trainer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from moalign.cli.train_config import ResolvedTrain
+from moalign.data import catalog
+from moalign.data.selection import first_labelled
+
+__all__ = ["ROW_CHECKS", "check_prompt_columns", "preference_data", "prompt_data", "training_split"]
+
+
+def _label_with_scorers(ds: Any, names: list[str], batch_size: int = 32) -> Any:
+    """Add ``pref_<name>`` = sign(score(chosen) - score(rejected)) for objectives the data does
+    not label (NaN where either side is unscored)."""
+    from moalign.data import pref_column
+    from moalign.objective import load_objective
+
+    for name in names:
+        scorer = load_objective(name)
+        labels: list[float] = []
+        for start in range(0, len(ds), batch_size):
+            batch = ds[start:start + batch_size]
+            extra = {c: batch[c] for c in scorer.required_columns}
+            good = scorer(batch["prompt"], batch["chosen"], **extra)
+            bad = scorer(batch["prompt"], batch["rejected"], **extra)
+            labels += [float("nan") if a is None or b is None else float(np.sign(a - b))
+                       for a, b in zip(good, bad, strict=True)]
+        ds = ds.add_column(pref_column(name), labels)
+    return ds
+
+
+def _check_preference_rows(ds: Any, resolved: ResolvedTrain) -> None:
+    """Core columns, row formats and labels of the ``pref_`` columns the trainer reads; an
+    objective of positive weight needs at least one labelled pair."""
+    from moalign.data import validate_preference_dataset
+
+    run = resolved.run
+    labelled = run.objectives[:1] if run.trainer == "modpo" else run.objectives
+    present = [n for n in labelled if isinstance(n, str) and f"pref_{n}" in ds.column_names]
+    weights = run.weights or [1.0] * len(run.objectives)
+    schedule = getattr(resolved.args, "weight_schedule", None)
+    need = [n for n, w in zip(run.objectives, weights) if n in present
+            and (w > 0 or schedule is not None or run.trainer == "conditioned_dpo")]
+    validate_preference_dataset(ds, objectives=present, require_labels_for=need)
+
+
+def check_prompt_columns(ds: Any, objectives: Any, dataset: str, reader: str) -> None:
+    """A ``prompt`` column (read by ``reader``) and every column the objectives read."""
+    from moalign.errors import DataError
+    from moalign.objective import ObjectiveSet
+
+    needed = {"prompt": reader, **{c: f"objective '{o.__name__}'"
+                                   for o in ObjectiveSet(objectives) for c in o.required_columns}}
+    for column, who in needed.items():
+        if column not in ds.column_names:
+            raise DataError(f"dataset '{dataset}' has no column '{column}' (needed by {who}; "
+                            f"columns: {', '.join(ds.column_names)})")
+
+
+def _check_prompt_rows(ds: Any, resolved: ResolvedTrain) -> None:
+    check_prompt_columns(ds, resolved.run.objectives, resolved.run.dataset,
+                         f"trainer '{resolved.run.trainer}'")
+
+
+#: kind of data -> check of the loaded rows (before any model loads)
+ROW_CHECKS = {"preference": _check_preference_rows, "prompts": _check_prompt_rows}
+
+
+def training_split(resolved: ResolvedTrain, seed: int) -> Any:
+    """The training side of the seeded split, shuffled. The rows are checked first, so bad
+    data is a :class:`~moalign.errors.DataError` before any model loads."""
+    from moalign.data import train_test_split_pairs
+
+    ds = catalog.load_dataset(resolved.run.dataset)
+    ROW_CHECKS[resolved.spec.data](ds, resolved)
+    return train_test_split_pairs(ds, test_size=resolved.run.test_size, seed=seed)["train"] \
+        .shuffle(seed=seed)
+
+
+def preference_data(resolved: ResolvedTrain, train: Any, tokenizer: Any) -> Any:
+    """Training pairs from the training split (:func:`training_split`): at most
+    ``max_examples`` pairs labelled for each objective, missing labels from scorers, prompts
+    shortened from the left."""
+    from moalign.data import pref_column, truncate_prompts
+
+    run = resolved.run
+    labelled = run.objectives[:1] if run.trainer == "modpo" else run.objectives
+    missing = [n for n in labelled if pref_column(n) not in train.column_names]
+    if run.max_examples is not None:
+        train = train.select(first_labelled(train, labelled, run.max_examples))
+    train = _label_with_scorers(train, missing)
+    return truncate_prompts(train, tokenizer, run.max_prompt_tokens)[0]
+
+
+def prompt_data(resolved: ResolvedTrain, train: Any, tokenizer: Any) -> Any:
+    """Training prompts for online trainers (with the columns objectives read, e.g. ``answer``)."""
+    from moalign.data import truncate_prompts
+
+    run = resolved.run
+    if run.max_examples is not None:
+        train = train.select(range(min(len(train), run.max_examples)))
+    keep = [c for c in train.column_names
+            if c not in ("chosen", "rejected") and not c.startswith("pref_")]
+    return truncate_prompts(train.select_columns(keep), tokenizer, run.max_prompt_tokens)[0]

@@ -1,0 +1,293 @@
+"""``moalign eval``: score one policy on every objective, with the mean and its standard error.
+
+Two metrics:
+
+- ``generation``: generate a reply to each held-out prompt and score it with every objective
+  (:func:`moalign.evaluation.evaluate_policy`);
+- ``implicit``: held-out implicit-reward pairwise accuracy per objective, generation-free
+  (:func:`moalign.evaluation.implicit_reward_accuracy`; DPO, Rafailov et al. 2023): the policy
+  against its reference (the model with its adapter disabled, or ``reference``).
+
+``model`` may be the output folder of ``moalign train``: its base model and adapter are loaded.
+By default the prompts / pairs come from the held-out side of the same seeded split that
+``moalign train`` and ``moalign trace`` leave out of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moalign.cli._output import format_table, quiet_library_output
+from moalign.cli.train_config import TRAIN_RECORD
+from moalign.config.checking import (
+    build_checked,
+    check_fields,
+    keys_epilog,
+    raise_problems,
+    read_config,
+)
+from moalign.data.catalog import dataset_columns, dataset_problems
+from moalign.errors import CheckpointError
+from moalign.evaluation.core import generation_problems
+from moalign.models.specs import model_problems
+from moalign.objective.checks import objective_problems
+from moalign.storage.files import jsonable
+
+HELP = "evaluate one policy on each objective (generation + scorers, or implicit-reward accuracy)"
+
+
+@dataclass
+class EvalConfig:
+    """Keys of ``moalign eval`` (YAML, ``--key value``, or the declared options)."""
+
+    #: Policy: ``tiny``, ``smollm2``, a checkpoint folder / GGUF / cached hub id, or the output
+    #: folder of ``moalign train`` (its base model plus its adapter).
+    model: str = "smollm2"
+    #: A LoRA adapter folder to put on ``model``.
+    adapter: str | None = None
+    #: Reference policy of the ``implicit`` metric (default: ``model`` without its adapter).
+    reference: str | None = None
+    #: Objectives: scorer names or specs (``generation``), or names with ``pref_<name>`` label
+    #: columns in the dataset (``implicit``).
+    objectives: list[str] = field(default_factory=lambda: ["helpfulness", "harmlessness"])
+    #: ``hh-rlhf`` (+ ``/helpful-base``, ``/harmless-base``), ``gsm8k``, ``math500`` or a file.
+    dataset: str = "hh-rlhf"
+    #: ``generation`` or ``implicit`` (see the module docstring).
+    metric: str = "generation"
+    #: ``test``: the held-out side of the seeded split (``test_size``, ``seed``); ``all``: every row.
+    split: str = "test"
+    #: Held-out fraction of the split (as in ``moalign train`` / ``moalign trace``).
+    test_size: float = 0.2
+    #: Prompts (``generation``) or labelled pairs per objective (``implicit``).
+    n: int = 32
+    #: DPO beta of the implicit reward (only scales the margins; the accuracy does not depend on it).
+    beta: float = 0.1
+    #: Sequence-length cap of the implicit metric's log-probabilities (tokens).
+    max_length: int = 256
+    #: Prompts longer than this many tokens keep their end.
+    max_prompt_tokens: int = 96
+    #: Sequences per forward pass of the implicit metric.
+    batch_size: int = 8
+    #: Generation settings (``max_new_tokens``, ``batch_size``, ``do_sample``, ``temperature``, ...).
+    generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 48})
+    #: Seed of the split and of sampling.
+    seed: int = 0
+    #: Also write the results to this JSON file.
+    output: str | None = None
+    #: Show a progress bar while generating.
+    progress: bool = True
+
+
+METRICS = ("generation", "implicit")
+SPLITS = ("test", "all")
+
+
+def _train_output(path: str) -> dict[str, Any] | None:
+    """The ``train.json`` of a ``moalign train`` output folder (None when there is none); a
+    damaged one is a :class:`~moalign.errors.CheckpointError` naming the file."""
+    from moalign.storage.checkpoints import read_json
+
+    record = Path(path).expanduser() / TRAIN_RECORD
+    if not record.is_file():
+        return None
+    return read_json(record, required=("model",), what="moalign train record")
+
+
+def _is_adapter(path: str) -> bool:
+    return (Path(path).expanduser() / "adapter_config.json").is_file()
+
+
+def resolve_eval_config(data: dict[str, Any], *, source: str | None = None) -> EvalConfig:
+    """Check every key of a ``moalign eval`` mapping before anything loads."""
+    good, problems = check_fields([EvalConfig], data)
+    cfg, found = build_checked(EvalConfig, good)
+    problems += found
+    cfg = cfg or EvalConfig(**good)
+    if cfg.metric not in METRICS:
+        problems.append(f"'metric' must be one of {', '.join(METRICS)}, got {cfg.metric!r}")
+    if cfg.split not in SPLITS:
+        problems.append(f"'split' must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
+    if not 0 < cfg.test_size < 1:
+        problems.append(f"'test_size' must be in (0, 1), got {cfg.test_size}")
+    for key in ("n", "max_length", "max_prompt_tokens", "batch_size"):
+        if getattr(cfg, key) < 1:
+            problems.append(f"'{key}' must be >= 1, got {getattr(cfg, key)}")
+    try:
+        trained = _train_output(cfg.model)
+    except CheckpointError as exc:
+        trained, problems = None, [*problems, f"'model': {exc}"]
+    if trained is None:
+        problems += model_problems(cfg.model)
+    elif _is_adapter(cfg.model) and cfg.adapter is not None:
+        problems.append(f"'adapter': '{cfg.model}' already holds the adapter of a moalign train run")
+    if cfg.adapter is not None and not _is_adapter(cfg.adapter):
+        problems.append(f"'adapter': '{cfg.adapter}' is not a LoRA adapter folder "
+                        "(no adapter_config.json)")
+    if cfg.reference is not None:
+        problems += model_problems(cfg.reference, "reference")
+    has_adapter = cfg.adapter is not None or (trained is not None and _is_adapter(cfg.model))
+    if cfg.metric == "implicit" and not has_adapter and cfg.reference is None:
+        problems.append("the 'implicit' metric compares the policy with a reference: give an "
+                        "adapter (or a moalign train output) or 'reference'")
+    problems += dataset_problems(cfg.dataset)
+    labels = "column" if cfg.metric == "implicit" else "scorer"
+    problems += objective_problems(cfg.objectives, labels=labels, dataset=cfg.dataset,
+                                   columns=dataset_columns(cfg.dataset))
+    problems += generation_problems(cfg.generation)
+    raise_problems(problems, source)
+    return cfg
+
+
+def load_evaluated_policy(cfg: EvalConfig) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: the base (or ``moalign train`` output's base) with the adapter."""
+    spec, adapter = cfg.model, cfg.adapter
+    trained = _train_output(cfg.model)
+    if trained is not None and _is_adapter(cfg.model):
+        spec, adapter = trained["model"], cfg.model
+    from moalign.models.specs import load_model_spec
+
+    model, tokenizer = load_model_spec(spec, seed=cfg.seed)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(Path(adapter).expanduser()))
+    return model.eval(), tokenizer
+
+
+def _check_rows(cfg: EvalConfig, ds: Any) -> None:
+    """The columns each metric reads: ``prompt`` and the scorers' columns (``generation``);
+    valid pairs with a ``pref_<name>`` column per objective (``implicit``)."""
+    if cfg.metric == "implicit":
+        from moalign.data import validate_preference_dataset
+
+        validate_preference_dataset(ds, objectives=list(cfg.objectives), require_labels_for=[])
+        return
+    from moalign.cli._data import check_prompt_columns
+
+    check_prompt_columns(ds, cfg.objectives, cfg.dataset, "the generation metric")
+
+
+def _rows(cfg: EvalConfig) -> Any:
+    """The evaluated rows, checked (:func:`_check_rows`) before any model loads."""
+    from moalign.data import train_test_split_pairs
+    from moalign.data.catalog import load_dataset
+
+    ds = load_dataset(cfg.dataset)
+    _check_rows(cfg, ds)
+    if cfg.split == "test":
+        ds = train_test_split_pairs(ds, test_size=cfg.test_size, seed=cfg.seed)["test"]
+    return ds
+
+
+def _evaluate_generation(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -> dict[str, Any]:
+    from moalign.data import truncate_prompt
+    from moalign.evaluation import evaluate_policy
+    from moalign.objective import ObjectiveSet
+
+    objectives = ObjectiveSet(cfg.objectives)
+    seen: set[str] = set()
+    index: list[int] = []
+    for i, prompt in enumerate(ds["prompt"]):
+        key = repr(prompt)
+        if key not in seen:
+            seen.add(key)
+            index.append(i)
+        if len(index) >= cfg.n:
+            break
+    rows = ds.select(index)
+    prompts = [truncate_prompt(p, tokenizer, cfg.max_prompt_tokens) for p in rows["prompt"]]
+    columns = {c: list(rows[c]) for c in objectives.required_columns}
+    result = evaluate_policy(model, tokenizer, prompts, objectives, columns=columns,
+                             **{"seed": cfg.seed, "progress": cfg.progress, **cfg.generation})
+    return {"scores": result.scores, "stderr": result.stderr, "n": result.counts,
+            "examples": [{"prompt": p, "completion": c}
+                         for p, c in zip(prompts[:3], result.completions[:3])]}
+
+
+def _evaluate_implicit(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -> dict[str, Any]:
+    from moalign.data import pref_column, truncate_prompts
+    from moalign.evaluation import implicit_reward_accuracy
+
+    keep: set[int] = set()
+    for name in cfg.objectives:
+        labels = np.asarray([np.nan if v is None else v for v in ds[pref_column(name)]],
+                            dtype=np.float64)
+        keep.update(np.flatnonzero(np.isfinite(labels) & (labels != 0))[: cfg.n].tolist())
+    pairs, _ = truncate_prompts(ds.select(sorted(keep)), tokenizer, cfg.max_prompt_tokens)
+    ref_model = None
+    if cfg.reference is not None:
+        from moalign.models.specs import load_model_spec
+
+        ref_model = load_model_spec(cfg.reference, seed=cfg.seed)[0].eval()
+    res = implicit_reward_accuracy(model, tokenizer, pairs, list(cfg.objectives),
+                                   ref_model=ref_model, beta=cfg.beta, batch_size=cfg.batch_size,
+                                   max_length=cfg.max_length)
+    return {"scores": {k: v["accuracy"] for k, v in res.items()},
+            "stderr": {k: v["stderr"] for k, v in res.items()},
+            "n": {k: v["n"] for k, v in res.items()},
+            "margin": {k: v["margin"] for k, v in res.items()}}
+
+
+#: metric -> evaluation function
+EVALUATORS = {"generation": _evaluate_generation, "implicit": _evaluate_implicit}
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Load the policy, evaluate it; returns the result written with ``output``."""
+    start = time.perf_counter()
+    ds = _rows(cfg)  # bad data fails here, before the model loads
+    model, tokenizer = load_evaluated_policy(cfg)
+    result = EVALUATORS[cfg.metric](cfg, model, tokenizer, ds)
+    return jsonable({"config": asdict(cfg), "metric": cfg.metric, **result,
+                     "seconds": round(time.perf_counter() - start, 3)})
+
+
+def summary(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    what = "implicit-reward accuracy" if result["metric"] == "implicit" else "mean score"
+    rows = [[name, result["scores"][name], result["stderr"][name], result["n"][name]]
+            for name in result["scores"]]
+    split = "held-out split" if cfg["split"] == "test" else "all rows"
+    return "\n".join([
+        f"{cfg['model']}{' + ' + cfg['adapter'] if cfg['adapter'] else ''} on {cfg['dataset']} "
+        f"({split}), {result['metric']} metric, {result['seconds']:.1f} s",
+        format_table(["objective", what, "± stderr", "n"], rows),
+    ])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.allow_abbrev = False
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with the keys below")
+    parser.add_argument("--model", help="policy: tiny, smollm2, a checkpoint, or a moalign train output")
+    parser.add_argument("--adapter", help="LoRA adapter folder to put on the model")
+    parser.add_argument("--objectives", help="comma-separated objectives, e.g. helpfulness,harmlessness")
+    parser.add_argument("--dataset", help="hh-rlhf, gsm8k, math500, ... or a file")
+    parser.add_argument("--metric", choices=METRICS, help="generation (default) or implicit")
+    parser.add_argument("--output", "-o", metavar="FILE.json", help="also write the results here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.epilog = keys_epilog(EvalConfig)
+
+
+def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from moalign.storage.files import atomic_write_json
+
+    declared = {k: getattr(args, k) for k in ("model", "adapter", "objectives", "dataset",
+                                               "metric", "output")
+                if getattr(args, k) is not None}
+    if args.quiet:
+        declared["progress"] = False
+    data, source = read_config(args.config, {**overrides, **declared})
+    with quiet_library_output(args.debug, progress=data.get("progress", True) is not False):
+        cfg = resolve_eval_config(data, source=source)
+        result = evaluate(cfg)
+    print(summary(result))
+    if cfg.output:
+        path = atomic_write_json(Path(cfg.output).expanduser(), result)
+        print(f"wrote {path}")
+    return 0

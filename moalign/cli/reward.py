@@ -1,0 +1,41 @@
+"""``moalign reward``: train a reward model for one objective and report its held-out accuracy."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "train a reward model for one objective (held-out pairwise accuracy, saved checkpoint)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from moalign.config.checking import keys_epilog
+    from moalign.rewards.training import RewardTrainingConfig
+
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML configuration; --key value "
+                        "options override its keys (e.g. --objective harmlessness)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.epilog = keys_epilog(RewardTrainingConfig)
+
+
+def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from moalign.cli._output import print_summary
+    from moalign.config.checking import load_command_config
+    from moalign.rewards.training import RewardTrainingConfig, train_reward_model
+
+    cfg = load_command_config(RewardTrainingConfig, args.config, overrides)
+    result = train_reward_model(cfg, progress=not args.quiet)
+    m = result.metrics
+    rows = [
+        ("objective", result.objective),
+        ("method", f"{result.method} on {cfg.model}"),
+        ("pairs", f"{result.n_train} train / {result.n_test} held out ({cfg.test_size:.0%}, seed {cfg.seed})"),
+        ("held-out accuracy", f"{result.test_accuracy:.3f}"),
+        ("train accuracy", f"{result.train_accuracy:.3f}"),
+    ]
+    if "l2" in m:
+        rows.append(("l2 (head)", f"{m['l2']:g}"))
+    rows += [("time", result.seconds), ("saved to", str(Path(result.output_dir)))]
+    print_summary(rows)
+    return 0

@@ -1,0 +1,54 @@
+"""``moalign trace``: trace a Pareto front (sweep, soup, conditioned or decoding) from YAML.
+
+The keys are those of :class:`moalign.fronts.trace.FrontConfig`; every one is checked before any model
+or data loads (:func:`moalign.config.checking.resolve_front_config`). The trace is resumable: rerun
+the same command and finished runs and points are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from moalign.cli._output import quiet_library_output
+from moalign.config.checking import keys_epilog, read_config
+from moalign.fronts.config import FrontConfig, resolve_front_config
+
+HELP = "trace a Pareto front (sweep | soup | conditioned | decoding); resumable"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.allow_abbrev = False
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="YAML file with FrontConfig keys (method, objectives, model, dataset, "
+                             "output_dir, grid, train, lora, metric, ...); --key value overrides "
+                             "any key, e.g. --train.max_steps 4")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.epilog = keys_epilog(FrontConfig)
+
+
+def describe_outputs(front: Any, output_dir: str | Path) -> str:
+    """Where ``trace_front`` wrote its results, and what the trace cost."""
+    out = Path(output_dir)
+    cost = front.cost
+    return "\n".join([
+        f"front:   {out / 'front.json'}",
+        f"picture: {out / 'front.png'}",
+        f"cost:    {cost['train_steps']} training steps, {cost['train_seconds']:.1f} s training, "
+        f"{cost['eval_seconds']:.1f} s evaluation",
+    ])
+
+
+def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from moalign.fronts.trace import trace_front
+
+    data, source = read_config(args.config, overrides)
+    if args.quiet:
+        data["progress"] = False
+    with quiet_library_output(args.debug, progress=data.get("progress", True) is not False):
+        cfg = resolve_front_config(data, source=source)
+        front = trace_front(cfg)
+    print(front.to_table())
+    print(describe_outputs(front, cfg.output_dir))
+    return 0

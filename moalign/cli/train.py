@@ -1,0 +1,199 @@
+"""``moalign train``: fine-tune a policy with one multi-objective trainer.
+
+The configuration (:mod:`moalign.cli.train_config`) is checked before any model or data loads;
+the run then trains, saves the adapter (or the whole model with ``lora: null``), the tokenizer
+and ``train.json`` into ``output_dir`` (atomically: the folder appears only when finished), and
+prints the last logged per-objective metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from moalign.cli._data import preference_data, prompt_data, training_split
+from moalign.cli._output import format_table, quiet_library_output
+from moalign.cli.train_config import (
+    TRAIN_RECORD,
+    ResolvedTrain,
+    TrainRunConfig,
+    resolve_train_config,
+)
+from moalign.config.checking import keys_epilog, read_config
+from moalign.storage.files import jsonable
+from moalign.trainers.registry import TRAINERS
+
+HELP = "fine-tune a policy with a multi-objective trainer (mo_dpo, modpo, conditioned_dpo, ppo, grpo)"
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def _lora(run: TrainRunConfig) -> Any:
+    from moalign.models import lora_config
+
+    return None if run.lora is None else lora_config(**run.lora)
+
+
+def _train_offline(resolved: ResolvedTrain, model: Any, tokenizer: Any, ds: Any,
+                   out: Path) -> tuple[list[dict], int]:
+    """DPO family: a TRL-based trainer; saves its (peft) model."""
+    trainer = resolved.spec.trainer_class()(
+        model=model, args=resolved.args, train_dataset=ds, processing_class=tokenizer,
+        peft_config=_lora(resolved.run))
+    if not resolved.run.progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    trainer.model.save_pretrained(str(out))
+    return list(trainer.state.log_history), int(trainer.state.global_step)
+
+
+def _train_online(resolved: ResolvedTrain, model: Any, tokenizer: Any, ds: Any,
+                  out: Path) -> tuple[list[dict], int]:
+    """PPO / GRPO: objectives given as the trainer's objectives (or TRL ``reward_funcs``)."""
+    from moalign.objective import ObjectiveSet
+
+    cls = resolved.spec.trainer_class()
+    objectives = ObjectiveSet(resolved.run.objectives)
+    params = inspect.signature(cls).parameters
+    kwargs: dict[str, Any] = {"args": resolved.args, "train_dataset": ds,
+                              "processing_class": tokenizer, "peft_config": _lora(resolved.run)}
+    if "reward_funcs" in params:
+        kwargs["reward_funcs"] = list(objectives)
+    else:
+        kwargs["objectives"] = objectives
+    trainer = cls(model=model, **kwargs)
+    result = trainer.train()
+    state = getattr(trainer, "state", None)
+    log = list(getattr(state, "log_history", None) or (result if isinstance(result, list) else []))
+    steps = int(getattr(state, "global_step", None) or getattr(trainer, "step", 0))
+    policy = (trainer.accelerator.unwrap_model(trainer.policy) if hasattr(trainer, "policy")
+              else trainer.model)
+    policy.save_pretrained(str(out))
+    return log, steps
+
+
+#: kind of data -> (data preparation, training function)
+RUNNERS = {
+    "preference": (preference_data, _train_offline),
+    "prompts": (prompt_data, _train_online),
+}
+
+
+def objective_metrics(log: list[Mapping[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
+    """Last logged value of every per-objective metric: ``objective/<k>/loss`` -> ``loss``,
+    ``weights/<k>`` -> ``weights``, ``reward/<k>/mean`` -> ``reward/mean``, ..."""
+    table: dict[str, dict[str, float]] = {n: {} for n in names}
+    for entry in log:
+        for key, value in entry.items():
+            parts = key.split("/")
+            hits = [i for i, p in enumerate(parts) if p in table]
+            if not hits or not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            i = hits[0]
+            metric = "/".join(p for p in parts[:i] + parts[i + 1:] if p != "objective") or "value"
+            table[parts[i]][metric] = float(value)
+    return table
+
+
+def _is_main_process() -> bool:
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def train(resolved: ResolvedTrain) -> dict[str, Any]:
+    """Load, train, save; returns the record written to ``train.json``."""
+    import shutil
+
+    from moalign.models.specs import load_model_spec
+    from moalign.storage.files import atomic_directory, atomic_write_json
+
+    run, args = resolved.run, resolved.args
+    seed = int(getattr(args, "seed", 0))
+    if hasattr(args, "disable_tqdm"):
+        args.disable_tqdm = not run.progress
+    start = time.perf_counter()
+    train_rows = training_split(resolved, seed)  # bad data fails here, before the model loads
+    model, tokenizer = load_model_spec(run.model, seed=seed)
+    prepare, fit = RUNNERS[resolved.spec.data]
+    ds = prepare(resolved, train_rows, tokenizer)
+    out = Path(run.output_dir).expanduser()
+    if not _is_main_process():  # under accelerate / torchrun only the main process writes
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            args.output_dir = str(Path(scratch) / "trainer")
+            fit(resolved, model, tokenizer, ds, Path(scratch))
+        return {}
+    with atomic_directory(out, overwrite=out.exists()) as tmp:
+        args.output_dir = str(tmp / "trainer")
+        log, steps = fit(resolved, model, tokenizer, ds, tmp)
+        tokenizer.save_pretrained(str(tmp))
+        if (tmp / "trainer").is_dir() and not any((tmp / "trainer").iterdir()):
+            shutil.rmtree(tmp / "trainer")
+        to_dict = getattr(args, "to_dict", None)
+        record = jsonable({
+            "trainer": run.trainer, "model": run.model, "dataset": run.dataset,
+            "objectives": run.objectives, "weights": run.weights, "lora": run.lora,
+            "examples": len(ds), "steps": steps, "seconds": round(time.perf_counter() - start, 3),
+            "metrics": objective_metrics(log, run.objectives), "run": dataclasses.asdict(run),
+            "args": to_dict() if callable(to_dict) else dataclasses.asdict(args),
+            "log_history": log,
+        })
+        atomic_write_json(tmp / TRAIN_RECORD, record)
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# Command
+# --------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.allow_abbrev = False
+    parser.add_argument("--config", metavar="FILE.yaml",
+                        help="YAML file: trainer, model, dataset, objectives, weights, output_dir, "
+                             "lora and the trainer's config fields; --key value overrides any key")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.epilog = (keys_epilog(TrainRunConfig) + "; plus the fields of the trainer's config "
+                     f"(trainers: {', '.join(TRAINERS)})")
+
+
+def summary(record: Mapping[str, Any]) -> str:
+    """The text ``moalign train`` prints at the end."""
+    metrics = record["metrics"]
+    columns = sorted({m for row in metrics.values() for m in row})
+    rows = [[name, *(metrics[name].get(c) for c in columns)] for name in record["objectives"]]
+    what = "LoRA adapter" if record["lora"] is not None else "model"
+    lines = [f"trained {record['trainer']} on {record['model']} ({record['dataset']}, "
+             f"{record['examples']} examples): {record['steps']} steps in {record['seconds']:.1f} s"]
+    if columns:
+        lines += ["last logged metrics per objective:", format_table(["objective", *columns], rows)]
+    lines.append(f"saved the {what}, tokenizer and {TRAIN_RECORD} to {record['run']['output_dir']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    data, source = read_config(args.config, overrides)
+    if args.quiet:
+        data["progress"] = False
+    with quiet_library_output(args.debug, progress=data.get("progress", True) is not False):
+        resolved = resolve_train_config(data, source=source)
+        record = train(resolved)
+    if record:  # empty on the other processes of a multi-process run
+        print(summary(record))
+    return 0

@@ -1,1 +1,0 @@
-"""Subcommands of the ``moalign`` CLI, one module each (see :mod:`moalign.cli`)."""

@@ -1,0 +1,214 @@
+"""Configuration files: YAML + ``--key value`` overrides, validated against a dataclass.
+
+Every command of the CLI reads its configuration the same way:
+
+1. :func:`load_yaml` reads the file with a safe loader (no arbitrary Python objects);
+2. :func:`parse_overrides` turns ``--key value`` pairs into a mapping (values are parsed as
+   YAML scalars, so ``--beta 0.2`` is a float and ``--weights [0.3,0.7]`` a list);
+3. :func:`build_config` checks every key and type against the target dataclass and raises
+   **one** :class:`~moalign.errors.ConfigError` listing every problem, with a "did you mean"
+   for misspelled keys, before any model or data is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+from moalign.errors import ConfigError
+
+T = TypeVar("T")
+
+__all__ = ["build_config", "load_yaml", "merge", "parse_overrides"]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``yaml.safe_load``; a missing file or non-mapping is an error."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse YAML: {exc}", source=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the top level must be a mapping of keys to values, got {type(data).__name__}",
+            source=str(path),
+        )
+    return _numbers(data)
+
+
+# YAML 1.1 reads ``1e-3`` (no dot in the mantissa) as a string; people mean a number.
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _numbers(value: Any) -> Any:
+    """Turn strings written like ``1e-3`` into floats, recursively."""
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    return value
+
+
+def _parse_scalar(text: str) -> Any:
+    import yaml
+
+    try:
+        return _numbers(yaml.safe_load(text))
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(argv: Sequence[str]) -> dict[str, Any]:
+    """Parse ``["--key", "value", "--flag", "--a.b=3"]`` into ``{"key": ..., "flag": True, "a": {"b": 3}}``.
+
+    Dashes in keys become underscores; a key with no value is ``True``.
+    """
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--") or len(token) == 2:
+            problems.append(f"unexpected argument '{token}' (overrides are written --key value)")
+            i += 1
+            continue
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                value = argv[i + 1]
+                i += 1
+            else:
+                value = "true"
+        i += 1
+        key = key.replace("-", "_")
+        target = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                problems.append(f"override '--{key}' conflicts with an earlier value")
+                break
+        else:
+            target[leaf] = _parse_scalar(value)
+    if problems:
+        raise ConfigError(problems, source="command line")
+    return out
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into ``base`` (nested mappings merge, others replace)."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _check_type(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Return (ok, coerced value) for a few common annotations; unknown ones pass."""
+    if tp is Any or tp is typing.Any:
+        return True, value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return True, None
+        for a in args:
+            if a is type(None):
+                continue
+            ok, v = _check_type(value, a)
+            if ok:
+                return True, v
+        return False, value
+    if origin is Literal:
+        return value in args, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if tp is str:
+        return isinstance(value, str), value
+    if origin in (list, Sequence, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        if args and origin is not tuple:
+            coerced = []
+            for item in value:
+                ok, v = _check_type(item, args[0])
+                if not ok:
+                    return False, value
+                coerced.append(v)
+            return True, coerced
+        return True, list(value)
+    if origin in (dict, Mapping) or tp is dict:
+        return isinstance(value, Mapping), value
+    return True, value
+
+
+def build_config(cls: type[T], data: Mapping[str, Any], *, source: str | None = None,
+                 extra_keys: Sequence[str] = ()) -> T:
+    """Instantiate dataclass ``cls`` from ``data``, reporting every problem at once.
+
+    Unknown keys (with a suggestion), values of the wrong type and errors raised by the
+    dataclass's own ``__post_init__`` become one :class:`ConfigError`. ``extra_keys`` are
+    accepted and ignored (keys consumed by the caller, such as ``trainer``).
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    known = sorted(set(fields) | set(extra_keys))
+    problems: list[str] = []
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in extra_keys:
+            continue
+        if key not in fields:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(f"unknown key '{key}'{hint}")
+            continue
+        ok, coerced = _check_type(value, hints.get(key, Any))
+        if not ok:
+            problems.append(
+                f"'{key}' must be {_type_name(hints.get(key))}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+            continue
+        kwargs[key] = coerced
+    if problems:
+        raise ConfigError(problems, source=source)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source=source) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc), source=source) from None

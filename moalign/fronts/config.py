@@ -1,0 +1,203 @@
+"""Configuration of a front trace: :class:`FrontConfig` and its complete up-front check.
+
+:func:`resolve_front_config` checks a mapping (a ``moalign trace`` YAML file, a ``dict`` given
+to :func:`~moalign.fronts.trace_front`) completely, before any model or data loads, and raises
+one :class:`~moalign.errors.ConfigError` naming every problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from moalign.config.checking import (
+    build_checked,
+    check_fields,
+    defaults_of,
+    did_you_mean,
+    raise_problems,
+)
+from moalign.data.catalog import dataset_columns, dataset_problems
+from moalign.errors import ConfigError
+from moalign.evaluation.core import generation_problems
+from moalign.models.lora import lora_problems
+from moalign.models.specs import model_problems
+from moalign.objective.checks import objective_problems
+from moalign.weights import as_weights, format_weights
+
+__all__ = ["DEFAULT_MAX_PROMPT_TOKENS", "DEFAULT_TRAIN", "METHOD_NAMES", "FrontConfig",
+           "resolve_front_config"]
+
+#: The methods that make a front's policies (each a module of :mod:`moalign.fronts`).
+METHOD_NAMES = ("sweep", "soup", "conditioned", "decoding")
+#: Trainer settings every front run starts from (``FrontConfig.train`` overrides them).
+DEFAULT_TRAIN: dict[str, Any] = {
+    "beta": 0.1,
+    "learning_rate": 5e-4,
+    "max_steps": 12,
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "max_length": 192,
+    "logging_steps": 1,
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "save_strategy": "no",
+    "report_to": "none",
+}
+#: Prompts longer than this many tokens keep their end (so completions are never cut).
+DEFAULT_MAX_PROMPT_TOKENS = 96
+#: Keys of ``FrontConfig.train`` that the trace sets itself.
+_TRACE_OWNED_TRAIN_KEYS = ("objectives", "weights", "conditioning", "seed", "output_dir",
+                           "use_cpu", "disable_tqdm")
+
+
+@dataclass
+class FrontConfig:
+    """Configuration of :func:`trace_front` (the keys of ``moalign trace`` YAML files)."""
+
+    #: How the front's policies are made: ``sweep``, ``soup``, ``conditioned`` or ``decoding``.
+    method: str = "soup"
+    #: Objectives, in order. Training reads the ``pref_<name>`` columns of the dataset.
+    objectives: list[str] = field(default_factory=lambda: ["helpfulness", "harmlessness"])
+    #: Starting (SFT) checkpoint: a local folder, ``"smollm2"`` (the embedded one) or ``"tiny"``.
+    model: str = "smollm2"
+    #: Preference data: ``"hh-rlhf"`` (bundled helpful + harmless) or a path / hub id.
+    dataset: str = "hh-rlhf"
+    #: Where runs, points, ``front.json`` and ``front.png`` go.
+    output_dir: str = "front"
+    #: Weight vectors of the front; default: ``simplex_grid(K, grid)``.
+    weights: list[list[float]] | None = None
+    #: Resolution of the default simplex grid (K=2, grid=4 gives 5 points).
+    grid: int = 4
+    #: Training pairs per objective (taken from the training split); ``None`` uses all.
+    train_pairs: int | None = 256
+    #: Fraction of pairs held out for evaluation (split seeded by ``seed``).
+    test_size: float = 0.2
+    #: Fields of the DPO trainer config (``beta``, ``learning_rate``, ``max_steps``, ...).
+    train: dict[str, Any] = field(default_factory=dict)
+    #: LoRA settings (peft ``LoraConfig`` fields); the reference is the adapter-free base.
+    lora: dict[str, Any] = field(default_factory=lambda: {"r": 16, "lora_alpha": 32})
+    #: How each point is scored: ``"implicit"`` (held-out implicit-reward accuracy per
+    #: objective, generation-free) or ``"generation"`` (generate and score with objectives).
+    metric: str = "implicit"
+    #: Held-out pairs per objective for the ``implicit`` metric.
+    eval_pairs: int = 64
+    #: Held-out prompts for the ``generation`` metric.
+    eval_prompts: int = 16
+    #: Scorers for the ``generation`` metric, objective name -> spec for ``load_objective``
+    #: (default: the objective name itself).
+    scorers: dict[str, Any] = field(default_factory=dict)
+    #: Extra objectives reported alongside (not part of the front), name -> {"spec":
+    #: load_objective spec, "dataset": prompt set such as "gsm8k", "n": prompts}.
+    report: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Generation settings for evaluation (``max_new_tokens``, ``batch_size``, ``do_sample``).
+    generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 48})
+    #: Reference point of the hypervolume (default: the origin for ``implicit`` accuracies;
+    #: for ``generation`` scores, just below the worst score reached, baseline included).
+    reference_point: list[float] | None = None
+    #: Also evaluate the starting policy (stored as ``metadata.baseline`` in front.json).
+    include_baseline: bool = True
+    #: Sequence-length cap for evaluation log-probs (tokens).
+    max_length: int = 256
+    #: Seed of splits, training and sampling.
+    seed: int = 0
+    #: Show progress bars.
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.method not in METHOD_NAMES:
+            problems.append(f"'method' must be one of {sorted(METHOD_NAMES)}, got {self.method!r}")
+        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            problems.append(f"'objectives' must be distinct names, got {self.objectives!r}")
+        if self.metric not in ("implicit", "generation"):
+            problems.append(f"'metric' must be 'implicit' or 'generation', got {self.metric!r}")
+        if self.metric == "implicit" and self.method == "decoding":
+            problems.append("the 'decoding' method has no single policy to take log-probs of; "
+                            "use metric: generation")
+        if not 1 <= self.grid <= 100:  # points are named by weights with 2 decimals
+            problems.append(f"'grid' must be between 1 and 100, got {self.grid}")
+        if not 0 < self.test_size < 1:
+            problems.append(f"'test_size' must be in (0, 1), got {self.test_size}")
+        for i, w in enumerate(self.weights or []):
+            try:
+                as_weights(w, len(self.objectives), name=f"weights[{i}]")
+            except ValueError as exc:
+                problems.append(str(exc))
+        if self.weights and not problems:
+            ids = [format_weights(as_weights(w, len(self.objectives))) for w in self.weights]
+            repeated = sorted({i for i in ids if ids.count(i) > 1})
+            if repeated:
+                problems.append(f"'weights' has vectors that agree to 2 decimals ({repeated}); "
+                                "points are named by their weights, so make them distinct")
+        if self.reference_point is not None and len(self.reference_point) != len(self.objectives):
+            problems.append(f"'reference_point' has {len(self.reference_point)} entries for "
+                            f"{len(self.objectives)} objectives")
+        if problems:
+            raise ConfigError(problems)
+
+    def weight_vectors(self) -> np.ndarray:
+        from moalign.pareto.indicators import simplex_grid
+
+        if self.weights:
+            return np.array([as_weights(w, len(self.objectives)) for w in self.weights])
+        return simplex_grid(len(self.objectives), self.grid)
+
+
+def _report_problems(report: Any) -> list[str]:
+    if not isinstance(report, Mapping):
+        return []
+    problems = []
+    for name, entry in report.items():
+        where = f"report.{name}"
+        if not isinstance(entry, Mapping):
+            problems.append(f"'{where}' must be a mapping with 'spec', 'dataset' and 'n'")
+            continue
+        unknown = sorted(set(entry) - {"spec", "dataset", "n"})
+        for u in unknown:
+            problems.append(f"'{where}': unknown key '{u}'{did_you_mean(u, ['spec', 'dataset', 'n'])}")
+        dataset = entry.get("dataset", "gsm8k")
+        problems += dataset_problems(dataset, f"{where}.dataset")
+        problems += objective_problems([entry.get("spec", name)], labels="scorer", columns=None,
+                                       key=where)
+    return problems
+
+
+def resolve_front_config(data: Mapping[str, Any], *, source: str | None = None):
+    """Validate a ``FrontConfig`` mapping completely and return the config object."""
+    good, problems = check_fields([FrontConfig], data)
+    cfg, built = build_checked(FrontConfig, good)
+    problems += built
+    view = {**defaults_of(FrontConfig), **good}
+    problems += model_problems(view["model"])
+    problems += dataset_problems(view["dataset"])
+    columns = dataset_columns(view["dataset"]) if isinstance(view["dataset"], str) else None
+    problems += objective_problems(view["objectives"], labels="column", columns=columns,
+                                   dataset=view["dataset"])
+    if view.get("metric") == "generation" and isinstance(view["objectives"], list):
+        scorers = view.get("scorers") or {}
+        problems += objective_problems([scorers.get(o, o) for o in view["objectives"]],
+                                       labels="scorer", columns=None, key="scorers")
+    if isinstance(view.get("train"), Mapping):
+        from moalign.trainers import MultiObjectiveDPOConfig
+
+        @dataclasses.dataclass
+        class _Extra:
+            max_prompt_tokens: int = 96
+
+        train = dict(view["train"])
+        for owned in _TRACE_OWNED_TRAIN_KEYS:
+            if owned in train:
+                train.pop(owned)
+                problems.append(f"'train': '{owned}' is set by the trace itself; use the top-level "
+                                "keys (objectives, weights, seed) instead")
+        problems += check_fields([_Extra, MultiObjectiveDPOConfig], train, prefix="train: ")[1]
+    problems += lora_problems(view.get("lora"))
+    problems += generation_problems(view.get("generation"))
+    problems += _report_problems(view.get("report"))
+    raise_problems(problems, source)
+    return cfg

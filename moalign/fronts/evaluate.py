@@ -1,0 +1,147 @@
+"""Scoring one policy of a front on the held-out data (``FrontConfig.metric``).
+
+``implicit``: held-out implicit-reward accuracy per objective (one reference pass shared by
+every point); ``generation``: generate replies to held-out prompts and score them with the
+objectives. Extra ``report`` objectives are scored alongside.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext as _nullcontext
+from typing import Any
+
+import numpy as np
+
+from moalign.data import catalog
+from moalign.data.selection import first_labelled, labelled_indices
+from moalign.errors import ConfigError, DataError
+from moalign.fronts.config import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_TRAIN
+
+__all__ = ["evaluate_front_policy"]
+
+
+def _max_prompt_tokens(cfg: Any) -> int:
+    return int({**DEFAULT_TRAIN, **cfg.train}.get("max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS))
+
+
+def _eval_pairs(cfg: Any, ctx: Any):
+    """The first ``eval_pairs`` held-out pairs of each objective, prompts cut as in training
+    (keeping their end), so a weight condition added in front always fits."""
+    if getattr(ctx, "_eval_pairs", None) is None:
+        from moalign.data import truncate_prompts
+        from moalign.evaluation.core import labelled_rows
+
+        for name in cfg.objectives:
+            if labelled_indices(ctx.test_ds, name).size == 0:
+                raise DataError(f"no held-out pair is labelled for objective '{name}'; "
+                                "raise test_size or check the dataset's pref_ columns")
+        keep = first_labelled(ctx.test_ds, list(cfg.objectives), cfg.eval_pairs)
+        rows, _ = truncate_prompts(ctx.test_ds.select(keep), ctx.tokenizer,
+                                   _max_prompt_tokens(cfg))
+        ctx._eval_pairs = labelled_rows(rows, list(cfg.objectives))
+    return ctx._eval_pairs
+
+
+def _reference_logprobs(cfg: Any, ctx: Any, rows: list[dict[str, Any]]):
+    """Log-probs of the held-out pairs under the starting policy, computed once per trace."""
+    if getattr(ctx, "_reference_logprobs", None) is None:
+        from moalign.evaluation.core import pair_logprobs
+
+        model = ctx.peft if ctx.peft is not None else ctx.base
+        with model.disable_adapter() if ctx.peft is not None else _nullcontext():
+            ctx._reference_logprobs = pair_logprobs(model, ctx.tokenizer, rows,
+                                                    max_length=cfg.max_length)
+    return ctx._reference_logprobs
+
+
+def _eval_prompts(cfg: Any, ctx: Any) -> list[Any]:
+    """``eval_prompts`` distinct held-out prompts, taken in turn from each objective's pairs
+    (so every objective's prompts are represented), cut as in training."""
+    if getattr(ctx, "_eval_prompts", None) is None:
+        from moalign.data import truncate_prompt
+
+        queues = [list(labelled_indices(ctx.test_ds, name)) for name in cfg.objectives]
+        seen, prompts = set(), []
+        while len(prompts) < cfg.eval_prompts and any(queues):
+            for queue in queues:
+                while queue:
+                    prompt = ctx.test_ds[int(queue.pop(0))]["prompt"]
+                    if repr(prompt) not in seen:
+                        seen.add(repr(prompt))
+                        prompts.append(truncate_prompt(prompt, ctx.tokenizer,
+                                                       _max_prompt_tokens(cfg)))
+                        break
+                if len(prompts) >= cfg.eval_prompts:
+                    break
+        ctx._eval_prompts = prompts
+    return ctx._eval_prompts
+
+
+def _generate(cfg: Any, ctx: Any, policy: Any, prompts: list[Any]) -> list[str]:
+    from moalign.evaluation.core import generate_completions
+
+    if policy.transform_prompt is not None:
+        prompts = [policy.transform_prompt(p) for p in prompts]
+    fn = policy.generate or generate_completions
+    settings = {"seed": cfg.seed, **cfg.generation}
+    return fn(policy.model, ctx.tokenizer, prompts, **settings)
+
+
+def _report(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
+    from moalign.evaluation.core import mean_and_stderr
+    from moalign.objective import load_objective
+
+    out = {}
+    for name, spec in cfg.report.items():
+        ds = catalog.load_dataset(spec.get("dataset", "gsm8k")).select(range(int(spec.get("n", 8))))
+        objective = load_objective(spec.get("spec", name))
+        completions = _generate(cfg, ctx, policy, list(ds["prompt"]))
+        cols = {c: list(ds[c]) for c in objective.required_columns}
+        scores = objective(list(ds["prompt"]), completions, **cols)
+        m, se, n = mean_and_stderr([np.nan if s is None else s for s in scores])
+        out[name] = {"score": m, "stderr": se, "n": n}
+    return out
+
+
+def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
+    """Scores of one policy: ``{"scores", "stderr", "metadata"}`` (see ``FrontConfig.metric``)."""
+    scores: dict[str, float] = {}
+    stderr: dict[str, float] = {}
+    if cfg.metric == "implicit":
+        if policy.adapter is None and policy.generate is None:
+            # the starting policy is its own reference: every implicit reward is 0, a tie
+            scores = {o: 0.5 for o in cfg.objectives}
+            stderr = {o: 0.0 for o in cfg.objectives}
+        else:
+            from moalign.evaluation.core import implicit_reward_accuracy
+
+            beta = float({**DEFAULT_TRAIN, **cfg.train}["beta"])
+            rows = _eval_pairs(cfg, ctx)
+            reference = None
+            if policy.transform_prompt is None:  # one reference pass serves every point
+                reference = _reference_logprobs(cfg, ctx, rows)
+            res = implicit_reward_accuracy(
+                policy.model, ctx.tokenizer, rows, list(cfg.objectives), beta=beta,
+                max_length=cfg.max_length, transform_prompt=policy.transform_prompt,
+                reference_logprobs=reference)
+            scores = {o: res[o]["accuracy"] for o in cfg.objectives}
+            stderr = {o: res[o]["stderr"] for o in cfg.objectives}
+    else:
+        from moalign.evaluation.core import summarize
+        from moalign.objective import ObjectiveSet
+
+        scorers = ObjectiveSet([cfg.scorers.get(o, o) for o in cfg.objectives])
+        if scorers.names != tuple(cfg.objectives):
+            raise ConfigError(f"scorers {list(scorers.names)} must be named like the "
+                              f"objectives {list(cfg.objectives)}")
+        prompts = _eval_prompts(cfg, ctx)
+        completions = _generate(cfg, ctx, policy, prompts)
+        per = scorers.score(prompts, completions).values.double().numpy()
+        scores, stderr, _ = summarize(scorers.names, per)
+    unscored = [o for o in cfg.objectives if not np.isfinite(scores[o])]
+    if unscored:
+        raise DataError(f"no held-out example could be scored for {', '.join(unscored)}: every "
+                        "score was None (check the scorer and the evaluation data)")
+    metadata = {"report": _report(cfg, ctx, policy)} if cfg.report else {}
+    return {"scores": scores, "stderr": {o: float(np.nan_to_num(v)) for o, v in stderr.items()},
+            "metadata": metadata}

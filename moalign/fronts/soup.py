@@ -1,0 +1,85 @@
+"""Rewarded soups: interpolate policies fine-tuned for different objectives.
+
+Ramé et al., "Rewarded soups: towards Pareto-optimal alignment by interpolating weights
+fine-tuned on diverse rewards" (NeurIPS 2023). With LoRA, every policy is the shared base plus
+a low-rank update ``ΔW_k = s_k B_k A_k``; the soup for weights ``w`` is the base plus
+``Σ_k w_k ΔW_k``, which is exactly the interpolation of the full weights.
+
+peft's ``add_weighted_adapter(combination_type="linear")`` scales ``A`` and ``B`` separately,
+which is *not* this interpolation; ``combination_type="cat"`` stacks the factors (rank
+``Σ r_k``, scaling 1) and is exact, so that is what :func:`soup_adapter` uses. peft also ignores
+a new adapter whose name already exists, so an old soup of the same name is deleted first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from moalign.fronts.context import Context, Policy
+from moalign.weights import as_weights, format_weights
+
+__all__ = ["policies", "soup_adapter", "soup_state_dicts"]
+
+
+def soup_adapter(
+    model: Any, adapters: Sequence[str], weights: Sequence[float], name: str | None = None
+) -> str:
+    """Add (and activate) the adapter ``Σ_k w_k ΔW_k`` to a peft model; return its name."""
+    adapters = list(adapters)
+    missing = [a for a in adapters if a not in model.peft_config]
+    if missing:
+        raise ValueError(
+            f"adapters {missing} are not loaded in the model (loaded: {sorted(model.peft_config)})"
+        )
+    w = as_weights(weights, len(adapters))
+    name = name or re.sub(r"[^A-Za-z0-9_]", "_", "soup_" + format_weights(w, 4))
+    if name in adapters:
+        raise ValueError(f"the soup's name '{name}' is one of its ingredients")
+    if name in model.peft_config:
+        model.delete_adapter(name)
+    model.add_weighted_adapter(adapters, [float(x) for x in w], name, combination_type="cat")
+    model.set_adapter(name)
+    return name
+
+
+def soup_state_dicts(
+    state_dicts: Sequence[Mapping[str, Any]], weights: Sequence[float]
+) -> dict[str, Any]:
+    """``Σ_k w_k θ_k`` for full fine-tunes of the same initialization (floating tensors only;
+    other entries are taken from the first state dict)."""
+    if not state_dicts:
+        raise ValueError("soup_state_dicts needs at least one state dict")
+    w = as_weights(weights, len(state_dicts))
+    keys = set(state_dicts[0])
+    for i, sd in enumerate(state_dicts[1:], start=1):
+        if set(sd) != keys:
+            diff = sorted(keys.symmetric_difference(sd))[:5]
+            raise ValueError(f"state dict {i} does not match state dict 0 (keys differ: {diff})")
+    out: dict[str, Any] = {}
+    for key, first in state_dicts[0].items():
+        if getattr(first, "is_floating_point", lambda: False)():
+            acc = first.detach().double() * float(w[0])
+            for wk, sd in zip(w[1:], state_dicts[1:]):
+                acc = acc + sd[key].detach().double() * float(wk)
+            out[key] = acc.to(first.dtype)
+        else:
+            out[key] = first
+    return out
+
+
+def policies(ctx: Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
+    """The ``soup`` method: one run per objective, then the exact soup at every weight vector.
+
+    Consumed lazily: a point's policy is valid until the next one replaces the soup adapter.
+    """
+    runs = ctx.per_objective_runs()
+    model = [ctx.adapter(r) for r in runs][-1]
+    for w in ctx.cfg.weight_vectors():
+        pid = format_weights(w)
+        name = soup_adapter(model, runs, w, name="soup")
+        # peft saves a named adapter in a subfolder of that name
+        yield pid, w, Policy(model, adapter=name, checkpoint=f"points/{pid}/adapter/{name}")

@@ -1,0 +1,102 @@
+"""LoRA (Hu et al. 2021): the one place moalign turns LoRA options into a ``peft.LoraConfig``.
+
+Every trainer, stage and front builds its adapter configuration with :func:`lora_config` and
+checks a user's options with :func:`lora_problems` before any model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from moalign.errors import ModelError
+
+__all__ = ["apply_lora", "as_lora_config", "lora_config", "lora_problems"]
+
+def lora_config(
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules: list[str] | tuple[str, ...] | str = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    task_type: str = "CAUSAL_LM",
+    **kwargs: Any,
+):
+    """A ``peft.LoraConfig`` with moalign's defaults (r=16, alpha=32, dropout 0.05, on the
+    attention projections q/k/v/o of Llama-family models such as SmolLM2). Extra keyword
+    arguments go to ``LoraConfig`` (e.g. ``modules_to_save=["score"]`` for a reward head);
+    an unknown one is a :class:`ModelError` listing the valid names. LoRA: Hu et al. 2021."""
+    from peft import LoraConfig
+
+    valid = {f.name for f in dataclasses.fields(LoraConfig)}
+    unknown = sorted(set(kwargs) - valid)
+    if unknown:
+        raise ModelError(
+            f"unknown LoRA option(s) {', '.join(unknown)}; valid: r, alpha, dropout, "
+            f"target_modules, task_type, or any LoraConfig field ({', '.join(sorted(valid))})"
+        )
+    alpha = kwargs.pop("lora_alpha", alpha)
+    dropout = kwargs.pop("lora_dropout", dropout)
+    if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
+        raise ModelError(f"LoRA rank r must be a positive integer, got {r!r}")
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ModelError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=float(dropout),
+                      target_modules=targets, task_type=task_type, **kwargs)
+
+
+def as_lora_config(lora: Any):
+    if lora is None or lora is False:
+        return None
+    if lora is True:
+        return lora_config()
+    if isinstance(lora, dict):
+        return lora_config(**lora)
+    from peft import LoraConfig
+
+    if isinstance(lora, LoraConfig):
+        return lora
+    raise ModelError(f"lora must be None, True, a dict or a peft.LoraConfig; got {lora!r}")
+
+
+def apply_lora(model, lora: Any):
+    """Wrap ``model`` with a fresh trainable LoRA adapter (``peft.get_peft_model``); only the
+    adapter's parameters stay trainable. Target modules missing from the model are a
+    :class:`ModelError` listing the linear layers it does have."""
+    from peft import get_peft_model
+
+    config = as_lora_config(lora)
+    if config is None:
+        return model
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        import torch
+
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if isinstance(m, torch.nn.Linear)})
+        raise ModelError(
+            f"cannot add LoRA on {config.target_modules}: {str(exc).rstrip('. ')}. The model's linear layers "
+            f"are: {', '.join(linear)}"
+        ) from exc
+
+
+def lora_problems(lora: Any, key: str = "lora", *, aliases: Sequence[str] = ()) -> list[str]:
+    """Unknown or badly typed LoRA options in a config mapping (``aliases`` of
+    :func:`lora_config`'s own names are accepted too), found without loading peft models."""
+    if lora is None or lora is False or not isinstance(lora, Mapping):
+        return []
+    from peft import LoraConfig
+
+    from moalign.config.checking import did_you_mean
+
+    fields = {f.name for f in dataclasses.fields(LoraConfig)} | set(aliases)
+    problems = []
+    for name in lora:
+        if name not in fields:
+            problems.append(f"'{key}': unknown LoRA option '{name}'{did_you_mean(name, fields)}")
+    r = lora.get("r", 1)
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        problems.append(f"'{key}': 'r' must be a positive integer, got {r!r}")
+    return problems

@@ -1,0 +1,287 @@
+"""The objective registry: one entry-point group, the door for built-ins and plugins alike.
+
+Objectives are discovered through the entry-point group ``moalign.objectives`` (name ->
+``module:Class``). The built-in ones (top-level package ``objectives``) register there exactly
+like a third-party package; :func:`register_objective` is the in-process equivalent for code
+that is not installed. :func:`load_objective` builds one from a name, ``"name:k=v"``, a mapping
+or an explicit ``"module:Class"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from moalign.errors import ObjectiveError, UnknownObjectiveError
+from moalign.objective.base import Objective
+
+ENTRY_POINT_GROUP = "moalign.objectives"
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "available_objectives",
+    "describe_objectives",
+    "get_objective_class",
+    "load_objective",
+    "refresh_entry_points",
+    "register_objective",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+
+_registered: dict[str, type[Objective]] = {}
+_entry_points: dict[str, EntryPoint] | None = None
+_loaded: dict[str, type[Objective]] = {}  # classes imported from entry points (a cache)
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ObjectiveError(
+            f"invalid objective name {name!r}: use lowercase letters, digits and underscores, "
+            "starting with a letter",
+            objective=str(name),
+        )
+
+
+def register_objective(name: str):
+    """Class decorator registering an :class:`Objective` subclass under ``name`` in-process.
+
+    Registering a different class under a name already taken (in-process or by an entry
+    point) raises :class:`ObjectiveError`.
+    """
+    _check_name(name)
+
+    def decorator(cls: type[Objective]) -> type[Objective]:
+        if not (isinstance(cls, type) and issubclass(cls, Objective)):
+            raise ObjectiveError(
+                f"@register_objective('{name}') must decorate an Objective subclass, "
+                f"got {cls!r}",
+                objective=name,
+            )
+        previous = _registered.get(name)
+        if previous is not None and previous is not cls and _qualname(previous) != _qualname(cls):
+            raise ObjectiveError(
+                f"objective name '{name}' is already registered by {_qualname(previous)}; "
+                f"cannot register {_qualname(cls)}",
+                objective=name,
+            )
+        ep = _discover().get(name)
+        if ep is not None and ep.value.replace(":", ".") != _qualname(cls):
+            raise ObjectiveError(
+                f"objective name '{name}' is already provided by the entry point "
+                f"'{ep.value}'; cannot register {_qualname(cls)}",
+                objective=name,
+            )
+        if not cls.name:
+            cls.name = name
+        elif cls.name != name:
+            raise ObjectiveError(
+                f"{_qualname(cls)} declares name '{cls.name}' but is registered as '{name}'",
+                objective=name,
+            )
+        _registered[name] = cls
+        return cls
+
+    return decorator
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _discover() -> dict[str, EntryPoint]:
+    """Read the entry points of the group once (lazily); do not import them yet."""
+    global _entry_points
+    if _entry_points is None:
+        found: dict[str, EntryPoint] = {}
+        clashes: dict[str, set[str]] = {}
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in found and found[ep.name].value != ep.value:
+                clashes.setdefault(ep.name, {found[ep.name].value}).add(ep.value)
+                continue
+            found[ep.name] = ep
+        for name, values in clashes.items():
+            # Keep the clash visible: loading this name raises with every provider listed.
+            found[name] = _ClashingEntryPoint(name, sorted(values))  # type: ignore[assignment]
+        _entry_points = found
+    return _entry_points
+
+
+class _ClashingEntryPoint:
+    def __init__(self, name: str, values: list[str]):
+        self.name, self.values, self.value = name, values, " | ".join(values)
+
+    def load(self):
+        raise ObjectiveError(
+            f"objective name '{self.name}' is provided by several installed packages "
+            f"({', '.join(self.values)}); uninstall one of them",
+            objective=self.name,
+        )
+
+
+def refresh_entry_points() -> None:
+    """Forget the cached entry points (after installing a plugin package in-process)."""
+    global _entry_points
+    _entry_points = None
+    _loaded.clear()
+    importlib.invalidate_caches()
+
+
+def available_objectives() -> list[str]:
+    """Names of every objective that :func:`load_objective` can build, sorted."""
+    return sorted(set(_registered) | set(_discover()))
+
+
+def get_objective_class(name: str) -> type[Objective]:
+    """Return the class registered under ``name`` (importing its entry point if needed)."""
+    if name in _registered:
+        return _registered[name]
+    if name in _loaded:
+        return _loaded[name]
+    ep = _discover().get(name)
+    if ep is None:
+        raise UnknownObjectiveError(_unknown_message(name), objective=name)
+    try:
+        cls = ep.load()
+    except ObjectiveError:
+        raise
+    except Exception as exc:
+        raise ObjectiveError(
+            f"objective '{name}': cannot import its entry point '{ep.value}': "
+            f"{type(exc).__name__}: {exc}",
+            objective=name,
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise ObjectiveError(
+            f"objective '{name}': entry point '{ep.value}' is not an Objective subclass",
+            objective=name,
+        )
+    if not cls.name:
+        cls.name = name
+    elif cls.name != name:
+        raise ObjectiveError(
+            f"objective '{name}': entry point '{ep.value}' declares name '{cls.name}'",
+            objective=name,
+        )
+    _loaded[name] = cls
+    return cls
+
+
+def _unknown_message(name: str) -> str:
+    import difflib
+
+    names = available_objectives()
+    close = difflib.get_close_matches(str(name), names, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown objective '{name}'.{hint} Available: {', '.join(names) or 'none'}"
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    name, _, rest = spec.partition(":")
+    kwargs: dict[str, Any] = {}
+    if rest.strip():
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip():
+                raise ObjectiveError(
+                    f"cannot parse objective spec '{spec}': expected 'name:key=value,...', "
+                    f"got '{part}'",
+                    objective=name.strip(),
+                )
+            kwargs[key.strip()] = _parse_value(value.strip())
+    return name.strip(), kwargs
+
+
+def load_objective(spec: str | Mapping[str, Any] | Objective, **kwargs: Any) -> Objective:
+    """Build an objective from a name, a ``"name:key=value,..."`` string, or a dict.
+
+    A dict holds ``name`` plus constructor arguments (``{"name": "length", "target": 80}``).
+    A string of the form ``"package.module:Class"`` imports that class explicitly (only what
+    the user wrote is imported). Keyword arguments override those of the spec. An
+    :class:`Objective` instance is returned as it is.
+    """
+    if isinstance(spec, Objective):
+        if kwargs:
+            raise ObjectiveError(
+                f"cannot apply arguments {sorted(kwargs)} to an already built objective",
+                objective=spec.__name__,
+            )
+        return spec
+    if isinstance(spec, Mapping):
+        spec_kwargs = dict(spec)
+        name = spec_kwargs.pop("name", None)
+        if not isinstance(name, str):
+            raise ObjectiveError(f"objective spec {dict(spec)!r} has no 'name' key")
+    elif isinstance(spec, str):
+        if re.match(r"^[\w.]+\.[\w.]*:[A-Za-z_]\w*$", spec.strip()):
+            return _load_dotted(spec.strip(), kwargs)
+        name, spec_kwargs = _parse_spec(spec)
+    else:
+        raise ObjectiveError(
+            f"an objective spec is a name, a 'name:key=value' string or a dict; got "
+            f"{type(spec).__name__}"
+        )
+    cls = get_objective_class(name)
+    spec_kwargs.update(kwargs)
+    return _build(cls, spec_kwargs, name)
+
+
+def _build(cls: type[Objective], kwargs: dict[str, Any], name: str) -> Objective:
+    """``cls(**kwargs)``; whatever the plugin's constructor raises names the objective."""
+    try:
+        return cls(**kwargs)
+    except ObjectiveError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ObjectiveError(f"objective '{name}': bad arguments: {exc}", objective=name) from exc
+    except Exception as exc:
+        raise ObjectiveError(f"objective '{name}' could not be built: {type(exc).__name__}: "
+                             f"{exc}", objective=name) from exc
+
+
+def _load_dotted(path: str, kwargs: dict[str, Any]) -> Objective:
+    module_name, _, attr = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UnknownObjectiveError(
+            f"cannot import objective '{path}': {exc}", objective=path
+        ) from exc
+    except Exception as exc:  # the plugin's module itself fails while importing
+        raise ObjectiveError(f"cannot import objective '{path}': importing '{module_name}' "
+                             f"raised {type(exc).__name__}: {exc}", objective=path) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise ObjectiveError(f"'{path}' is not an Objective subclass", objective=path)
+    return _build(cls, kwargs, path)
+
+
+def describe_objectives() -> list[tuple[str, str, str]]:
+    """``(name, source, description)`` for every available objective (imports plugins)."""
+    rows = []
+    eps = _discover()
+    for name in available_objectives():
+        source = eps[name].value if name in eps else "registered in-process"
+        try:
+            cls = get_objective_class(name)
+            desc = cls.description or (cls.__doc__ or "").strip().splitlines()[0:1]
+            desc = desc if isinstance(desc, str) else (desc[0] if desc else "")
+        except ObjectiveError as exc:
+            desc = f"(cannot load: {exc})"
+        rows.append((name, source, desc))
+    return rows

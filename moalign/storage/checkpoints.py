@@ -1,0 +1,293 @@
+"""Telling finished checkpoints from partial and corrupt ones, before anything is loaded.
+
+moalign writes every run, point and state file atomically (:mod:`moalign.storage.files`: a temporary
+sibling, then a rename), so a process killed at any moment leaves either the finished thing or
+nothing under its name, plus possibly a stale temporary (``.<name>.tmp-*`` folder,
+``.<name>.*.tmp`` file, ``.<name>.old-<pid>`` folder) that readers ignore. What can still go
+wrong is outside moalign's control: a disk that filled up, a file truncated by a copy, a
+checkpoint folder that the Hugging Face ``Trainer`` was still writing when it died (it writes
+in place, ``trainer_state.json`` last). The checks here find these cases cheaply (JSON parse,
+safetensors header and size; no tensor is read) and raise :class:`~moalign.errors.CheckpointError`
+naming the file, so a damaged checkpoint is reported instead of loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moalign.errors import CheckpointError
+
+__all__ = [
+    "TraceStatus",
+    "check_adapter",
+    "check_model_folder",
+    "check_safetensors",
+    "check_trainer_checkpoint",
+    "is_temporary",
+    "latest_checkpoint",
+    "read_json",
+    "scan_trace",
+    "stale_temporaries",
+]
+
+logger = logging.getLogger(__name__)
+
+# names left behind by moalign.storage.files when a writer dies
+_TEMPORARY = re.compile(r"^\..+(\.tmp-[^/]+|\.[^./]+\.tmp|\.old-\d+)$")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+#: JSON state files moalign's trainers add to a checkpoint folder
+_STATE_FILES = ("moalign_state.json", "moalign_tradeoff.json")
+#: largest safetensors header accepted (the format's own limit is 100 MB)
+_MAX_HEADER = 100_000_000
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a temporary left by an atomic writer (never a finished result)."""
+    return bool(_TEMPORARY.match(Path(path).name))
+
+
+def stale_temporaries(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Temporaries under ``folder`` (what a killed writer leaves); safe to delete when no
+    moalign process is writing there."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found: list[Path] = []
+    for entry in sorted(folder.iterdir()):
+        if is_temporary(entry):
+            found.append(entry)
+        elif recursive and entry.is_dir() and not entry.is_symlink():
+            found.extend(stale_temporaries(entry, recursive=True))
+    return found
+
+
+def read_json(path: str | os.PathLike, *, required: Sequence[str] = (),
+              what: str = "checkpoint file", hint: str = "") -> dict[str, Any]:
+    """Read a JSON object, or raise :class:`CheckpointError` naming ``path`` when it is missing,
+    not UTF-8, not JSON (e.g. truncated), not an object, or lacks one of ``required``.
+    ``hint`` (what the user can do) ends every message."""
+    try:
+        return _read_json(Path(path), required, what)
+    except CheckpointError as exc:
+        if not hint:
+            raise
+        raise CheckpointError(f"{exc}; {hint}") from None
+
+
+def _read_json(path: Path, required: Sequence[str], what: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} '{path}' is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{what} '{path}' cannot be read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{what} '{path}' is corrupt: not valid JSON ({exc}); "
+                              "it was not loaded") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what} '{path}' is corrupt: expected a JSON object, got "
+                              f"{type(data).__name__}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise CheckpointError(f"{what} '{path}' is incomplete: no key "
+                              f"{', '.join(map(repr, missing))}")
+    return data
+
+
+def check_safetensors(path: str | os.PathLike) -> dict[str, Any]:
+    """Validate a safetensors file from its header alone; return the header.
+
+    Catches truncated files (data shorter than the header promises), garbage headers and
+    offsets that overlap or run past the end, without reading any tensor.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"weights file '{path}' is truncated ({size} bytes)")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(_MAX_HEADER, size - 8):
+                raise CheckpointError(f"weights file '{path}' is corrupt or truncated: its "
+                                      f"header claims {n} bytes, the file has {size}")
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"weights file '{path}' is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"weights file '{path}' is corrupt: unreadable header ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"weights file '{path}' is corrupt: header is not an object")
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            begin, stop = (int(x) for x in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"weights file '{path}' is corrupt: tensor '{name}' has no "
+                                  "valid data_offsets") from None
+        if not 0 <= begin <= stop:
+            raise CheckpointError(f"weights file '{path}' is corrupt: tensor '{name}' has "
+                                  f"offsets {begin}..{stop}")
+        end = max(end, stop)
+    if 8 + n + end != size:
+        raise CheckpointError(f"weights file '{path}' is truncated or padded: the header "
+                              f"describes {8 + n + end} bytes, the file has {size}")
+    return header
+
+
+def check_adapter(folder: str | os.PathLike) -> None:
+    """A saved peft adapter: ``adapter_config.json`` parses and ``adapter_model.safetensors``
+    is whole. A pickle-based ``adapter_model.bin`` is refused (it could run code when loaded)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"adapter folder '{folder}' is missing")
+    read_json(folder / "adapter_config.json", what="adapter config")
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file() and (folder / "adapter_model.bin").is_file():
+        raise CheckpointError(f"adapter '{folder}' is saved as a pickle (adapter_model.bin), "
+                              "which moalign does not load; re-save it with safetensors")
+    check_safetensors(weights)
+
+
+def check_model_folder(folder: str | os.PathLike) -> None:
+    """A local model folder before it is loaded: an adapter passes :func:`check_adapter`, and
+    every ``*.safetensors`` file of a full model is whole (:func:`check_safetensors`)."""
+    folder = Path(folder)
+    if (folder / "adapter_config.json").is_file():
+        check_adapter(folder)
+        return
+    for weights in sorted(folder.glob("*.safetensors")):
+        check_safetensors(weights)
+
+
+def check_trainer_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
+    """Validate a ``checkpoint-<step>`` folder of a Hugging Face / TRL trainer (or of
+    :class:`~moalign.trainers.MultiObjectivePPOTrainer`); return its trainer state.
+
+    The ``Trainer`` writes ``trainer_state.json`` last, so its absence means the save was cut
+    short. Every ``*.safetensors`` file must be whole and every moalign state file must parse.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint '{folder}' does not exist")
+    state_file = folder / "trainer_state.json"
+    if not state_file.is_file():
+        raise CheckpointError(f"checkpoint '{folder}' is incomplete: no trainer_state.json (the "
+                              "save was interrupted, or this is not a trainer checkpoint)")
+    state = read_json(state_file, what="trainer state")
+    if "global_step" not in state and "step" not in state:
+        raise CheckpointError(f"trainer state '{state_file}' names no step")
+    weights = sorted(folder.rglob("*.safetensors"))
+    if not weights:
+        raise CheckpointError(f"checkpoint '{folder}' holds no *.safetensors weights")
+    for f in weights:
+        check_safetensors(f)
+    for name in _STATE_FILES:
+        if (folder / name).exists():
+            read_json(folder / name, what="moalign state")
+    return state
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The newest ``checkpoint-<step>`` under ``output_dir`` that passes
+    :func:`check_trainer_checkpoint`; incomplete or corrupt ones are skipped with a warning.
+    ``None`` when there is none (use it instead of ``transformers.trainer_utils.
+    get_last_checkpoint``, which returns a half-written folder as readily as a whole one)."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in root.iterdir()
+                    if p.is_dir() and (m := _CHECKPOINT.match(p.name))), reverse=True)
+    for _, path in found:
+        try:
+            check_trainer_checkpoint(path)
+        except CheckpointError as exc:
+            logger.warning("skipping checkpoint: %s", exc)
+            continue
+        return path
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Traces (moalign.fronts.trace)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TraceStatus:
+    """What a trace folder holds: finished runs and points, partial folders (recomputed on
+    resume), stale temporaries (ignored), and problems (corrupt files that stop a resume)."""
+
+    runs: list[str] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
+    partial: list[Path] = field(default_factory=list)
+    temporaries: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _children(folder: Path) -> Iterable[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_temporary(p)) \
+        if folder.is_dir() else []
+
+
+def scan_trace(output_dir: str | os.PathLike) -> TraceStatus:
+    """Inspect a :func:`~moalign.fronts.trace.trace_front` folder without loading any model."""
+    out = Path(output_dir)
+    status = TraceStatus(temporaries=stale_temporaries(out))
+
+    def check(fn, *args, **kwargs) -> bool:
+        try:
+            fn(*args, **kwargs)
+        except CheckpointError as exc:
+            status.problems.append(str(exc))
+            return False
+        return True
+
+    objectives: list[str] = []
+    if (out / "config.json").exists():
+        try:
+            objectives = list(read_json(out / "config.json").get("objectives") or [])
+        except CheckpointError as exc:
+            status.problems.append(str(exc))
+
+    def check_point(path: Path) -> bool:
+        point = read_json(path, required=("scores", "stderr", "eval_seconds"), what="front point")
+        missing = [o for o in objectives if o not in (point["scores"] or {})]
+        if missing:
+            raise CheckpointError(f"front point '{path}' has no score for {', '.join(missing)}")
+        return True
+
+    for run in _children(out / "runs"):
+        if not (run / "run.json").exists():
+            status.partial.append(run)
+        elif check(read_json, run / "run.json", required=("seconds", "steps")) and \
+                check(check_adapter, run / "adapter"):
+            status.runs.append(run.name)
+    for point in [*_children(out / "points"), *([out / "baseline"] if (out / "baseline").is_dir() else [])]:
+        if not (point / "point.json").exists():
+            status.partial.append(point)
+        elif check(check_point, point / "point.json"):
+            if (point / "adapter").is_dir():
+                for cfg in (point / "adapter").rglob("adapter_config.json"):
+                    check(check_adapter, cfg.parent)
+            if point.name != "baseline":
+                status.points.append(point.name)
+    if (out / "front.json").exists():
+        check(read_json, out / "front.json", required=("objectives", "points"))
+    return status

@@ -1,0 +1,184 @@
+"""How the online trainers turn K per-objective signals into one: weights, scalarizer, constraints.
+
+:class:`TradeOff` bundles the three pieces that MO-PPO and MO-GRPO share, validated once when a
+trainer is built (before any model is loaded):
+
+- a weight **schedule** (:mod:`moalign.tradeoff.schedule`) asked for a weight vector on the simplex at
+  every generation batch and told what was measured, so weights can move during training;
+- a **scalarizer** (:mod:`moalign.tradeoff.scalarize`) that maps ``[N, K]`` signals and the weights to
+  ``[N]``;
+- optional **Lagrangian constraints** ``objective_j >= threshold_j`` (PPO-Lagrangian as in Safe
+  RLHF, Dai et al. 2023): multipliers updated by projected dual ascent on each batch's mean
+  rewards and folded into the signal by :meth:`LagrangianConstraints.combine`.
+
+Its state (schedule, scalarizer statistics, multipliers, last weights) goes into checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from moalign.errors import ConfigError, ObjectiveError, UnknownObjectiveError
+from moalign.weights import as_weights
+
+__all__ = ["TradeOff", "check_scored"]
+
+#: Schedules that decide between runs or need what an online trainer does not measure.
+NOT_PER_STEP: dict[str, str] = {
+    "sweep": "gives one weight vector per run; trace a front with `moalign trace` instead",
+    "adaptive": "picks the weights of the next run of a front trace from its measured scores",
+    "mgda": "needs per-objective policy gradients, which the online trainers do not compute",
+}
+
+
+def check_scored(rewards: torch.Tensor, names: Sequence[str]) -> None:
+    """Raise :class:`ObjectiveError` if an objective scored none of the completions of a batch.
+
+    ``rewards`` is ``[B, K]`` with NaN where an objective returned ``None``. A column that is
+    NaN everywhere gives the objective no signal at all (its mean, advantages and constraint
+    are undefined), which is almost always a bug in the objective or a missing dataset column.
+    """
+    empty = torch.isnan(rewards).all(dim=0)
+    if rewards.shape[0] and bool(empty.any()):
+        k = int(torch.nonzero(empty)[0])
+        raise ObjectiveError(
+            f"objective '{names[k]}' returned None for all {rewards.shape[0]} completions of "
+            "this batch, so it gives no training signal; check the objective and the dataset "
+            "columns it needs",
+            objective=names[k],
+        )
+
+
+class TradeOff:
+    """Weights from a schedule, a scalarizer, and optional constraints over named objectives.
+
+    ``weights`` (fixed) and ``schedule`` (a :class:`~moalign.tradeoff.schedule.Schedule` or a spec for
+    :func:`~moalign.tradeoff.schedule.get_schedule`) are exclusive; with neither, the weights are uniform.
+    ``constraints`` maps objective names (or indices) to thresholds.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        *,
+        weights: Sequence[float] | None = None,
+        schedule: Any = None,
+        scalarizer: Any = "linear",
+        constraints: Mapping[str | int, float] | None = None,
+        lagrangian_lr: float = 0.05,
+        lagrangian_init: float = 0.0,
+        lagrangian_max: float | None = None,
+    ):
+        from moalign.tradeoff.scalarize import LagrangianConstraints, get_scalarizer
+        from moalign.tradeoff.schedule import FixedWeights, get_schedule
+
+        self.names = tuple(names)
+        k = len(self.names)
+        if weights is not None and schedule is not None:
+            raise ConfigError("give either fixed 'weights' or a weight 'schedule', not both")
+        if schedule is None:
+            w = as_weights(np.full(k, 1.0 / k) if weights is None else weights, k)
+            schedule = FixedWeights(w)
+        elif not hasattr(schedule, "ask"):
+            schedule = get_schedule(schedule, k)
+        kind = getattr(schedule, "kind", "")
+        if kind in NOT_PER_STEP:
+            raise ConfigError(f"the '{kind}' schedule cannot drive the weights during one "
+                              f"training run: it {NOT_PER_STEP[kind]}")
+        self.schedule = schedule
+        self.scalarizer = get_scalarizer(scalarizer)
+        self.constraints = None
+        if constraints:
+            unknown = [c for c in constraints if isinstance(c, str) and c not in self.names]
+            if unknown:
+                raise UnknownObjectiveError(
+                    f"constraint on objective '{unknown[0]}', which is not one of the objectives "
+                    f"being trained ({', '.join(self.names)})",
+                    objective=unknown[0],
+                )
+            self.constraints = LagrangianConstraints(
+                dict(constraints), num_objectives=k, names=list(self.names), lr=lagrangian_lr,
+                init=lagrangian_init, max_multiplier=lagrangian_max,
+            )
+        self.weights = as_weights(np.full(k, 1.0 / k) if weights is None else weights, k)
+
+    @property
+    def num_objectives(self) -> int:
+        return len(self.names)
+
+    @property
+    def multipliers(self) -> np.ndarray:
+        """Current Lagrange multipliers ``[K]`` (0 for unconstrained objectives)."""
+        if self.constraints is None:
+            return np.zeros(self.num_objectives)
+        return self.constraints.multipliers.numpy().copy()
+
+    def ask(self) -> np.ndarray:
+        """The schedule's next weight vector, validated (a bad one raises ``WeightsError``)."""
+        self.weights = as_weights(self.schedule.ask(), self.num_objectives,
+                                  name="weights from the schedule")
+        return self.weights
+
+    def tell(self, metrics: Mapping[str, Any]) -> None:
+        """Report what the last batch measured to the schedule."""
+        self.schedule.tell(dict(metrics))
+
+    def update_multipliers(self, rewards: torch.Tensor) -> np.ndarray:
+        """One dual-ascent step from a batch of rewards ``[B, K]`` (NaN ignored)."""
+        if self.constraints is not None:
+            self.constraints.update_from_rewards(rewards)
+        return self.multipliers
+
+    def combine(self, signals: torch.Tensor, *, groups: torch.Tensor | None = None) -> torch.Tensor:
+        """Scalarize ``[N, K]`` per-objective signals with the current weights, then fold in
+        the constrained objectives with their multipliers: ``[N]``."""
+        out = self.scalarizer(signals, self.weights, groups=groups)
+        if self.constraints is not None:
+            out = self.constraints.combine(out, signals)
+        return out
+
+    def linear_weights(self) -> np.ndarray:
+        """The per-objective weights of the combined signal when the scalarizer is linear.
+
+        Combining the unit vectors ``e_1 .. e_K`` gives each objective's coefficient, e.g.
+        ``(w_k + lambda_k) / (1 + sum_j lambda_j)`` with constraints. Used where the final sum
+        is computed elsewhere (TRL's GRPO reads a weight vector).
+        """
+        from moalign.tradeoff.scalarize import Linear
+
+        if not isinstance(self.scalarizer, Linear):
+            raise ConfigError(
+                f"this trainer sums weighted rewards itself, so it needs the linear scalarizer; "
+                f"got {self.scalarizer!r}"
+            )
+        eye = torch.eye(self.num_objectives, dtype=torch.float64)
+        return self.combine(eye).numpy()
+
+    def metrics(self) -> dict[str, float]:
+        """Weights and multipliers, by objective name, for logging."""
+        out = {f"weight/{n}": float(w) for n, w in zip(self.names, self.weights)}
+        if self.constraints is not None:
+            lam = self.multipliers
+            for k, n in enumerate(self.names):
+                if bool(self.constraints.constrained[k]):
+                    out[f"multiplier/{n}"] = float(lam[k])
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "weights": self.weights.tolist(),
+            "schedule": self.schedule.state_dict(),
+            "scalarizer": self.scalarizer.state_dict(),
+            "constraints": None if self.constraints is None else self.constraints.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.weights = as_weights(state["weights"], self.num_objectives)
+        self.schedule.load_state_dict(state["schedule"])
+        self.scalarizer.load_state_dict(state["scalarizer"])
+        if self.constraints is not None and state.get("constraints") is not None:
+            self.constraints.load_state_dict(state["constraints"])

@@ -1,0 +1,57 @@
+"""The trainers of ``moalign train`` (and of front traces) by name: where each one's config and
+trainer classes live, the config fields it fixes, and the data it trains on.
+
+The classes are named as ``"module:Class"`` and imported only when chosen, so reading this
+table imports no training library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["TRAINERS", "TrainerSpec"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerSpec:
+    """One trainer of ``moalign train``: where its config and trainer classes live
+    (``"module:Class"``, imported only when chosen), the config fields it fixes, and the data it
+    trains on: ``"preference"`` (prompt / chosen / rejected + labels) or ``"prompts"``
+    (online: prompts plus the columns the objectives read)."""
+
+    config: str
+    trainer: str
+    fixed: Mapping[str, Any]
+    data: str
+    #: the config field that holds the fixed objective weights
+    weights_field: str = "weights"
+
+    def config_class(self) -> type:
+        return _import(self.config)
+
+    def trainer_class(self) -> type:
+        return _import(self.trainer)
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_DPO = "moalign.trainers.dpo:MultiObjectiveDPO"
+#: ``trainer:`` name -> what it trains with.
+TRAINERS: dict[str, TrainerSpec] = {
+    "mo_dpo": TrainerSpec(f"{_DPO}Config", f"{_DPO}Trainer", {}, "preference"),
+    "conditioned_dpo": TrainerSpec(f"{_DPO}Config", f"{_DPO}Trainer", {"conditioning": "prompt"},
+                                   "preference"),
+    "modpo": TrainerSpec("moalign.trainers.modpo:MODPOConfig",
+                         "moalign.trainers.modpo:MODPOTrainer", {}, "preference"),
+    "ppo": TrainerSpec("moalign.trainers.ppo:MultiObjectivePPOConfig",
+                       "moalign.trainers.ppo:MultiObjectivePPOTrainer", {}, "prompts"),
+    "grpo": TrainerSpec("moalign.trainers.grpo:MultiObjectiveGRPOConfig",
+                        "moalign.trainers.grpo:MultiObjectiveGRPOTrainer", {}, "prompts",
+                        weights_field="reward_weights"),
+}
