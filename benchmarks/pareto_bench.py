@@ -21,7 +21,7 @@ from collections.abc import Callable
 import moocore
 import numpy as np
 
-from moalign import pareto
+from moalign.pareto import indicators as pareto
 
 CASES = [(1_000, 2), (10_000, 2), (100_000, 2), (1_000, 3), (10_000, 3), (100_000, 3), (1_000, 4), (1_000, 5)]
 # pymoo's own compiled O(N^2) filter takes ~0.3 s at N = 1e4 and ~30 s at N = 1e5

@@ -35,7 +35,7 @@ def _anchor_seconds(model_name: str, dtype: str, tokens: int = 2048) -> float:
     import torch
     from transformers import AutoModel
 
-    from moalign.config.stage import resolve_model
+    from moalign.models import resolve_model
 
     model = AutoModel.from_pretrained(resolve_model(model_name), dtype=getattr(torch, dtype)).eval()
     x = torch.randint(100, 1000, (16, tokens // 16))
@@ -102,7 +102,7 @@ def main() -> int:
         load_preference_pairs,
         train_reward_model,
     )
-    from moalign.config.stage import load_command_config
+    from moalign.config import load_command_config
 
     overrides = parse_overrides([f"--{kv}" for kv in args.set])
     work = Path(tempfile.mkdtemp(prefix="moalign-reward-bench-"))

@@ -20,21 +20,22 @@ def weight_problems(weights: Any, k: int | None = None, *, name: str = "weights"
     ``atol`` and has ``k`` entries when ``k`` is given. Configs collect these problems with
     their others; :func:`as_weights` raises them.
     """
+    shown = f"'{name}'" if name.isidentifier() else name  # a config key is quoted
     try:
         w = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError):
-        return [f"{name} must be a vector of numbers, got {weights!r}"]
+        return [f"{shown} must be a vector of numbers, got {weights!r}"]
     if isinstance(weights, (str, bytes)) or w.ndim != 1 or w.size == 0:
-        return [f"{name} must be a non-empty 1-D vector of numbers, got {weights!r}"]
+        return [f"{shown} must be a non-empty 1-D vector of numbers, got {weights!r}"]
     problems = []
     if k is not None and w.size != k:
-        problems.append(f"{name} has {w.size} entries but there are {k} objectives: {w.tolist()}")
+        problems.append(f"{shown} has {w.size} entries but there are {k} objectives: {w.tolist()}")
     if not np.all(np.isfinite(w)):
-        problems.append(f"{name} contains a non-finite value: {w.tolist()}")
+        problems.append(f"{shown} contains a non-finite value: {w.tolist()}")
     elif np.any(w < 0):
-        problems.append(f"{name} must be non-negative, got {w.tolist()}")
+        problems.append(f"{shown} must be non-negative, got {w.tolist()}")
     elif abs(float(w.sum()) - 1.0) > atol:
-        problems.append(f"{name} must sum to 1 (a point on the simplex), got sum "
+        problems.append(f"{shown} must sum to 1 (a point on the simplex), got sum "
                         f"{float(w.sum()):g}: {w.tolist()}")
     return problems
 

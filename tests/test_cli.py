@@ -94,7 +94,8 @@ def test_demo_tiny_front_is_schema_valid_and_agrees_with_pareto(tiny_demo):
 
 
 def test_demo_rerun_reuses_finished_points(tiny_demo, monkeypatch):
-    import moalign.fronts.pipeline
+    import moalign.fronts.context
+    import moalign.fronts.trace
 
     out = tiny_demo["dir"]
     before = json.loads((out / "front.json").read_text())
@@ -105,8 +106,8 @@ def test_demo_rerun_reuses_finished_points(tiny_demo, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished run or point was recomputed")
 
-    monkeypatch.setattr(moalign.fronts.pipeline, "train_lora_run", forbidden)
-    monkeypatch.setattr(moalign.fronts.pipeline, "evaluate_front_policy", forbidden)
+    monkeypatch.setattr(moalign.fronts.context, "train_lora_run", forbidden)
+    monkeypatch.setattr(moalign.fronts.trace, "evaluate_front_policy", forbidden)
     rc, stdout, stderr, wall = _run(["demo", "--tiny", "--output", str(out), "--quiet"])
     assert rc == 0, stderr
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
@@ -253,13 +254,14 @@ output_dir: {out}
 
 
 def test_train_config_problems_are_reported_together(tmp_path, monkeypatch):
-    import moalign.fronts.pipeline
+    import moalign.data.catalog
+    import moalign.models.specs
 
     def forbidden(*args, **kwargs):
         raise AssertionError("loaded something before the configuration was checked")
 
-    monkeypatch.setattr(moalign.fronts.pipeline, "load_model_spec", forbidden)
-    monkeypatch.setattr(moalign.fronts.pipeline, "load_dataset_spec", forbidden)
+    monkeypatch.setattr(moalign.models.specs, "load_model_spec", forbidden)
+    monkeypatch.setattr(moalign.data.catalog, "load_dataset", forbidden)
     config = tmp_path / "bad.yaml"
     config.write_text(BAD_TRAIN.format(out=tmp_path / "out"))
     rc, stdout, stderr, _ = _run(["train", "--config", str(config)])
@@ -332,7 +334,7 @@ def test_debug_shows_the_traceback():
 def test_example_configs_validate():
     from moalign.cli.train import resolve_train_config
     from moalign.config import load_yaml
-    from moalign.config.checking import resolve_front_config
+    from moalign.fronts.config import resolve_front_config
 
     examples = Path(__file__).resolve().parents[1] / "examples" / "configs"
     for name in ("trace_soup.yaml", "trace_tiny.yaml"):
@@ -343,11 +345,10 @@ def test_example_configs_validate():
 
 
 def test_bundled_columns_match_the_loaders():
-    from moalign.fronts.pipeline import load_dataset_spec
-    from moalign.config.checking import BUNDLED_COLUMNS
+    from moalign.data.catalog import CATALOG, load_dataset
 
-    for name, columns in BUNDLED_COLUMNS.items():
-        assert set(load_dataset_spec(name).column_names) == columns, name
+    for name, entry in CATALOG.items():
+        assert set(load_dataset(name).column_names) == entry.columns, name
 
 
 # ------------------------------------------------------------------------------------ plot

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from moalign import models
+from moalign.models import loading as models
 from moalign.errors import ModelError
 from moalign.models import (
     CHATML_TEMPLATE,

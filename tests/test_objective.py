@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import moalign
-from moalign import objective as obj_mod
+from moalign.objective import registry as obj_mod
 from moalign.errors import MoalignError, ObjectiveError, UnknownObjectiveError
 from moalign.objective import (
     Objective,

@@ -305,7 +305,7 @@ def test_trl_reward_trainer_paths(tiny_dir, pairs_file, tmp_path, method):
 
 
 def test_config_errors_are_all_reported_before_loading(tmp_path, monkeypatch):
-    from moalign.config.stage import load_command_config
+    from moalign.config import load_command_config
 
     config = tmp_path / "reward.yaml"
     config.write_text("objectve: helpfulness\nbatch_size: many\ndataset: missing.jsonl\n"

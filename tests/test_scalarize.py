@@ -250,6 +250,8 @@ def test_get_scalarizer_names_mappings_instances(monkeypatch):
     r = t([[1.0, 2.0], [3.0, 5.0]])
     with_norm = get_scalarizer({"name": "linear", "normalize": "batch"})
     assert torch.allclose(with_norm(r, [0.5, 0.5]), linear()(normalize("batch")(r), [0.5, 0.5]))
+    from moalign.tradeoff import scalarize
+
     monkeypatch.setattr(scalarize, "_REGISTRY", dict(scalarize._REGISTRY))
     register_scalarizer("first_only", lambda: chain(normalize("batch"), linear()))
     assert "first_only" in available_scalarizers()

@@ -117,7 +117,7 @@ def test_other_formats_and_missing_columns(tmp_path):
 
 
 def test_config_problems_are_reported_together(tiny_dir, tmp_path):
-    from moalign.config.stage import load_command_config
+    from moalign.config import load_command_config
 
     existing = tmp_path / "exists"
     existing.mkdir()

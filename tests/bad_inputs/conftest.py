@@ -96,13 +96,15 @@ class ModelLoaded(AssertionError):
 def no_model_load(monkeypatch) -> None:
     """Make every model loader fail the test (``ModelLoaded``)."""
     import moalign.models
-    import moalign.fronts.pipeline
+    import moalign.models.loading
+    import moalign.models.specs
 
     def forbidden(*args: Any, **kwargs: Any):
         raise ModelLoaded(f"a model was loaded ({args!r}) before the bad input was reported")
 
-    monkeypatch.setattr(moalign.fronts.pipeline, "load_model_spec", forbidden)
-    monkeypatch.setattr(moalign.models, "load_policy", forbidden)
+    monkeypatch.setattr(moalign.models.specs, "load_model_spec", forbidden)
+    for module in (moalign.models, moalign.models.loading, moalign.models.specs):
+        monkeypatch.setattr(module, "load_policy", forbidden)
 
 
 def finished_outputs(*folders: Path) -> list[Path]:

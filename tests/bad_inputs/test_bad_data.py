@@ -132,10 +132,10 @@ def _empty(_):
 
 
 def _spec(tmp, text, name="d.jsonl"):
-    from moalign.fronts.pipeline import load_dataset_spec
+    from moalign.data.catalog import load_dataset
 
     (tmp / name).write_text(text)
-    return load_dataset_spec(str(tmp / name))
+    return load_dataset(str(tmp / name))
 
 
 def _pairs(_):
@@ -177,9 +177,9 @@ API = [
 
 
 def _spec_missing(tmp):
-    from moalign.fronts.pipeline import load_dataset_spec
+    from moalign.data.catalog import load_dataset
 
-    return load_dataset_spec(str(tmp / "missing.jsonl"))
+    return load_dataset(str(tmp / "missing.jsonl"))
 
 
 def _gz(tmp):

@@ -167,12 +167,12 @@ def test_a_checkpoint_folder_that_is_not_one(kind, tiny_checkpoint, cli, tmp_pat
         load_policy(folder)
     assert named in str(info.value) and str(folder) in str(info.value)
     if CHECKPOINTS[kind]:
-        import moalign.fronts.pipeline
+        import moalign.models.specs
 
         def forbidden(*args, **kwargs):
             raise AssertionError("the damaged checkpoint was found only by loading it")
 
-        monkeypatch.setattr(moalign.fronts.pipeline, "load_model_spec", forbidden)
+        monkeypatch.setattr(moalign.models.specs, "load_model_spec", forbidden)
     out = tmp_path / "out" / "eval.json"
     cli("eval", "--model", folder, "--dataset", "gsm8k", "--objectives", "length", "--quiet",
         "-o", out).failed_cleanly(named)
