@@ -95,14 +95,13 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from moalign.config import parse_overrides
+    from moalign.config import load_command_config, parse_overrides
     from moalign.rewards.training import (
         RewardTrainingConfig,
         default_reward_model_dir,
         load_preference_pairs,
         train_reward_model,
     )
-    from moalign.config import load_command_config
 
     overrides = parse_overrides([f"--{kv}" for kv in args.set])
     work = Path(tempfile.mkdtemp(prefix="moalign-reward-bench-"))

@@ -42,16 +42,6 @@ FINISHED = frozenset({
 })
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run far faster on one thread, and the CPU is shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # ------------------------------------------------------------------------------------ CLI
 

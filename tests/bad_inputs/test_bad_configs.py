@@ -13,9 +13,8 @@ import pytest
 from conftest import run_cli_case
 
 from moalign.config import build_config, load_yaml, parse_overrides
-from moalign.weights import weight_problems
 from moalign.errors import ConfigError, UnknownObjectiveError, WeightsError
-from moalign.weights import as_weights
+from moalign.weights import as_weights, weight_problems
 
 
 def _config(command: str, yaml: str) -> dict:

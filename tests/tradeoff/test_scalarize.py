@@ -11,7 +11,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moalign import scalarize
 from moalign.errors import (
     CheckpointError,
     ConfigError,

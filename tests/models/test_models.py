@@ -9,7 +9,6 @@ import time
 import pytest
 import torch
 
-from moalign.models import loading as models
 from moalign.errors import ModelError
 from moalign.models import (
     CHATML_TEMPLATE,
@@ -20,6 +19,7 @@ from moalign.models import (
     lora_config,
     tiny_causal_lm,
 )
+from moalign.models import loading as models
 
 CUSTOM_TEMPLATE = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
 

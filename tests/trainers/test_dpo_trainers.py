@@ -22,14 +22,6 @@ from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 BETA = 0.5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on a contended pair."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def mo_trainer(tmp_path, data, *, model_seed=0, ref_seed=None, **config):
     model, ref, tok = tiny_pair(model_seed)

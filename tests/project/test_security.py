@@ -23,7 +23,7 @@ from moalign.config import load_yaml, parse_overrides
 from moalign.errors import ConfigError, ObjectiveError, UnknownObjectiveError
 from moalign.objective import load_objective
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for d in ("moalign", "objectives", "scripts", "benchmarks", "examples")
                  for p in (ROOT / d).rglob("*.py"))
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "shelve", "marshal",

@@ -29,13 +29,6 @@ BETA = 0.5
 G = 32  # the group-mean baseline scales the reward by (G - 1) / G; 32 keeps that small
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def settings(tmp_path, steps, tok, arm_ids, config_class=MultiObjectiveGRPOConfig, **overrides):
     values = dict(
@@ -225,7 +218,7 @@ def test_the_gsm8k_example_config_is_valid(tmp_path):
     from moalign.cli.train import resolve_train_config
     from moalign.config import load_yaml
 
-    data = load_yaml(Path(__file__).parents[1] / "examples" / "configs" / "grpo_gsm8k.yaml")
+    data = load_yaml(Path(__file__).parents[2] / "examples" / "configs" / "grpo_gsm8k.yaml")
     data["output_dir"] = str(tmp_path / "run")
     resolved = resolve_train_config(data)
     assert isinstance(resolved.args, MultiObjectiveGRPOConfig)

@@ -27,13 +27,6 @@ from moalign.trainers.modpo import ImplicitReward, add_margin_columns
 BETA = 0.5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 class VowelCount(Objective):
     """A rule: the number of vowels in the reply (counts its calls)."""

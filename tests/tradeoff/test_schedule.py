@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-from moalign import schedule as schedule_module
 from moalign.errors import CheckpointError, ConfigError, WeightsError
 from moalign.pareto import hypervolume, simplex_grid
 from moalign.schedule import (

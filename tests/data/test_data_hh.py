@@ -19,8 +19,8 @@ from moalign.data import (
     split_hh_pair,
     validate_preference_dataset,
 )
-from moalign.errors import DataError
 from moalign.data.bundled import bundled_path
+from moalign.errors import DataError
 
 A = "\n\nAssistant:"
 

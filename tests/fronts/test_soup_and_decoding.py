@@ -8,10 +8,10 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from moalign.fronts.decoding import generate_mixture
 from moalign.evaluation import generate_completions
-from moalign.models import tiny_causal_lm
+from moalign.fronts.decoding import generate_mixture
 from moalign.fronts.soup import soup_adapter, soup_state_dicts
+from moalign.models import tiny_causal_lm
 
 
 def _two_adapter_model():

@@ -22,8 +22,8 @@ from moalign.data import (
     read_records,
     validate_preference_dataset,
 )
-from moalign.errors import DataError
 from moalign.data.bundled import bundled_path
+from moalign.errors import DataError
 
 # --------------------------------------------------------------------------------------------
 # PKU-SafeRLHF: a SYNTHETIC fixture in the source's schema (not real data)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from moalign.errors import DataError, WeightsError
+from moalign.models import tiny_tokenizer
 from moalign.tradeoff.conditioning import (
     apply_condition,
     format_condition,
     has_condition,
     quantize_weights,
 )
-from moalign.errors import DataError, WeightsError
-from moalign.models import tiny_tokenizer
 
 NAMES = ["helpfulness", "harmlessness"]
 

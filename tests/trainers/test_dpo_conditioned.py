@@ -16,20 +16,13 @@ from _dpo_testkit import (
     tiny_pair,
 )
 
-from moalign.tradeoff.conditioning import apply_condition, format_condition
 from moalign.models import tiny_causal_lm
+from moalign.tradeoff.conditioning import apply_condition, format_condition
 from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
 BETA = 0.5
 NAMES = ["a", "b"]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def conditioned(tmp_path, data, *, eval_dataset=None, model=None, ref=None, tok=None, **run):

@@ -21,14 +21,6 @@ from moalign.trainers.ppo import MultiObjectivePPOConfig, MultiObjectivePPOTrain
 BETA = 0.5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models are tiny: one thread is faster than several competing ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def bandit_trainer(tmp_path, steps: int, silent_second: bool = False, **overrides):
     model, tok, arm_ids = bandit.reference_policy()
@@ -287,7 +279,7 @@ def test_the_constrained_example_config_is_valid():
     from moalign.config import build_config, load_yaml
     from moalign.tradeoff.tradeoff import TradeOff
 
-    data = load_yaml(Path(__file__).parents[1] / "examples" / "configs" / "ppo_constrained.yaml")
+    data = load_yaml(Path(__file__).parents[2] / "examples" / "configs" / "ppo_constrained.yaml")
     assert data.pop("trainer") == "ppo"
     run_keys = ("model", "dataset", "objectives", "output_dir", "lora", "max_examples",
                 "max_prompt_tokens")

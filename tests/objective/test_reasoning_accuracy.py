@@ -10,6 +10,8 @@ from fractions import Fraction
 import pytest
 
 import moalign
+from moalign.data.bundled import bundled_path
+from moalign.errors import ObjectiveError
 from moalign.verify.answers import (
     answers_match,
     extract_answer,
@@ -19,9 +21,7 @@ from moalign.verify.answers import (
     parse_number,
     parse_reference,
 )
-from moalign.errors import ObjectiveError
 from moalign.verify.latex_math import latex_to_expression, to_sympy
-from moalign.data.bundled import bundled_path
 from objectives.reasoning_accuracy import ReasoningAccuracy
 
 

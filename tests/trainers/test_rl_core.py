@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from moalign.errors import CheckpointError, ConfigError, ObjectiveError, WeightsError
+from moalign.tradeoff.tradeoff import TradeOff, check_scored
 from moalign.trainers import ppo_core as core
 from moalign.trainers.rollout import (
     PromptSampler,
@@ -16,7 +17,6 @@ from moalign.trainers.rollout import (
     encode_prompts,
     sample_responses,
 )
-from moalign.tradeoff.tradeoff import TradeOff, check_scored
 from moalign.trainers.value_heads import VectorValueModel
 
 # ------------------------------------------------------------------------------------- GAE

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "dist_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "dist_check.py"
 
 
 def _load_script():
@@ -57,7 +57,7 @@ def test_seeded_sampling_does_not_depend_on_the_split():
     assert dc._occurrences(["a", "b", "a", "a"]) == [0, 0, 1, 2]
 
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "accelerate"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "accelerate"
 
 
 @pytest.mark.parametrize("name, kind, extra", [

@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import moalign
-from moalign.pareto import indicators as pareto
 from moalign.pareto import (
     ParetoError,
     hypervolume,
@@ -34,6 +33,7 @@ from moalign.pareto import (
     simplex_uniform,
     spacing,
 )
+from moalign.pareto import indicators as pareto
 
 # ---------------------------------------------------------------------------- oracles
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from moalign.errors import CheckpointError
 from moalign.storage.checkpoints import (
     check_adapter,
     check_safetensors,
@@ -26,7 +27,6 @@ from moalign.storage.checkpoints import (
     scan_trace,
     stale_temporaries,
 )
-from moalign.errors import CheckpointError
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
        "TOKENIZERS_PARALLELISM": "false"}

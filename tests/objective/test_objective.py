@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import moalign
-from moalign.objective import registry as obj_mod
 from moalign.errors import MoalignError, ObjectiveError, UnknownObjectiveError
 from moalign.objective import (
     Objective,
@@ -21,6 +20,7 @@ from moalign.objective import (
     load_objective,
     register_objective,
 )
+from moalign.objective import registry as obj_mod
 from objectives.length import Length
 
 BUILT_INS = {"reasoning_accuracy", "helpfulness", "harmlessness", "length"}
