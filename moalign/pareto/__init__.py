@@ -10,34 +10,8 @@ Every objective is maximized; a point set is ``[N, K]``.
 
 from __future__ import annotations
 
-from moalign.pareto.front import FrontPoint, ParetoFront, plot_fronts
-from moalign.pareto.indicators import (
-    ParetoError,
-    hypervolume,
-    hypervolume_contributions,
-    igd,
-    igd_plus,
-    is_nondominated,
-    n_nondominated,
-    simplex_extremes,
-    simplex_grid,
-    simplex_uniform,
-    spacing,
-)
+from moalign.pareto import front, indicators
+from moalign.pareto.front import *  # noqa: F403
+from moalign.pareto.indicators import *  # noqa: F403
 
-__all__ = [
-    "FrontPoint",
-    "ParetoError",
-    "ParetoFront",
-    "hypervolume",
-    "hypervolume_contributions",
-    "igd",
-    "igd_plus",
-    "is_nondominated",
-    "n_nondominated",
-    "plot_fronts",
-    "simplex_extremes",
-    "simplex_grid",
-    "simplex_uniform",
-    "spacing",
-]
+__all__ = sorted([*front.__all__, *indicators.__all__])

@@ -8,24 +8,5 @@ decides symbolic equivalence on a whitelisted LaTeX grammar with sympy (no ``eva
 
 from __future__ import annotations
 
-from moalign.verify.answers import (
-    ANSWER_FORMATS,
-    answers_match,
-    extract_answer,
-    extract_boxed,
-    is_correct,
-    normalize_answer,
-    parse_number,
-    parse_reference,
-)
-
-__all__ = [
-    "ANSWER_FORMATS",
-    "answers_match",
-    "extract_answer",
-    "extract_boxed",
-    "is_correct",
-    "normalize_answer",
-    "parse_number",
-    "parse_reference",
-]
+from moalign.verify.answers import *  # noqa: F403
+from moalign.verify.answers import __all__  # noqa: F401
