@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from moalign.cli._output import format_table, quiet_library_output
 from moalign.cli.train_config import TRAIN_RECORD
 from moalign.config.checking import (
@@ -211,15 +209,12 @@ def _evaluate_generation(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -
 
 
 def _evaluate_implicit(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -> dict[str, Any]:
-    from moalign.data import pref_column, truncate_prompts
+    from moalign.data import truncate_prompts
+    from moalign.data.selection import first_labelled
     from moalign.evaluation import implicit_reward_accuracy
 
-    keep: set[int] = set()
-    for name in cfg.objectives:
-        labels = np.asarray([np.nan if v is None else v for v in ds[pref_column(name)]],
-                            dtype=np.float64)
-        keep.update(np.flatnonzero(np.isfinite(labels) & (labels != 0))[: cfg.n].tolist())
-    pairs, _ = truncate_prompts(ds.select(sorted(keep)), tokenizer, cfg.max_prompt_tokens)
+    keep = first_labelled(ds, list(cfg.objectives), cfg.n)
+    pairs, _ = truncate_prompts(ds.select(keep), tokenizer, cfg.max_prompt_tokens)
     ref_model = None
     if cfg.reference is not None:
         from moalign.models.specs import load_model_spec
