@@ -28,17 +28,44 @@ T = TypeVar("T")
 __all__ = ["build_config", "load_yaml", "merge", "parse_overrides"]
 
 
+def _unique_key_loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses a mapping setting the same key twice (plain YAML keeps
+    the last value silently), naming the key and both lines."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise ConfigError(f"key '{key}' is set twice, on line {seen[key]} and on "
+                                      f"line {line}; keep one")
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; a missing file or non-mapping is an error."""
+    """Read a YAML mapping (safe loader: plain data only); a missing file, a non-mapping or a
+    key set twice is a :class:`ConfigError`."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = _unique_key_loader()(path.read_text(encoding="utf-8"))
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse YAML: {exc}", source=str(path)) from None
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, source=str(path)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

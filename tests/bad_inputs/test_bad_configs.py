@@ -59,6 +59,11 @@ CASES = [
     dict(id="yaml-python-tag", **_config(
         "train", 'model: !!python/object/apply:os.system ["touch {tmp}/pwned"]\n'),
          expect=["cannot parse YAML", "python/object/apply:os.system"], outputs=["out", "pwned"]),
+    dict(id="yaml-duplicate-key", **_config("train", "model: tiny\nseed: 1\nbeta: 0.1\nseed: 2\n"),
+         expect=["{tmp}/c.yaml", "key 'seed' is set twice, on line 2 and on line 4"]),
+    dict(id="yaml-duplicate-nested-key", **_config(
+        "trace", "model: tiny\ntrain:\n  beta: 0.1\n  max_steps: 2\n  beta: 0.2\n"),
+         expect=["{tmp}/c.yaml", "key 'beta' is set twice, on line 3 and on line 5"]),
     dict(id="missing-config-file", argv=["trace", "--config", "{tmp}/nope.yaml"],
          expect=["config file '{tmp}/nope.yaml' does not exist"]),
     dict(id="weights-negative", **_config("train", TRAIN + "weights: [-0.2, 1.2]\n"),
