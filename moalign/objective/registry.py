@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Mapping
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from moalign._plugins import PluginRegistry
 from moalign.errors import ObjectiveError, UnknownObjectiveError
 from moalign.objective.base import Objective
 
@@ -36,11 +36,6 @@ __all__ = [
 # Registry
 # --------------------------------------------------------------------------------------------
 
-_registered: dict[str, type[Objective]] = {}
-_entry_points: dict[str, EntryPoint] | None = None
-_loaded: dict[str, type[Objective]] = {}  # classes imported from entry points (a cache)
-
-
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise ObjectiveError(
@@ -48,6 +43,28 @@ def _check_name(name: str) -> None:
             "starting with a letter",
             objective=str(name),
         )
+
+
+def _accept(name: str, cls: Any, where: str) -> type[Objective]:
+    """An objective class under ``name``: an :class:`Objective` subclass whose own ``name`` is
+    unset (it is then set) or equal to ``name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Objective)):
+        raise ObjectiveError(f"objective '{name}': {where} is not an Objective subclass "
+                             f"(got {cls!r})", objective=name)
+    if not cls.name:
+        cls.name = name
+    elif cls.name != name:
+        raise ObjectiveError(f"objective '{name}': {where} declares name '{cls.name}'",
+                             objective=name)
+    return cls
+
+
+_REGISTRY = PluginRegistry(
+    ENTRY_POINT_GROUP, "objective", accept=_accept,
+    error=lambda message, name: ObjectiveError(message, objective=name),
+    unknown=lambda message, name: UnknownObjectiveError(message, objective=name),
+)
+_registered = _REGISTRY.registered  # in-process registrations (tests may reset them)
 
 
 def register_objective(name: str):
@@ -65,122 +82,24 @@ def register_objective(name: str):
                 f"got {cls!r}",
                 objective=name,
             )
-        previous = _registered.get(name)
-        if previous is not None and previous is not cls and _qualname(previous) != _qualname(cls):
-            raise ObjectiveError(
-                f"objective name '{name}' is already registered by {_qualname(previous)}; "
-                f"cannot register {_qualname(cls)}",
-                objective=name,
-            )
-        ep = _discover().get(name)
-        if ep is not None and ep.value.replace(":", ".") != _qualname(cls):
-            raise ObjectiveError(
-                f"objective name '{name}' is already provided by the entry point "
-                f"'{ep.value}'; cannot register {_qualname(cls)}",
-                objective=name,
-            )
-        if not cls.name:
-            cls.name = name
-        elif cls.name != name:
-            raise ObjectiveError(
-                f"{_qualname(cls)} declares name '{cls.name}' but is registered as '{name}'",
-                objective=name,
-            )
-        _registered[name] = cls
-        return cls
+        return _REGISTRY.register(name, cls)
 
     return decorator
 
 
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _discover() -> dict[str, EntryPoint]:
-    """Read the entry points of the group once (lazily); do not import them yet."""
-    global _entry_points
-    if _entry_points is None:
-        found: dict[str, EntryPoint] = {}
-        clashes: dict[str, set[str]] = {}
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name in found and found[ep.name].value != ep.value:
-                clashes.setdefault(ep.name, {found[ep.name].value}).add(ep.value)
-                continue
-            found[ep.name] = ep
-        for name, values in clashes.items():
-            # Keep the clash visible: loading this name raises with every provider listed.
-            found[name] = _ClashingEntryPoint(name, sorted(values))  # type: ignore[assignment]
-        _entry_points = found
-    return _entry_points
-
-
-class _ClashingEntryPoint:
-    def __init__(self, name: str, values: list[str]):
-        self.name, self.values, self.value = name, values, " | ".join(values)
-
-    def load(self):
-        raise ObjectiveError(
-            f"objective name '{self.name}' is provided by several installed packages "
-            f"({', '.join(self.values)}); uninstall one of them",
-            objective=self.name,
-        )
-
-
 def refresh_entry_points() -> None:
     """Forget the cached entry points (after installing a plugin package in-process)."""
-    global _entry_points
-    _entry_points = None
-    _loaded.clear()
-    importlib.invalidate_caches()
+    _REGISTRY.refresh()
 
 
 def available_objectives() -> list[str]:
     """Names of every objective that :func:`load_objective` can build, sorted."""
-    return sorted(set(_registered) | set(_discover()))
+    return _REGISTRY.names()
 
 
 def get_objective_class(name: str) -> type[Objective]:
     """Return the class registered under ``name`` (importing its entry point if needed)."""
-    if name in _registered:
-        return _registered[name]
-    if name in _loaded:
-        return _loaded[name]
-    ep = _discover().get(name)
-    if ep is None:
-        raise UnknownObjectiveError(_unknown_message(name), objective=name)
-    try:
-        cls = ep.load()
-    except ObjectiveError:
-        raise
-    except Exception as exc:
-        raise ObjectiveError(
-            f"objective '{name}': cannot import its entry point '{ep.value}': "
-            f"{type(exc).__name__}: {exc}",
-            objective=name,
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, Objective)):
-        raise ObjectiveError(
-            f"objective '{name}': entry point '{ep.value}' is not an Objective subclass",
-            objective=name,
-        )
-    if not cls.name:
-        cls.name = name
-    elif cls.name != name:
-        raise ObjectiveError(
-            f"objective '{name}': entry point '{ep.value}' declares name '{cls.name}'",
-            objective=name,
-        )
-    _loaded[name] = cls
-    return cls
-
-
-def _unknown_message(name: str) -> str:
-    import difflib
-
-    names = available_objectives()
-    close = difflib.get_close_matches(str(name), names, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    return f"unknown objective '{name}'.{hint} Available: {', '.join(names) or 'none'}"
+    return _REGISTRY.get(name)
 
 
 def _parse_value(text: str) -> Any:
@@ -274,9 +193,8 @@ def _load_dotted(path: str, kwargs: dict[str, Any]) -> Objective:
 def describe_objectives() -> list[tuple[str, str, str]]:
     """``(name, source, description)`` for every available objective (imports plugins)."""
     rows = []
-    eps = _discover()
     for name in available_objectives():
-        source = eps[name].value if name in eps else "registered in-process"
+        source = _REGISTRY.source(name)
         try:
             cls = get_objective_class(name)
             desc = cls.description or (cls.__doc__ or "").strip().splitlines()[0:1]
