@@ -21,6 +21,7 @@ from moalign.errors import MoalignError
 #: subcommand -> module under moalign.cli
 COMMANDS: dict[str, str] = {
     "objectives": "objectives",
+    "datasets": "datasets",
     "sft": "sft",
     "reward": "reward",
     "train": "train",

@@ -12,6 +12,10 @@ Adapters and loaders return an :class:`AdapterResult` ``(dataset, report)`` whos
 - :func:`from_ratings`: HelpSteer / UltraFeedback-style attribute ratings;
 - :func:`load_gsm8k` / :func:`load_math500`: prompt-only math sets with reference answers.
 
+Datasets by name or spec: :data:`CATALOG`, :func:`load_dataset` (a bundled name, a path, or
+``{source, adapter, split, config, columns, options}``); adapters are plugins of the
+``moalign.datasets`` entry-point group (:func:`available_adapters`, :func:`register_adapter`).
+
 Helpers: :func:`validate_preference_dataset`, :func:`mix_preference_datasets`,
 :func:`label_counts`, :func:`pairs_for_objective`, :func:`train_test_split_pairs`,
 :func:`truncate_prompt`.
@@ -19,6 +23,14 @@ Helpers: :func:`validate_preference_dataset`, :func:`mix_preference_datasets`,
 
 from __future__ import annotations
 
+from moalign.data.adapters import (
+    ADAPTER_GROUP,
+    DatasetAdapter,
+    available_adapters,
+    get_adapter,
+    register_adapter,
+)
+from moalign.data.catalog import CATALOG, dataset_columns, dataset_problems, load_dataset
 from moalign.data.hh_rlhf import (
     HH_SUBSETS,
     format_hh_dialogue,
@@ -50,6 +62,15 @@ from moalign.data.sources import hub_offline, read_records
 from moalign.data.split import train_test_split_pairs, truncate_prompt, truncate_prompts
 
 __all__ = [
+    "ADAPTER_GROUP",
+    "CATALOG",
+    "DatasetAdapter",
+    "available_adapters",
+    "dataset_columns",
+    "dataset_problems",
+    "get_adapter",
+    "load_dataset",
+    "register_adapter",
     "CORE_COLUMNS",
     "HH_SUBSETS",
     "LABEL_VALUES",

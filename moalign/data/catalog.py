@@ -1,9 +1,19 @@
 """The one catalog of datasets known by name, and the one loader of a dataset spec.
 
-A **dataset spec** is a name of :data:`CATALOG` (``hh-rlhf``, ``hh-rlhf/helpful-base``,
-``hh-rlhf/harmless-base``, ``gsm8k``, ``math500``: the copies bundled with moalign) or a path
-to a JSON-lines / JSON / parquet / CSV file or a folder, already in the canonical schema. Every
-command and :func:`moalign.trace_front` loads data through :func:`load_dataset`; the cheap
+A **dataset spec** is one of
+
+- a name of :data:`CATALOG` (``hh-rlhf``, ``hh-rlhf/helpful-base``, ``hh-rlhf/harmless-base``,
+  ``gsm8k``, ``math500``: the copies bundled with moalign);
+- a path to a JSON-lines / JSON / parquet / CSV file or a folder, already in the canonical
+  schema;
+- a mapping ``{source: <hub id or path>, adapter: <name>, split, config, columns, options}``:
+  the source is read with ``datasets`` (hub ids only when online), ``columns`` renames the
+  source's columns to the names the adapter expects (``{adapter name: source name}``),
+  ``options`` are the adapter's own arguments, and the adapter
+  (:mod:`moalign.data.adapters`, a plugin) converts the rows; its report (rows kept and dropped
+  with reasons) is printed.
+
+Every command and :func:`moalign.trace_front` loads data through :func:`load_dataset`; the cheap
 checks that run before any model loads (:func:`dataset_problems`, :func:`dataset_columns`) read
 the same table.
 """
@@ -12,14 +22,16 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from moalign.errors import DataError
 
-__all__ = ["CATALOG", "NamedDataset", "dataset_columns", "dataset_problems", "load_dataset"]
+__all__ = ["CATALOG", "SPEC_KEYS", "NamedDataset", "dataset_columns", "dataset_problems",
+           "describe_spec", "load_dataset"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ def _did_you_mean(name: str) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def load_dataset(spec: str, *, hub: bool = False) -> Any:
+def load_dataset(spec: str | Mapping[str, Any], *, hub: bool = False) -> Any:
     """A ``datasets.Dataset`` for a dataset spec (see the module docstring).
 
     With ``hub=True`` a spec that is neither a name nor an existing path is read as a hub id
@@ -89,6 +101,8 @@ def load_dataset(spec: str, *, hub: bool = False) -> Any:
 
     from moalign.data.sources import read_records
 
+    if isinstance(spec, Mapping):
+        return _load_spec(spec)
     if spec in CATALOG:
         return CATALOG[spec].load()
     path = Path(spec).expanduser()
@@ -129,7 +143,10 @@ def _mixed_column(rows: list[dict[str, Any]]) -> str | None:
 
 def dataset_problems(spec: Any, key: str = "dataset", *, hub: bool = False) -> list[str]:
     """A dataset spec that is neither known by name nor an existing file or folder (with
-    ``hub=True``, only a spec that looks like a local path must exist)."""
+    ``hub=True``, only a spec that looks like a local path must exist); for a mapping, every
+    problem of :func:`_spec_problems`."""
+    if isinstance(spec, Mapping):
+        return _spec_problems(spec, key)
     if not isinstance(spec, str) or spec in CATALOG or Path(spec).expanduser().exists():
         return []
     if hub:
@@ -142,10 +159,12 @@ def dataset_problems(spec: Any, key: str = "dataset", *, hub: bool = False) -> l
             f" nor an existing file or folder{_did_you_mean(spec)}"]
 
 
-def dataset_columns(spec: str) -> frozenset[str] | None:
+def dataset_columns(spec: str | Mapping[str, Any]) -> frozenset[str] | None:
     """Columns of a dataset, without loading it: catalog names from :data:`CATALOG`, a
     JSON-lines / parquet / CSV file from its first record or schema; None when that cannot be
     told."""
+    if isinstance(spec, Mapping):
+        return _spec_columns(spec)
     if spec in CATALOG:
         return CATALOG[spec].columns
     path = Path(spec).expanduser()
@@ -173,3 +192,118 @@ def dataset_columns(spec: str) -> frozenset[str] | None:
     except (OSError, ValueError, UnicodeDecodeError):
         return None  # the loader reports an unreadable file with its own message
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Mapping specs: {source, adapter, split, config, columns, options}
+# --------------------------------------------------------------------------------------------
+
+#: The keys of a mapping dataset spec.
+SPEC_KEYS = ("source", "adapter", "split", "config", "columns", "options")
+
+
+def describe_spec(spec: Any) -> str:
+    """A short name of a dataset spec, for messages and records."""
+    if isinstance(spec, Mapping):
+        return f"{spec.get('source')} (adapter {spec.get('adapter', 'canonical')})"
+    return str(spec)
+
+
+def _spec_problems(spec: Mapping[str, Any], key: str) -> list[str]:
+    """Problems of a mapping spec found without reading its rows: unknown keys, a missing
+    source, an unknown adapter (the known ones listed), a hub id while offline, a local file
+    that lacks a column the adapter needs."""
+    from moalign.data.adapters import available_adapters, get_adapter
+    from moalign.data.sources import _looks_like_path, hub_offline
+
+    problems = [f"'{key}': unknown key '{k}' in a dataset spec{_close(k, SPEC_KEYS)} (keys: "
+                f"{', '.join(SPEC_KEYS)})" for k in spec if k not in SPEC_KEYS]
+    source = spec.get("source")
+    if not isinstance(source, str) or not source.strip():
+        return [*problems, f"'{key}': a dataset spec needs 'source': a hub id or a local path"]
+    for name in ("columns", "options"):
+        if spec.get(name) is not None and not isinstance(spec.get(name), Mapping):
+            problems.append(f"'{key}.{name}' must be a mapping, got {spec[name]!r}")
+    adapter_name = spec.get("adapter", "canonical")
+    try:
+        adapter = get_adapter(adapter_name)
+    except Exception:  # unknown or broken plugin: list what there is
+        return [*problems, f"'{key}.adapter': unknown dataset adapter {adapter_name!r}"
+                f"{_close(adapter_name, available_adapters())} (adapters: "
+                f"{', '.join(available_adapters())})"]
+    path = Path(source).expanduser()
+    if not path.exists():
+        if _looks_like_path(source):
+            return [*problems, f"'{key}.source': no such file or folder: '{source}'"]
+        if hub_offline():
+            problems.append(
+                f"'{key}.source': '{source}' is a hub dataset id, but this machine is offline "
+                "(HF_HUB_OFFLINE=1): download it where the hub is reachable (for instance "
+                f"datasets.load_dataset('{source}').to_json('data.jsonl')) and pass the local "
+                "copy as 'source: data.jsonl'")
+        return problems
+    have = dataset_columns(str(path)) if path.is_file() else None
+    if have is not None:
+        renamed = {**{c: c for c in have}, **{a: s for a, s in (spec.get("columns") or {}).items()}}
+        missing = [c for c in adapter.columns if c not in have and renamed.get(c) not in have]
+        for column in missing:
+            problems.append(f"'{key}': source '{source}' has no column '{column}' that adapter "
+                            f"'{adapter.name}' needs (columns: {', '.join(sorted(have))}); map "
+                            f"one with 'columns: {{{column}: <its name>}}'")
+    return problems
+
+
+def _spec_columns(spec: Mapping[str, Any]) -> frozenset[str] | None:
+    from moalign.data.adapters import get_adapter
+
+    try:
+        adapter = get_adapter(spec.get("adapter", "canonical"))
+    except Exception:
+        return None
+    if adapter.name == "canonical" and isinstance(spec.get("source"), str):
+        return dataset_columns(spec["source"])
+    return adapter.output_columns(dict(spec.get("options") or {}))
+
+
+def _close(name: Any, choices: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _load_spec(spec: Mapping[str, Any]) -> Any:
+    """Read, rename, convert, report: the dataset of a mapping spec."""
+    from moalign.data.adapters import get_adapter
+    from moalign.data.sources import read_records
+
+    problems = _spec_problems(spec, "dataset")
+    if problems:
+        raise DataError("; ".join(problems))
+    adapter = get_adapter(spec.get("adapter", "canonical"))
+    records = read_records(spec["source"], split=spec.get("split", "train"),
+                           config=spec.get("config"))
+    columns = {s: a for a, s in (spec.get("columns") or {}).items() if s != a}
+    if columns:
+        records = _rename(records, columns, spec["source"])
+    result = adapter.convert(records, **dict(spec.get("options") or {}))
+    print(result.report, file=sys.stderr)
+    if len(result.dataset) == 0:
+        raise DataError(f"dataset {describe_spec(spec)}: nothing trainable remains after the "
+                        f"adapter ({result.report})")
+    return result.dataset
+
+
+def _rename(records: Any, columns: Mapping[str, str], source: str) -> Any:
+    """Rename source columns (``{source name: adapter name}``); a missing one is named."""
+    import datasets
+
+    have = records.column_names if isinstance(records, datasets.Dataset) else (
+        list(records[0]) if records else [])
+    missing = [s for s in columns if s not in have]
+    if missing:
+        raise DataError(f"source '{source}' has no column {', '.join(map(repr, missing))} "
+                        f"named in 'columns' (columns: {', '.join(have)})")
+    if isinstance(records, datasets.Dataset):
+        return records.rename_columns(dict(columns))
+    return [{columns.get(k, k): v for k, v in row.items()} for row in records]
