@@ -30,7 +30,7 @@ from moalign.config.checking import (
     raise_problems,
     read_config,
 )
-from moalign.data.catalog import dataset_columns, dataset_problems
+from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.errors import CheckpointError
 from moalign.evaluation.core import generation_problems
 from moalign.models.specs import model_problems
@@ -54,8 +54,9 @@ class EvalConfig:
     #: Objectives: scorer names or specs (``generation``), or names with ``pref_<name>`` label
     #: columns in the dataset (``implicit``).
     objectives: list[str] = field(default_factory=lambda: ["helpfulness", "harmlessness"])
-    #: ``hh-rlhf`` (+ ``/helpful-base``, ``/harmless-base``), ``gsm8k``, ``math500`` or a file.
-    dataset: str = "hh-rlhf"
+    #: ``hh-rlhf`` (+ ``/helpful-base``, ``/harmless-base``), ``gsm8k``, ``math500``, a file, or
+    #: ``{source, adapter, split, config, columns, options}`` (see ``moalign datasets``).
+    dataset: str | dict[str, Any] = "hh-rlhf"
     #: ``generation`` or ``implicit`` (see the module docstring).
     metric: str = "generation"
     #: ``test``: the held-out side of the seeded split (``test_size``, ``seed``); ``all``: every row.
@@ -135,7 +136,7 @@ def resolve_eval_config(data: dict[str, Any], *, source: str | None = None) -> E
                         "adapter (or a moalign train output) or 'reference'")
     problems += dataset_problems(cfg.dataset)
     labels = "column" if cfg.metric == "implicit" else "scorer"
-    problems += objective_problems(cfg.objectives, labels=labels, dataset=cfg.dataset,
+    problems += objective_problems(cfg.objectives, labels=labels, dataset=describe_spec(cfg.dataset),
                                    columns=dataset_columns(cfg.dataset))
     problems += generation_problems(cfg.generation)
     raise_problems(problems, source)
@@ -168,7 +169,7 @@ def _check_rows(cfg: EvalConfig, ds: Any) -> None:
         return
     from moalign.cli._data import check_prompt_columns
 
-    check_prompt_columns(ds, cfg.objectives, cfg.dataset, "the generation metric")
+    check_prompt_columns(ds, cfg.objectives, describe_spec(cfg.dataset), "the generation metric")
 
 
 def _rows(cfg: EvalConfig) -> Any:
@@ -250,7 +251,7 @@ def summary(result: dict[str, Any]) -> str:
             for name in result["scores"]]
     split = "held-out split" if cfg["split"] == "test" else "all rows"
     return "\n".join([
-        f"{cfg['model']}{' + ' + cfg['adapter'] if cfg['adapter'] else ''} on {cfg['dataset']} "
+        f"{cfg['model']}{' + ' + cfg['adapter'] if cfg['adapter'] else ''} on {describe_spec(cfg['dataset'])} "
         f"({split}), {result['metric']} metric, {result['seconds']:.1f} s",
         format_table(["objective", what, "± stderr", "n"], rows),
     ])
