@@ -212,29 +212,101 @@ def evaluate_policy(
     )
 
 
-def _tokenize_pair(tokenizer: Any, prompt: Any, completion: Any, max_length: int):
-    """Token ids of prompt and completion, at most ``max_length`` together.
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
-    The completion is cut from the right (as TRL's trainers do), so the start of the prompt,
-    where a weight condition lives, is kept; only a prompt longer than ``max_length - 1`` tokens
-    on its own is cut, from the left, to leave room for one completion token.
+
+def _completion_ids(tokenizer: Any, prompt: Any, completions: Sequence[Any]):
+    """Untruncated ``(prompt ids, [ids of each completion])``, as the DPO trainers see them.
+
+    Plain text (prompt and completions strings) follows TRL's DPO tokenization: EOS appended to
+    a completion that does not end with it, prompt + completion tokenized as one text with the
+    tokenizer's special tokens (a BOS, if it adds one), and every completion starting where the
+    first of them parts from the prompt tokenized alone (tokens can merge across the boundary).
+    Otherwise (unchanged) prompt and completion are tokenized apart, without special tokens: a
+    conversational prompt through the chat template, and a conversational completion as the
+    text the template appends for its assistant turn.
     """
+    if isinstance(prompt, str) and all(isinstance(c, str) for c in completions):
+        eos = tokenizer.eos_token
+        p = tokenizer(prompt)["input_ids"]
+        full = [tokenizer(prompt + (c if not eos or c.endswith(eos) else c + eos))["input_ids"]
+                for c in completions]
+        n = min([len(p)] + [_common_prefix(p, f) for f in full])
+        return p[:n], [f[n:] for f in full]
     prompt_text = render_prompt(tokenizer, prompt)
-    if isinstance(completion, str):
-        completion_text = completion
-    else:
+    p = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    out = []
+    for completion in completions:
         completion_text = as_text(completion)
-        if not isinstance(prompt, str) and getattr(tokenizer, "chat_template", None):
+        if (not isinstance(completion, str) and not isinstance(prompt, str)
+                and getattr(tokenizer, "chat_template", None)):
             full = tokenizer.apply_chat_template(
                 list(prompt) + [{"role": "assistant", "content": completion_text}], tokenize=False
             )
             if full.startswith(prompt_text):
                 completion_text = full[len(prompt_text) :]
-    p = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    c = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
+        out.append(tokenizer(completion_text, add_special_tokens=False)["input_ids"])
+    return p, out
+
+
+def _truncate(p: list[int], c: list[int], max_length: int) -> tuple[list[int], list[int]]:
+    """At most ``max_length`` ids together: the completion is cut from the right (as TRL's
+    trainers do), so the start of the prompt, where a weight condition lives, is kept; only a
+    prompt longer than ``max_length - 1`` ids on its own is cut, from the left, to leave room
+    for one completion token."""
     if len(p) > max_length - 1:
         p = p[len(p) - (max_length - 1) :]
     return p, c[: max_length - len(p)]
+
+
+def _tokenize_pair(tokenizer: Any, prompt: Any, completion: Any, max_length: int):
+    """Token ids of prompt and completion (see :func:`_completion_ids`), at most
+    ``max_length`` together (see :func:`_truncate`)."""
+    p, (c,) = _completion_ids(tokenizer, prompt, [completion])
+    return _truncate(p, c, max_length)
+
+
+def _logprobs_of_ids(model: Any, pairs: Sequence[tuple[list[int], list[int]]], pad: int,
+                     batch_size: int) -> np.ndarray:
+    """``sum log p(c | p)`` for each ``(p, c)`` of token ids, right-padded batches."""
+    import torch
+
+    device = _device_of(model)
+    out = np.zeros(len(pairs), dtype=np.float64)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            width = max(len(p) + len(c) for p, c in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            attn = torch.zeros_like(ids)
+            comp = torch.zeros_like(ids, dtype=torch.bool)
+            for i, (p, c) in enumerate(chunk):
+                seq = list(p) + list(c)
+                ids[i, : len(seq)] = torch.tensor(seq)
+                attn[i, : len(seq)] = 1
+                comp[i, len(p) : len(seq)] = True
+            ids, attn, comp = ids.to(device), attn.to(device), comp.to(device)
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=attn).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            tok = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            summed = (tok * comp[:, 1:]).sum(-1)
+            out[start : start + len(chunk)] = summed.double().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def _pad_id(tokenizer: Any) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def sequence_logprobs(
@@ -248,42 +320,14 @@ def sequence_logprobs(
 ) -> np.ndarray:
     """Sum of ``log p(completion tokens | prompt)`` for each pair, shape ``[N]`` (float64).
 
-    Conversational prompts use the chat template; the completion is the text the template
-    appends for an assistant turn. Long prompts are cut from the left.
+    Tokenized as the DPO trainers tokenize (TRL): plain-text completions end with EOS (appended
+    when missing) and are tokenized together with their prompt; conversational prompts use the
+    chat template, and a conversational completion is the text the template appends for an
+    assistant turn. Long completions are cut from the right; a prompt too long on its own from
+    the left.
     """
-    import torch
-
-    device = _device_of(model)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    out = np.zeros(len(prompts), dtype=np.float64)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(prompts), batch_size):
-            pairs = [
-                _tokenize_pair(tokenizer, p, c, max_length)
-                for p, c in zip(prompts[start : start + batch_size],
-                                completions[start : start + batch_size])
-            ]
-            width = max(len(p) + len(c) for p, c in pairs)
-            ids = torch.full((len(pairs), width), pad, dtype=torch.long)
-            attn = torch.zeros_like(ids)
-            comp = torch.zeros_like(ids, dtype=torch.bool)
-            for i, (p, c) in enumerate(pairs):
-                seq = p + c
-                ids[i, : len(seq)] = torch.tensor(seq)
-                attn[i, : len(seq)] = 1
-                comp[i, len(p) : len(seq)] = True
-            ids, attn, comp = ids.to(device), attn.to(device), comp.to(device)
-            with torch.no_grad():
-                logits = model(input_ids=ids, attention_mask=attn).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            tok = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            summed = (tok * comp[:, 1:]).sum(-1)
-            out[start : start + len(pairs)] = summed.double().cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
+    pairs = [_tokenize_pair(tokenizer, p, c, max_length) for p, c in zip(prompts, completions)]
+    return _logprobs_of_ids(model, pairs, _pad_id(tokenizer), batch_size)
 
 
 def _reference_context(model: Any, ref_model: Any):
@@ -307,11 +351,20 @@ def pair_logprobs(
     max_length: int = 512,
     transform_prompt: Callable[[Any], Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(log p(chosen | prompt), log p(rejected | prompt))`` for preference rows, ``[N]`` each."""
-    prompts = [transform_prompt(r["prompt"]) if transform_prompt else r["prompt"] for r in rows]
-    kw = dict(batch_size=batch_size, max_length=max_length)
-    return (sequence_logprobs(model, tokenizer, prompts, [r["chosen"] for r in rows], **kw),
-            sequence_logprobs(model, tokenizer, prompts, [r["rejected"] for r in rows], **kw))
+    """``(log p(chosen | prompt), log p(rejected | prompt))`` for preference rows, ``[N]`` each.
+
+    Tokenized as the DPO trainers tokenize a pair (see :func:`sequence_logprobs`); for plain
+    text, chosen and rejected start where the first of them parts from the prompt, as in TRL.
+    """
+    chosen, rejected = [], []
+    for r in rows:
+        prompt = transform_prompt(r["prompt"]) if transform_prompt else r["prompt"]
+        p, (c, j) = _completion_ids(tokenizer, prompt, [r["chosen"], r["rejected"]])
+        chosen.append(_truncate(p, c, max_length))
+        rejected.append(_truncate(p, j, max_length))
+    pad = _pad_id(tokenizer)
+    return (_logprobs_of_ids(model, chosen, pad, batch_size),
+            _logprobs_of_ids(model, rejected, pad, batch_size))
 
 
 def implicit_reward_accuracy(

@@ -6,9 +6,15 @@ a low-rank update ``ΔW_k = s_k B_k A_k``; the soup for weights ``w`` is the bas
 ``Σ_k w_k ΔW_k``, which is exactly the interpolation of the full weights.
 
 peft's ``add_weighted_adapter(combination_type="linear")`` scales ``A`` and ``B`` separately,
-which is *not* this interpolation; ``combination_type="cat"`` stacks the factors (rank
-``Σ r_k``, scaling 1) and is exact, so that is what :func:`soup_adapter` uses. peft also ignores
-a new adapter whose name already exists, so an old soup of the same name is deleted first.
+which is *not* this interpolation; ``combination_type="cat"`` stacks the factors, ``w_k s_k A_k``
+under ``B_k`` (rank ``Σ r_k``), and is exact if the stacked adapter's own scaling is 1. peft
+gives it ``lora_alpha = r = Σ r_k`` but copies the first ingredient's ``use_rslora``, and
+rsLoRA's scaling ``lora_alpha / sqrt(r)`` is then ``sqrt(Σ r_k)``, not 1: :func:`soup_adapter`
+turns rsLoRA off on the soup (its ingredients' own scales are already folded into ``A``), so
+the soup is exact for plain LoRA, rsLoRA and a mix of both. Options under which an adapter is
+more than ``s B A`` (DoRA, trained biases, ...) are refused
+(:func:`moalign.models.lora.soup_lora_problems`). peft also ignores a new adapter whose name
+already exists, so an old soup of the same name is deleted first.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from moalign.errors import ConfigError
 from moalign.fronts.context import Context, Policy
+from moalign.models.lora import soup_lora_problems
 from moalign.weights import as_weights, format_weights
 
 __all__ = ["policies", "soup_adapter", "soup_state_dicts"]
@@ -28,13 +36,19 @@ __all__ = ["policies", "soup_adapter", "soup_state_dicts"]
 def soup_adapter(
     model: Any, adapters: Sequence[str], weights: Sequence[float], name: str | None = None
 ) -> str:
-    """Add (and activate) the adapter ``Σ_k w_k ΔW_k`` to a peft model; return its name."""
+    """Add (and activate) the adapter ``Σ_k w_k ΔW_k`` to a peft model; return its name.
+
+    A :class:`~moalign.errors.ConfigError` names every ingredient option the soup cannot
+    interpolate (DoRA, ``bias`` other than ``"none"``, ...)."""
     adapters = list(adapters)
     missing = [a for a in adapters if a not in model.peft_config]
     if missing:
         raise ValueError(
             f"adapters {missing} are not loaded in the model (loaded: {sorted(model.peft_config)})"
         )
+    problems = [p for a in adapters for p in soup_lora_problems(model.peft_config[a], key=a)]
+    if problems:
+        raise ConfigError(problems, source="the LoRA configs of the soup's adapters")
     w = as_weights(weights, len(adapters))
     name = name or re.sub(r"[^A-Za-z0-9_]", "_", "soup_" + format_weights(w, 4))
     if name in adapters:
@@ -42,8 +56,27 @@ def soup_adapter(
     if name in model.peft_config:
         model.delete_adapter(name)
     model.add_weighted_adapter(adapters, [float(x) for x in w], name, combination_type="cat")
+    _unit_scaling(model, name)
     model.set_adapter(name)
     return name
+
+
+def _unit_scaling(model: Any, name: str) -> None:
+    """Give the stacked adapter ``name`` the scaling 1 its factors assume, in memory and in the
+    config it is saved with (``lora_alpha = r``, no rsLoRA)."""
+    from peft.tuners.lora import LoraLayer
+
+    config = model.peft_config[name]
+    config.use_rslora = False
+    if config.lora_alpha != config.r:
+        raise RuntimeError(f"peft gave the soup lora_alpha={config.lora_alpha} for rank "
+                           f"{config.r}; expected lora_alpha == r (scaling 1)")
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and name in module.scaling:
+            module.use_rslora[name] = False
+            module.set_scale(name, 1.0)
+            if module.scaling[name] != 1.0:
+                raise RuntimeError(f"the soup's LoRA scaling is {module.scaling[name]}, not 1")
 
 
 def soup_state_dicts(

@@ -12,7 +12,7 @@ from typing import Any
 
 from moalign.errors import ModelError
 
-__all__ = ["apply_lora", "as_lora_config", "lora_config", "lora_problems"]
+__all__ = ["apply_lora", "as_lora_config", "lora_config", "lora_problems", "soup_lora_problems"]
 
 def lora_config(
     r: int = 16,
@@ -100,3 +100,47 @@ def lora_problems(lora: Any, key: str = "lora", *, aliases: Sequence[str] = ()) 
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         problems.append(f"'{key}': 'r' must be a positive integer, got {r!r}")
     return problems
+
+
+#: LoRA options under which an adapter is not the plain update ``ΔW = s B A`` of a base layer,
+#: so a Rewarded Soup (the stacked factors of every ingredient) cannot reproduce the
+#: interpolation ``Σ_k w_k ΔW_k``. ``(option, value that is fine, why)``.
+_SOUP_REFUSED: tuple[tuple[str, Any, str], ...] = (
+    ("use_dora", False, "DoRA rescales each output by a learned magnitude vector, which does "
+                        "not interpolate linearly"),
+    ("bias", "none", "the base layers' biases are trained and saved by each run but shared by "
+                     "every adapter of one model, so they cannot be interpolated"),
+    ("lora_bias", False, "the bias of lora_B is not stacked by the soup"),
+    ("use_qalora", False, "QALoRA pools the input before lora_A"),
+    ("alora_invocation_tokens", None, "activated LoRA applies the update only after its "
+                                      "invocation tokens"),
+)
+
+
+def soup_lora_problems(lora: Any, key: str = "lora") -> list[str]:
+    """Why adapters trained with these LoRA options cannot be souped (method ``soup``), one
+    line per option; ``[]`` when they can (plain LoRA and rsLoRA).
+
+    ``lora`` is a config mapping (the options :func:`lora_config` takes) or a
+    ``peft.LoraConfig``; ``None`` / ``True`` / ``False`` mean moalign's default, which is fine.
+    Meant for a front config's check before training; :func:`moalign.fronts.soup.soup_adapter`
+    applies it to the loaded adapters too.
+    """
+    if dataclasses.is_dataclass(lora) and not isinstance(lora, type):
+        lora = {f.name: getattr(lora, f.name) for f in dataclasses.fields(lora)}
+    if not isinstance(lora, Mapping):
+        return []
+    problems = []
+    for name, fine, why in _SOUP_REFUSED:
+        value = lora.get(name, fine)
+        if value is None or value == fine:
+            continue
+        problems.append(f"'{key}': '{name}: {_shown(value)}' cannot be used with method soup ({why}); "
+                        f"train the per-objective runs with '{name}: {_shown(fine)}'")
+    return problems
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -78,7 +78,7 @@ def test_sequence_logprobs_match_unpadded_forward(tiny):
     got = sequence_logprobs(model, tok, prompts, completions, batch_size=2)
     for i, (p, c) in enumerate(zip(prompts, completions)):
         pi = tok(p, add_special_tokens=False)["input_ids"]
-        ci = tok(c, add_special_tokens=False)["input_ids"]
+        ci = tok(c + tok.eos_token, add_special_tokens=False)["input_ids"]  # EOS, as in training
         ids = torch.tensor([pi + ci])
         with torch.no_grad():
             logp = torch.log_softmax(model(ids).logits[0, :-1].double(), -1)
