@@ -90,8 +90,11 @@ RUNNERS = {
 
 
 def objective_metrics(log: list[Mapping[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
-    """Last logged value of every per-objective metric: ``objective/<k>/loss`` -> ``loss``,
-    ``weights/<k>`` -> ``weights``, ``reward/<k>/mean`` -> ``reward/mean``, ..."""
+    """Last logged value of every per-objective metric, by objective: the key without the
+    objective's name (and without ``objective/``). The keys every trainer logs give
+    ``weights/<k>`` -> ``weights``, ``rewards/<k>/mean`` -> ``rewards/mean`` (online trainers),
+    ``lagrange/<k>`` -> ``lagrange`` and ``constraint/<k>/slack`` -> ``constraint/slack``
+    (constrained objectives); the DPO family's ``objective/<k>/loss`` -> ``loss``, ..."""
     table: dict[str, dict[str, float]] = {n: {} for n in names}
     for entry in log:
         for key, value in entry.items():

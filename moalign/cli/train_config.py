@@ -146,11 +146,11 @@ def _column_problems(kind: str, columns: frozenset[str] | None, dataset: str) ->
             for c in ROW_COLUMNS[kind] if c not in columns]
 
 
-def _tradeoff_problems(spec: TrainerSpec, args: Any, objectives: list) -> list[str]:
-    """The online trainers combine their objectives (weights, schedule, scalarizer,
-    constraints) in a :class:`~moalign.tradeoff.tradeoff.TradeOff` built when they start, after
-    the policy has loaded; build it now so that, e.g., a constraint on an objective that is not
-    trained is reported up front."""
+def _tradeoff_problems(args: Any, objectives: list) -> list[str]:
+    """Every trainer combines its objectives (weights, schedule, scalarizer, constraints) in a
+    :class:`~moalign.tradeoff.tradeoff.TradeOff`; the online ones build it when they start, after
+    the policy has loaded, so build it now: e.g. a constraint on an objective that is not
+    trained is reported up front. (The DPO-family configs check theirs when they are built.)"""
     if not hasattr(args, "constraints"):
         return []
     from moalign.errors import MoalignError
@@ -158,10 +158,7 @@ def _tradeoff_problems(spec: TrainerSpec, args: Any, objectives: list) -> list[s
     from moalign.tradeoff.tradeoff import TradeOff
 
     try:
-        TradeOff(ObjectiveSet(objectives).names, weights=getattr(args, spec.weights_field),
-                 schedule=args.schedule, scalarizer=getattr(args, "scalarizer", "linear"),
-                 constraints=args.constraints, lagrangian_lr=args.lagrangian_lr,
-                 lagrangian_init=args.lagrangian_init, lagrangian_max=args.lagrangian_max)
+        TradeOff.from_config(ObjectiveSet(objectives).names, args)
     except MoalignError as exc:
         return [str(exc)]
     return []
@@ -197,6 +194,13 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
     run_fields = {f.name for f in dataclasses.fields(TrainRunConfig)}
     if cfg_cls is None:  # the trainer's own keys cannot be judged: check the common ones only
         data = {k: v for k, v in data.items() if k in run_fields}
+    else:  # a former trade-off field name: say what it is called now
+        from moalign.tradeoff.tradeoff import RENAMED_FIELDS, renamed_field_problems
+
+        known = run_fields | {f.name for f in dataclasses.fields(cfg_cls)}
+        old = [k for k in data if k in RENAMED_FIELDS and k not in known]
+        problems += renamed_field_problems(old)
+        data = {k: v for k, v in data.items() if k not in old}
     good, found = check_fields([TrainRunConfig, *([cfg_cls] if cfg_cls else [])], data)
     problems += found
     common = {k: v for k, v in good.items() if k in run_fields}
@@ -232,11 +236,11 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
             values[key] = value
         shared = {"objectives": run.objectives, "output_dir": str(Path(run.output_dir) / "trainer")}
         if run.weights is not None and not bad_weights:
-            shared[spec.weights_field] = run.weights
+            shared["weights"] = run.weights
         values.update({k: v for k, v in shared.items() if k in fields})
         args, found = build_checked(cfg_cls, values)
         problems += found
         if args is not None and not problems:
-            problems += _tradeoff_problems(spec, args, run.objectives)
+            problems += _tradeoff_problems(args, run.objectives)
     raise_problems(problems, source)
     return ResolvedTrain(run, spec, args, columns)

@@ -1,7 +1,8 @@
-"""How the online trainers turn K per-objective signals into one: weights, scalarizer, constraints.
+"""How every trainer turns K per-objective signals into one: weights, scalarizer, constraints.
 
-:class:`TradeOff` bundles the three pieces that MO-PPO and MO-GRPO share, validated once when a
-trainer is built (before any model is loaded):
+:class:`TradeOff` bundles the pieces that MO-DPO (and conditioned DPO), MODPO, MO-PPO and
+MO-GRPO share, validated once when a trainer is built (before any model is loaded); each trainer
+uses the ones it supports:
 
 - a weight **schedule** (:mod:`moalign.tradeoff.schedule`) asked for a weight vector on the simplex at
   every generation batch and told what was measured, so weights can move during training;
@@ -12,11 +13,22 @@ trainer is built (before any model is loaded):
   rewards and folded into the signal by :meth:`LagrangianConstraints.combine`.
 
 Its state (schedule, scalarizer statistics, multipliers, last weights) goes into checkpoints.
+
+One vocabulary for every trainer:
+
+- config fields (:data:`FIELDS`): ``weights`` (fixed weights on the simplex), ``schedule``,
+  ``scalarizer``, ``constraints`` (plus ``lagrangian_lr`` / ``_init`` / ``_max``), read by
+  :meth:`TradeOff.from_config`; former names (:data:`RENAMED_FIELDS`) are refused with a
+  :class:`~moalign.errors.ConfigError` naming today's field (:func:`refuse_renamed_fields`);
+- log keys (:meth:`TradeOff.metrics`): ``weights/<objective>``, ``rewards/<objective>/mean``
+  (where the trainer scores completions), ``lagrange/<objective>`` and
+  ``constraint/<objective>/slack`` (for constrained objectives).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +37,19 @@ import torch
 from moalign.errors import ConfigError, ObjectiveError, UnknownObjectiveError
 from moalign.weights import as_weights
 
-__all__ = ["TradeOff", "check_scored"]
+__all__ = [
+    "FIELDS",
+    "RENAMED_FIELDS",
+    "TradeOff",
+    "check_scored",
+    "refuse_renamed_fields",
+    "renamed_field_problems",
+]
+
+#: The trade-off fields of the trainer configs: the same name in every trainer that has them.
+FIELDS = ("weights", "schedule", "scalarizer", "constraints")
+#: Former names of trade-off fields -> the name they have now.
+RENAMED_FIELDS: dict[str, str] = {"weight_schedule": "schedule", "reward_weights": "weights"}
 
 #: Schedules that decide between runs or need what an online trainer does not measure.
 NOT_PER_STEP: dict[str, str] = {
@@ -33,6 +57,32 @@ NOT_PER_STEP: dict[str, str] = {
     "adaptive": "picks the weights of the next run of a front trace from its measured scores",
     "mgda": "needs per-objective policy gradients, which the online trainers do not compute",
 }
+
+
+def renamed_field_problems(keys: Iterable[str]) -> list[str]:
+    """One problem per former trade-off field name among ``keys`` (see :data:`RENAMED_FIELDS`)."""
+    return [f"'{key}' is now called '{RENAMED_FIELDS[key]}' (every trainer config names its "
+            f"trade-off fields {', '.join(FIELDS)})" for key in keys if key in RENAMED_FIELDS]
+
+
+def refuse_renamed_fields(cls: type) -> type:
+    """Class decorator for a config dataclass: a former trade-off field name passed to its
+    constructor raises a :class:`ConfigError` naming today's field (instead of a ``TypeError``
+    about an unexpected argument). Names that are fields of ``cls`` itself are left to it."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        problems = renamed_field_problems(k for k in kwargs if k not in fields)
+        if problems:
+            raise ConfigError(problems, source=cls.__name__)
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
 
 
 def check_scored(rewards: torch.Tensor, names: Sequence[str]) -> None:
@@ -58,7 +108,8 @@ class TradeOff:
 
     ``weights`` (fixed) and ``schedule`` (a :class:`~moalign.tradeoff.schedule.Schedule` or a spec for
     :func:`~moalign.tradeoff.schedule.get_schedule`) are exclusive; with neither, the weights are uniform.
-    ``constraints`` maps objective names (or indices) to thresholds.
+    ``constraints`` maps objective names (or indices) to thresholds. ``gradients=True`` is for
+    a trainer that computes per-objective gradients, which the ``mgda`` schedule needs.
     """
 
     def __init__(
@@ -72,6 +123,7 @@ class TradeOff:
         lagrangian_lr: float = 0.05,
         lagrangian_init: float = 0.0,
         lagrangian_max: float | None = None,
+        gradients: bool = False,
     ):
         from moalign.tradeoff.scalarize import LagrangianConstraints, get_scalarizer
         from moalign.tradeoff.schedule import FixedWeights, get_schedule
@@ -86,7 +138,7 @@ class TradeOff:
         elif not hasattr(schedule, "ask"):
             schedule = get_schedule(schedule, k)
         kind = getattr(schedule, "kind", "")
-        if kind in NOT_PER_STEP:
+        if kind in NOT_PER_STEP and not (kind == "mgda" and gradients):
             raise ConfigError(f"the '{kind}' schedule cannot drive the weights during one "
                               f"training run: it {NOT_PER_STEP[kind]}")
         self.schedule = schedule
@@ -106,6 +158,24 @@ class TradeOff:
             )
         self.weights = as_weights(np.full(k, 1.0 / k) if weights is None else weights, k)
 
+    @classmethod
+    def from_config(cls, names: Sequence[str], args: Any, **overrides: Any) -> TradeOff:
+        """The trade-off a trainer config describes: its fields :data:`FIELDS` and
+        ``lagrangian_*`` (those it lacks take their defaults); ``overrides`` (keyword arguments
+        of :class:`TradeOff`, e.g. a schedule object) replace what the config says, except
+        those that are ``None``."""
+        values: dict[str, Any] = {
+            "weights": getattr(args, "weights", None),
+            "schedule": getattr(args, "schedule", None),
+            "scalarizer": getattr(args, "scalarizer", "linear"),
+            "constraints": getattr(args, "constraints", None),
+        }
+        for key in ("lagrangian_lr", "lagrangian_init", "lagrangian_max"):
+            if hasattr(args, key):
+                values[key] = getattr(args, key)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(names, **values)
+
     @property
     def num_objectives(self) -> int:
         return len(self.names)
@@ -121,6 +191,12 @@ class TradeOff:
         """The schedule's next weight vector, validated (a bad one raises ``WeightsError``)."""
         self.weights = as_weights(self.schedule.ask(), self.num_objectives,
                                   name="weights from the schedule")
+        return self.weights
+
+    def set_weights(self, weights: Sequence[float]) -> np.ndarray:
+        """Use weights decided outside the schedule (validated), e.g. MGDA over the objectives
+        present in a batch."""
+        self.weights = as_weights(weights, self.num_objectives)
         return self.weights
 
     def tell(self, metrics: Mapping[str, Any]) -> None:
@@ -158,14 +234,27 @@ class TradeOff:
         eye = torch.eye(self.num_objectives, dtype=torch.float64)
         return self.combine(eye).numpy()
 
-    def metrics(self) -> dict[str, float]:
-        """Weights and multipliers, by objective name, for logging."""
-        out = {f"weight/{n}": float(w) for n, w in zip(self.names, self.weights)}
+    def metrics(self, rewards: Sequence[float] | None = None, *,
+                weights: Sequence[float] | None = None,
+                log_rewards: bool = True) -> dict[str, float]:
+        """The trade-off's log entries, by objective name: ``weights/<k>`` (the current weights,
+        or ``weights`` when given, e.g. the batch mean of per-example weights), and for each
+        constrained objective ``lagrange/<k>`` (its multiplier). With the batch's mean rewards
+        ``[K]``: ``rewards/<k>/mean`` (unless ``log_rewards=False``, for a trainer whose base
+        class logs that key itself) and ``constraint/<k>/slack`` (mean - threshold)."""
+        w = self.weights if weights is None else np.asarray(weights, dtype=np.float64)
+        out = {f"weights/{n}": float(x) for n, x in zip(self.names, w, strict=True)}
+        means = None if rewards is None else np.asarray(rewards, dtype=np.float64)
+        if means is not None and log_rewards:
+            out.update({f"rewards/{n}/mean": float(m) for n, m in zip(self.names, means, strict=True)})
         if self.constraints is not None:
             lam = self.multipliers
+            thresholds = self.constraints.thresholds.tolist()
             for k, n in enumerate(self.names):
                 if bool(self.constraints.constrained[k]):
-                    out[f"multiplier/{n}"] = float(lam[k])
+                    out[f"lagrange/{n}"] = float(lam[k])
+                    if means is not None:
+                        out[f"constraint/{n}/slack"] = float(means[k] - thresholds[k])
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -177,8 +266,12 @@ class TradeOff:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.weights = as_weights(state["weights"], self.num_objectives)
-        self.schedule.load_state_dict(state["schedule"])
-        self.scalarizer.load_state_dict(state["scalarizer"])
+        """Restore a :meth:`state_dict`; entries that are ``None`` (nothing was saved) are kept."""
+        if state.get("weights") is not None:
+            self.weights = as_weights(state["weights"], self.num_objectives)
+        if state.get("schedule") is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        if state.get("scalarizer") is not None:
+            self.scalarizer.load_state_dict(state["scalarizer"])
         if self.constraints is not None and state.get("constraints") is not None:
             self.constraints.load_state_dict(state["constraints"])

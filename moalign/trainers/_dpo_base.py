@@ -7,8 +7,10 @@
   head) and one reference pass (TRL's :meth:`~trl.DPOTrainer.compute_ref_log_probs`: a
   reference model, the adapter-disabled peft base, or precomputed log-probs) and returns the
   chosen/rejected log-ratios every objective's loss is built from;
-- the standard DPO metrics TRL logs and the per-objective ones
-  (``objective/<k>/{loss,accuracy,margin,labelled}``);
+- the standard DPO metrics TRL logs (TRL's keys: ``rewards/chosen``, ``logps/rejected``, ...),
+  the per-objective ones (``objective/<k>/{loss,accuracy,margin,labelled}``) and those of the
+  trainer's :class:`~moalign.tradeoff.tradeoff.TradeOff` (``weights/<k>``), which is saved with
+  each checkpoint;
 - the checks of TRL options these losses do not implement.
 """
 
@@ -25,7 +27,7 @@ import torch
 from trl import DPOTrainer
 
 from moalign.data.schema import LABEL_VALUES, pref_column
-from moalign.errors import DataError
+from moalign.errors import CheckpointError, DataError
 from moalign.trainers._dpo_core import STAT_ROWS, objective_stats
 
 __all__ = ["ColumnsCollator", "check_label_columns", "trl_option_problems"]
@@ -129,12 +131,15 @@ class ColumnsCollator:
 class _MultiObjectiveDPOBase(DPOTrainer):
     """``trl.DPOTrainer`` with extra columns carried to the loss and per-objective metrics.
 
-    Subclasses set ``self._mo_columns`` (before ``super().__init__``) and ``self._mo_names``
-    (objectives whose labels are logged), and implement ``_compute_loss``.
+    Subclasses set ``self._mo_columns`` (before ``super().__init__``), ``self._mo_names``
+    (objectives whose labels are logged) and ``self.tradeoff`` (the
+    :class:`~moalign.tradeoff.tradeoff.TradeOff` over all their objectives), and implement
+    ``_compute_loss``.
     """
 
     _mo_columns: tuple[str, ...] = ()
     _mo_names: tuple[str, ...] = ()
+    tradeoff: Any = None
 
     @staticmethod
     def _default_reference(model, ref_model, args, peft_config):
@@ -322,18 +327,29 @@ class _MultiObjectiveDPOBase(DPOTrainer):
                 m[f"objective/{name}/margin"].append(rows["margin"][k] / count)
         return stats
 
+    def _log_tradeoff(self, mode: str, weights: Sequence[float] | None = None) -> None:
+        """Log the trade-off's entries (``weights/<k>``; ``weights`` overrides the current ones)."""
+        for key, value in self.tradeoff.metrics(weights=weights).items():
+            self._metrics[mode][key].append(value)
+
     # ------------------------------------------------------------------ checkpoint state
     def _moalign_state(self) -> dict[str, Any]:
-        """State saved next to each checkpoint (schedules, scalarizers); empty by default."""
-        return {}
+        """State saved next to each checkpoint: the objectives and the trade-off's state."""
+        return {"objectives": list(self.tradeoff.names), "tradeoff": self.tradeoff.state_dict()}
 
     def _load_moalign_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`_moalign_state`."""
+        """Restore :meth:`_moalign_state` (a state saved before the trade-off had its own
+        entry holds the same keys at the top level)."""
+        saved = state.get("objectives")
+        if saved is not None and list(saved) != list(self.tradeoff.names):
+            raise CheckpointError(f"checkpoint was trained on {list(saved)}, not "
+                                  f"{list(self.tradeoff.names)}")
+        self.tradeoff.load_state_dict(state.get("tradeoff", state))
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         state = self._moalign_state()
-        if state and self.args.should_save:
+        if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
             from moalign.storage.files import atomic_write_json

@@ -7,10 +7,12 @@ over the labelled pairs as :data:`~moalign.trainers._dpo_core.LABEL_NORMALIZATIO
 All K losses come from **one** policy forward pass and one reference pass (or precomputed
 reference log-probs), since they differ only in the sign each label gives the same margin.
 
-The weights come from a schedule (:mod:`moalign.tradeoff.schedule`: fixed, annealed, MGDA on the
-per-objective gradients, ...), asked once per optimizer step, and the per-objective losses can
-be combined by any scalarizer of :mod:`moalign.tradeoff.scalarize` (linear; Tchebycheff on losses
-minimizes ``max_k w_k (l_k - l*_k)`` with ``l* = 0``, the infimum of the DPO loss).
+The weights, schedule and scalarizer are a :class:`~moalign.tradeoff.tradeoff.TradeOff`, as in
+every moalign trainer: fixed ``weights`` or a ``schedule`` (:mod:`moalign.tradeoff.schedule`:
+annealed, MGDA on the per-objective gradients, ...), asked once per optimizer step, and any
+``scalarizer`` of :mod:`moalign.tradeoff.scalarize` to combine the per-objective losses (linear;
+Tchebycheff on losses minimizes ``max_k w_k (l_k - l*_k)`` with ``l* = 0``, the infimum of the
+DPO loss).
 
 With ``conditioning="prompt"`` each pair gets its own weight vector drawn from a Dirichlet
 distribution, shown to the model by :func:`moalign.tradeoff.conditioning.apply_condition`, and used in
@@ -36,6 +38,7 @@ from moalign.tradeoff.conditioning import (
     apply_condition,
     quantize_weights,
 )
+from moalign.tradeoff.tradeoff import TradeOff, refuse_renamed_fields
 from moalign.trainers._dpo_base import (
     _MultiObjectiveDPOBase,
     check_label_columns,
@@ -87,6 +90,7 @@ def _scalarizer_name(spec: Any) -> Any:
     return spec if isinstance(spec, str) else spec.get("name") if isinstance(spec, dict) else spec
 
 
+@refuse_renamed_fields
 @dataclass
 class MultiObjectiveDPOConfig(DPOConfig):
     """Configuration of :class:`MultiObjectiveDPOTrainer`: ``trl.DPOConfig`` plus the fields below.
@@ -104,9 +108,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
     weights: list[float] | None = field(
         default=None,
         metadata={"help": "Fixed weights, one per objective, on the simplex. Leave unset to use "
-                          "`weight_schedule`, conditioning, or uniform weights."},
+                          "`schedule`, conditioning, or uniform weights."},
     )
-    weight_schedule: str | dict | None = field(
+    schedule: str | dict | None = field(
         default=None,
         metadata={"help": "A moalign.tradeoff.schedule spec asked once per optimizer step instead of "
                           "fixed weights: e.g. {'name': 'anneal', 'start': [...], 'end': [...], "
@@ -145,7 +149,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
                           "seeded by `seed` and made once per pair when the dataset is prepared."},
     )
 
-    _VALID_DICT_FIELDS = DPOConfig._VALID_DICT_FIELDS + ["weight_schedule", "scalarizer"]
+    _VALID_DICT_FIELDS = DPOConfig._VALID_DICT_FIELDS + ["schedule", "scalarizer"]
 
     def __post_init__(self):
         problems = self.moalign_problems()
@@ -156,7 +160,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
     def moalign_problems(self) -> list[str]:
         """Every problem with the multi-objective fields (empty when the config is valid)."""
         from moalign.tradeoff.scalarize import get_scalarizer
-        from moalign.tradeoff.schedule import MGDAWeights, get_schedule
+        from moalign.tradeoff.schedule import MGDAWeights
 
         problems = _objective_problems(self.objectives)
         problems += trl_option_problems(self, tuple(PAIR_LOSSES))
@@ -165,14 +169,15 @@ class MultiObjectiveDPOConfig(DPOConfig):
         k = len(self.objectives or [])
         if self.weights is not None:
             problems += weight_problems(self.weights, k or None)
-            if self.weight_schedule is not None:
-                problems.append("set either 'weights' or 'weight_schedule', not both")
+            if self.schedule is not None:
+                problems.append("set either 'weights' or 'schedule', not both")
         schedule = None
-        if self.weight_schedule is not None and k:
-            try:
-                schedule = get_schedule(self.weight_schedule, k)
+        if self.schedule is not None and k:
+            try:  # the schedule the trainer's TradeOff will ask
+                schedule = TradeOff([str(n) for n in self.objectives], schedule=self.schedule,
+                                    gradients=True).schedule
             except MoalignError as exc:
-                problems.append(f"'weight_schedule': {exc}")
+                problems.append(f"'schedule': {exc}")
         try:
             get_scalarizer(_scalarizer_spec(self.scalarizer, max(k, 1)))
         except MoalignError as exc:
@@ -192,9 +197,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
             if self.conditioning not in CONDITIONING_MODES:
                 problems.append(f"'conditioning' must be one of {list(CONDITIONING_MODES)} or "
                                 f"null, got {self.conditioning!r}")
-            if self.weights is not None or self.weight_schedule is not None:
+            if self.weights is not None or self.schedule is not None:
                 problems.append("conditioning draws a weight vector per pair: leave 'weights' and "
-                                "'weight_schedule' unset")
+                                "'schedule' unset")
             if not linear and self.label_normalization != "pair":
                 problems.append("per-pair weights with a non-linear scalarizer need "
                                 "label_normalization: pair")
@@ -215,7 +220,9 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
     ``prompt``/``chosen``/``rejected`` and one ``pref_<objective>`` column per objective; they
     are checked before any tokenization. Logged per objective: ``objective/<k>/loss``,
     ``objective/<k>/accuracy`` (implicit-reward accuracy under k's labels),
-    ``objective/<k>/margin``, ``objective/<k>/labelled`` (fraction of pairs) and ``weights/<k>``.
+    ``objective/<k>/margin``, ``objective/<k>/labelled`` (fraction of pairs) and, through the
+    trainer's :class:`~moalign.tradeoff.tradeoff.TradeOff` (``self.tradeoff``), ``weights/<k>``
+    (with conditioning: the batch mean of the per-pair weights).
 
     An eval dataset may carry a ``condition_weights`` column (a list of K weights per pair) to
     evaluate a conditioned policy at chosen weight vectors; otherwise its weights are drawn
@@ -229,8 +236,7 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
                  data_collator=None, train_dataset=None, eval_dataset=None, processing_class=None,
                  compute_metrics=None, callbacks=None, optimizers=(None, None),
                  quantization_config=None, peft_config=None):
-        from moalign.tradeoff.scalarize import get_scalarizer
-        from moalign.tradeoff.schedule import FixedWeights, MGDAWeights, get_schedule
+        from moalign.tradeoff.schedule import MGDAWeights
 
         if not isinstance(args, MultiObjectiveDPOConfig):
             raise ConfigError("MultiObjectiveDPOTrainer needs args=MultiObjectiveDPOConfig("
@@ -241,20 +247,15 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
         self._label_columns = tuple(pref_column(n) for n in names)
         self._conditioned = args.conditioning == "prompt"
         self._mo_columns = self._label_columns + ((WEIGHTS_COLUMN,) if self._conditioned else ())
-        if self._conditioned:
-            self._schedule = None
-            need = names
-        elif args.weight_schedule is not None:
-            self._schedule = get_schedule(args.weight_schedule, k)
+        # with conditioning the weights come with each pair; the TradeOff keeps the scalarizer
+        self.tradeoff = TradeOff.from_config(
+            names, args, scalarizer=_scalarizer_spec(args.scalarizer, k), gradients=True)
+        if self._conditioned or self.tradeoff.schedule.kind != "fixed":
             need = names
         else:
-            w = args.weights if args.weights is not None else np.full(k, 1.0 / k)
-            self._schedule = FixedWeights(w)
-            need = [n for n, x in zip(names, np.asarray(w, dtype=float), strict=True) if x > 0]
-        self._mgda = isinstance(self._schedule, MGDAWeights)
-        self._scalarizer = get_scalarizer(_scalarizer_spec(args.scalarizer, k))
-        self._weights: np.ndarray | None = None
-        self._weights_step = -1
+            need = [n for n, x in zip(names, self.tradeoff.weights, strict=True) if x > 0]
+        self._mgda = isinstance(self.tradeoff.schedule, MGDAWeights)
+        self._weights_step = -1  # the optimizer step the weights were asked at (-1: not yet)
         self._step_sums = np.zeros((2, k))  # per-objective loss sums and counts of this step
 
         if train_dataset is not None:
@@ -323,20 +324,22 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
     # ------------------------------------------------------------------ weights
     def current_weights(self) -> np.ndarray | None:
         """The weights of the current step (``None`` with conditioning or before the first step)."""
-        return None if self._weights is None else self._weights.copy()
+        if self._conditioned or self._weights_step < 0:
+            return None
+        return self.tradeoff.weights.copy()
 
     def _step_weights(self, training: bool) -> np.ndarray:
         """Ask the schedule once per optimizer step, after telling it about the previous one."""
         step = self.state.global_step
-        if self._weights is None or (training and step != self._weights_step):
-            if self._weights is not None:
+        if self._weights_step < 0 or (training and step != self._weights_step):
+            if self._weights_step >= 0:
                 counts = self._step_sums[1]
                 losses = np.where(counts > 0, self._step_sums[0] / np.maximum(counts, 1), np.nan)
-                self._schedule.tell({"step": step, "losses": losses})
+                self.tradeoff.tell({"step": step, "losses": losses})
             self._step_sums[:] = 0.0
-            self._weights = np.asarray(self._schedule.ask(), dtype=np.float64)
+            self.tradeoff.ask()
             self._weights_step = step
-        return self._weights
+        return self.tradeoff.weights
 
     def _mgda_weights(self, model, losses: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
         """Min-norm weights of the per-objective gradients of this batch (Sener & Koltun 2018).
@@ -363,15 +366,16 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
             g = self.accelerator.reduce(g, reduction="mean")
             present = self.accelerator.reduce(present, reduction="sum")
         keep = (present > 0).cpu().numpy()
-        w = np.zeros(len(self._mo_names))
         if keep.all():
-            self._schedule.tell({"gram": gram_matrix(g)})
-            w = np.asarray(self._schedule.ask(), dtype=np.float64)
+            self.tradeoff.tell({"gram": gram_matrix(g)})
+            w = self.tradeoff.ask()
         elif keep.any():
+            w = np.zeros(len(self._mo_names))
             w[keep] = min_norm_weights_from_gram(gram_matrix(g[torch.as_tensor(keep)]).cpu().numpy())
+            w = self.tradeoff.set_weights(w)
         else:
-            w = np.asarray(self._schedule.ask(), dtype=np.float64)
-        self._weights, self._weights_step = w, self.state.global_step
+            w = self.tradeoff.ask()
+        self._weights_step = self.state.global_step
         return w
 
     # ------------------------------------------------------------------ loss
@@ -389,16 +393,14 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
             weights = torch.as_tensor(self._mgda_weights(model, losses, mask), dtype=delta.dtype)
         else:
             weights = torch.as_tensor(self._step_weights(mode == "train"), dtype=delta.dtype)
-        self._scalarizer.train(mode == "train")
-        loss = combine(losses, mask, weights, self._scalarizer, self.args.label_normalization)
+        self.tradeoff.scalarizer.train(mode == "train")
+        loss = combine(losses, mask, weights, self.tradeoff.scalarizer, self.args.label_normalization)
         loss = self._add_aux_loss(loss, outputs, mode)
 
         self._log_standard_metrics(mode, trl_inputs, outputs, seq_len, chosen_lr, rejected_lr,
                                    chosen_logps, rejected_logps)
         stats = self._log_objective_metrics(mode, delta, labels, losses)
-        mean_w = (weights if weights.ndim == 1 else weights.mean(dim=0)).tolist()
-        for name, value in zip(self._mo_names, mean_w, strict=True):
-            self._metrics[mode][f"weights/{name}"].append(value)
+        self._log_tradeoff(mode, weights=weights.mean(dim=0).tolist() if self._conditioned else None)
         if mode == "train" and not self._conditioned:
             self._step_sums += stats[:2].flip(0).cpu().numpy()  # rows: loss sum, count
         if return_outputs:
@@ -410,18 +412,8 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
 
     # ------------------------------------------------------------------ checkpoint state
     def _moalign_state(self) -> dict[str, Any]:
-        return {
-            "schedule": None if self._schedule is None else self._schedule.state_dict(),
-            "scalarizer": self._scalarizer.state_dict(),
-            "weights": None if self._weights is None else self._weights.tolist(),
-            "weights_step": self._weights_step,
-        }
+        return {**super()._moalign_state(), "weights_step": self._weights_step}
 
     def _load_moalign_state(self, state: dict[str, Any]) -> None:
-        if self._schedule is not None and state.get("schedule") is not None:
-            self._schedule.load_state_dict(state["schedule"])
-        if state.get("scalarizer") is not None:
-            self._scalarizer.load_state_dict(state["scalarizer"])
-        if state.get("weights") is not None:
-            self._weights = np.asarray(state["weights"], dtype=np.float64)
-            self._weights_step = int(state.get("weights_step", -1))
+        super()._load_moalign_state(state)
+        self._weights_step = int(state.get("weights_step", -1))

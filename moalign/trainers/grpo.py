@@ -1,16 +1,23 @@
 """Multi-objective GRPO: TRL's ``GRPOTrainer`` with moalign objectives, schedules and constraints.
 
 The objectives are TRL reward functions as they are (an :class:`~moalign.objective.Objective`
-has TRL's reward signature). What moalign adds happens each time a generation batch is scored,
-before TRL turns the rewards ``[B, K]`` into advantages:
+has TRL's reward signature). What moalign adds, a :class:`~moalign.tradeoff.tradeoff.TradeOff` as in every moalign trainer,
+happens each time a generation batch is scored, before TRL turns the rewards ``[B, K]`` into
+advantages:
 
-- the weight **schedule** is asked for the weights of this batch (annealing, sweeps, ...);
+- the weight **schedule** is asked for the weights of this batch (annealing, Dirichlet, ...);
 - with **constraints** ``objective_j >= threshold_j`` the Lagrange multipliers take one
   projected dual-ascent step on the batch's mean rewards (Safe RLHF, Dai et al. 2023);
-- TRL's ``reward_weights`` is set to the coefficients of the combined signal,
-  ``(w_k + lambda_k) / (1 + sum_j lambda_j)`` (just ``w`` without constraints);
-- an objective that scored none of the batch is an error; per-objective weights, multipliers
-  and constraint slacks are logged next to TRL's per-reward means.
+- the trainer's ``reward_weights`` (the tensor TRL multiplies the rewards by) is set to the
+  coefficients of the combined signal, ``(w_k + lambda_k) / (1 + sum_j lambda_j)`` (just ``w``
+  without constraints);
+- an objective that scored none of the batch is an error; per-objective weights
+  (``weights/<k>``), multipliers (``lagrange/<k>``) and constraint slacks
+  (``constraint/<k>/slack``) are logged next to TRL's per-reward means (``rewards/<k>/mean``).
+
+The fixed weights are the config's ``weights``, as in every moalign trainer config; TRL's own
+field ``reward_weights`` must stay unset (the trainer fills TRL's weights itself, batch by
+batch), and setting it is a :class:`~moalign.errors.ConfigError` pointing to ``weights``.
 
 The normalization choice is TRL's ``multi_objective_aggregation``: ``"sum_then_normalize"``
 (weighted sum, then group normalization as in GRPO, Shao et al. 2024) or
@@ -36,24 +43,32 @@ from trl import GRPOConfig, GRPOTrainer
 from moalign.config.fields import doc, document_fields
 from moalign.errors import CheckpointError, ConfigError, DataError
 from moalign.objective import ObjectiveSet
-from moalign.tradeoff.tradeoff import TradeOff, check_scored
+from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
 from moalign.weights import as_weights
 
 __all__ = ["MultiObjectiveGRPOConfig", "MultiObjectiveGRPOTrainer"]
 
 _STATE = "moalign_tradeoff.json"
 _AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
+_REWARD_WEIGHTS = ("'reward_weights' is TRL's field, which this trainer sets itself from the "
+                   "trade-off on every batch: give the fixed objective weights as 'weights'")
 
 
+@refuse_renamed_fields
 @dataclass
 class MultiObjectiveGRPOConfig(GRPOConfig):
     """Configuration of :class:`MultiObjectiveGRPOTrainer`: TRL's ``GRPOConfig`` plus the
-    trade-off. ``reward_weights`` are the fixed objective weights and must lie on the simplex
-    (default: uniform); ``multi_objective_aggregation`` picks the normalization."""
+    trade-off, with the field names of every moalign trainer config. ``weights`` are the fixed
+    objective weights and must lie on the simplex (default: uniform); TRL's ``reward_weights``
+    must stay unset (the trainer sets TRL's weights from the trade-off on every batch);
+    ``multi_objective_aggregation`` picks the normalization."""
 
+    weights: list[float] | None = doc(
+        None, "Fixed objective weights on the simplex, one per objective (default: uniform). "
+        "Leave TRL's reward_weights unset: the trainer sets it from these.")
     schedule: str | dict | None = doc(
         None, "Weight schedule spec for moalign.tradeoff.schedule.get_schedule; asked once per generation "
-        "batch (exclusive with reward_weights).")
+        "batch (exclusive with weights).")
     constraints: dict | None = doc(
         None, "Constraints objective name -> threshold on its mean reward (GRPO-Lagrangian).")
     lagrangian_lr: float = doc(0.05, "Dual-ascent step size of the multipliers.")
@@ -69,12 +84,14 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
         if self.multi_objective_aggregation not in _AGGREGATIONS:
             problems.append(f"'multi_objective_aggregation' must be one of {list(_AGGREGATIONS)}, "
                             f"got {self.multi_objective_aggregation!r}")
-        if self.reward_weights is not None and self.schedule is not None:
-            problems.append("give either 'reward_weights' or 'schedule', not both")
-        if problems:
-            raise ConfigError(problems)
         if self.reward_weights is not None:
-            as_weights(self.reward_weights, name="reward_weights")
+            problems.append(_REWARD_WEIGHTS)
+        if self.weights is not None and self.schedule is not None:
+            problems.append("give either 'weights' or 'schedule', not both")
+        if problems:
+            raise ConfigError(problems, source=type(self).__name__)
+        if self.weights is not None:
+            as_weights(self.weights, name="weights")
 
 
 document_fields(MultiObjectiveGRPOConfig, only_own=True)
@@ -95,13 +112,10 @@ class MultiObjectiveGRPOTrainer(GRPOTrainer):
             args = MultiObjectiveGRPOConfig("moalign-grpo")
         elif not isinstance(args, MultiObjectiveGRPOConfig):
             raise ConfigError(f"args must be a MultiObjectiveGRPOConfig, got {type(args).__name__}")
+        if args.reward_weights is not None:  # set after the config was built
+            raise ConfigError([_REWARD_WEIGHTS], source=type(args).__name__)
         objective_set = objectives if isinstance(objectives, ObjectiveSet) else ObjectiveSet(objectives)
-        tradeoff = TradeOff(
-            objective_set.names, weights=args.reward_weights,
-            schedule=schedule if schedule is not None else args.schedule,
-            constraints=args.constraints, lagrangian_lr=args.lagrangian_lr,
-            lagrangian_init=args.lagrangian_init, lagrangian_max=args.lagrangian_max,
-        )
+        tradeoff = TradeOff.from_config(objective_set.names, args, schedule=schedule)
         _check_columns(train_dataset, objective_set.required_columns)
         model = _with_loadable_name(model, args, kwargs.get("peft_config"))
         super().__init__(model=model, reward_funcs=list(objective_set.objectives), args=args,
@@ -129,14 +143,9 @@ class MultiObjectiveGRPOTrainer(GRPOTrainer):
         return rewards
 
     def _log_tradeoff(self, mode: str, means: np.ndarray) -> None:
-        for key, value in self.tradeoff.metrics().items():
+        # TRL logs rewards/<k>/mean itself (the same means): the trade-off adds the rest
+        for key, value in self.tradeoff.metrics(means, log_rewards=False).items():
             self._metrics[mode][key].append(value)
-        constraints = self.tradeoff.constraints
-        if constraints is not None:
-            for k, name in enumerate(self.objective_set.names):
-                if bool(constraints.constrained[k]):
-                    slack = float(means[k] - constraints.thresholds[k])
-                    self._metrics[mode][f"constraint/{name}/slack"].append(slack)
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)

@@ -29,6 +29,7 @@ from trl import DPOConfig
 from moalign.data.schema import CORE_COLUMNS, pref_column
 from moalign.errors import ConfigError, DataError, UnknownObjectiveError
 from moalign.objective import Objective, load_objective
+from moalign.tradeoff.tradeoff import TradeOff, refuse_renamed_fields
 from moalign.trainers._dpo_base import (
     _MultiObjectiveDPOBase,
     check_label_columns,
@@ -152,12 +153,16 @@ def add_margin_columns(dataset: Any, rewards: Mapping[str, Any], *, batch_size: 
     return dataset
 
 
+@refuse_renamed_fields
 @dataclass
 class MODPOConfig(DPOConfig):
     """Configuration of :class:`MODPOTrainer`: ``trl.DPOConfig`` plus the fields below.
 
-    Invalid values raise one :class:`~moalign.errors.ConfigError` listing every problem. On CPU
-    set ``use_cpu=True, bf16=False`` (TRL's defaults target GPUs).
+    Of the trade-off fields every trainer config names alike (``weights``, ``schedule``,
+    ``scalarizer``, ``constraints``) MODPO has ``weights`` only: its loss fixes how the
+    objectives combine, for one weight vector per run. Invalid values raise one
+    :class:`~moalign.errors.ConfigError` listing every problem. On CPU set
+    ``use_cpu=True, bf16=False`` (TRL's defaults target GPUs).
     """
 
     objectives: list[str] | None = field(
@@ -194,7 +199,8 @@ class MODPOTrainer(_MultiObjectiveDPOBase):
     computed with the registered objective of that name, if there is one. The loss averages over
     the pairs labelled +1/-1 for the first objective (a -1 label swaps the pair and its margins).
     Logs ``objective/<k>/{loss,accuracy,margin,labelled}`` (plain DPO quantities) for every
-    objective with a ``pref_`` column, and ``weights/<k>``.
+    objective with a ``pref_`` column, and ``weights/<k>`` (from ``self.tradeoff``, the
+    :class:`~moalign.tradeoff.tradeoff.TradeOff` holding the weights).
     """
 
     _tag_names = ["trl", "dpo", "modpo", "moalign"]
@@ -218,9 +224,7 @@ class MODPOTrainer(_MultiObjectiveDPOBase):
             raise ConfigError("MODPOTrainer needs args=MODPOConfig(objectives=[...], weights=[...]), "
                               f"got {type(args).__name__}")
         names = list(args.objectives)
-        k = len(names)
-        self._modpo_weights = np.asarray(args.weights if args.weights is not None
-                                         else np.full(k, 1.0 / k), dtype=np.float64)
+        self.tradeoff = TradeOff.from_config(names, args)
         self._margin_columns = tuple(margin_column(n) for n in names[1:])
         if train_dataset is not None:
             train_dataset = self._with_margins(train_dataset, names[1:], margin_rewards or {}, "train")
@@ -298,7 +302,7 @@ class MODPOTrainer(_MultiObjectiveDPOBase):
         labels = torch.stack([extra.get(c, nan).to(delta.dtype) for c in self._label_columns], dim=1)
         margins = torch.stack([extra[c].to(delta.dtype) for c in self._margin_columns], dim=1) \
             if self._margin_columns else delta.new_zeros((delta.shape[0], 0))
-        weights = torch.as_tensor(self._modpo_weights, dtype=delta.dtype, device=delta.device)
+        weights = torch.as_tensor(self.tradeoff.weights, dtype=delta.dtype, device=delta.device)
         losses, mask = modpo_pair_losses(delta, labels[:, 0], margins, weights, self.beta)
         count = mask.sum()
         loss = losses.sum() / count.clamp(min=1) if bool(count > 0) else losses.sum() * 0.0
@@ -308,8 +312,7 @@ class MODPOTrainer(_MultiObjectiveDPOBase):
                                    chosen_logps, rejected_logps)
         dpo_losses, _ = pair_losses(delta.detach(), labels, self.beta)
         self._log_objective_metrics(mode, delta, labels, dpo_losses)
-        for name, value in zip(self.args.objectives, self._modpo_weights.tolist(), strict=True):
-            self._metrics[mode][f"weights/{name}"].append(value)
+        self._log_tradeoff(mode)
         if return_outputs:
             with torch.no_grad():
                 outputs = model(**{k: v for k, v in trl_inputs.items()

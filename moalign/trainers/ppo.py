@@ -42,7 +42,7 @@ from moalign.errors import CheckpointError, ConfigError, ModelError
 from moalign.objective import ObjectiveSet
 from moalign.storage.checkpoints import latest_checkpoint
 from moalign.storage.files import atomic_directory, atomic_write_json, jsonable
-from moalign.tradeoff.tradeoff import TradeOff, check_scored
+from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
 from moalign.trainers import ppo_core as core
 from moalign.trainers.checkpointing import (
     is_peft_model,
@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 _STATE = "trainer_state.json"
 
 
+@refuse_renamed_fields
 @document_fields
 @dataclass
 class MultiObjectivePPOConfig:
@@ -156,7 +157,8 @@ class MultiObjectivePPOTrainer:
     :class:`VectorValueModel` copied from the policy; ``ref_model`` to a frozen copy (or the
     adapter-disabled base under LoRA). ``schedule`` and ``scalarizer`` objects override the
     config's specs. ``callbacks`` are called as ``callback(trainer, metrics)`` after each
-    iteration.
+    iteration. The trade-off's metrics (``rewards/<k>/mean``, ``weights/<k>``, and with
+    constraints ``lagrange/<k>`` and ``constraint/<k>/slack``) are logged next to the PPO ones.
     """
 
     def __init__(self, model: Any, objectives: Any, args: MultiObjectivePPOConfig | None = None,
@@ -170,12 +172,7 @@ class MultiObjectivePPOTrainer:
         self.args = args = args or MultiObjectivePPOConfig()
         self.objectives = objectives if isinstance(objectives, ObjectiveSet) else ObjectiveSet(objectives)
         names = self.objectives.names
-        self.tradeoff = TradeOff(
-            names, weights=args.weights, schedule=schedule if schedule is not None else args.schedule,
-            scalarizer=scalarizer if scalarizer is not None else args.scalarizer,
-            constraints=args.constraints, lagrangian_lr=args.lagrangian_lr,
-            lagrangian_init=args.lagrangian_init, lagrangian_max=args.lagrangian_max,
-        )
+        self.tradeoff = TradeOff.from_config(names, args, schedule=schedule, scalarizer=scalarizer)
         self.rows = as_prompt_rows(train_dataset, self.objectives.required_columns)
         self.callbacks = list(callbacks)
         set_seed(args.seed)
@@ -376,19 +373,13 @@ class MultiObjectivePPOTrainer:
         acc = self.accelerator
         rewards = acc.gather(batch["rewards"])
         means = torch.nanmean(rewards, dim=0).tolist()
-        m: dict[str, float] = {"step": self.step}
-        for k, name in enumerate(self.names):
-            m[f"reward/{name}/mean"] = means[k]
-        if self.tradeoff.constraints is not None:
-            thresholds = self.tradeoff.constraints.thresholds.tolist()
-            for k, name in enumerate(self.names):
-                if not np.isnan(thresholds[k]):
-                    m[f"constraint/{name}/slack"] = means[k] - thresholds[k]
+        # rewards/<k>/mean, weights/<k>, lagrange/<k>, constraint/<k>/slack
+        m: dict[str, float] = {"step": self.step, **self.tradeoff.metrics(means)}
         for h, ev in zip((*self.names, "kl"), batch["explained_variance"]):
             m[f"value/{h}/explained_variance"] = float(ev)
         tokens = acc.gather(batch["rollout"].response_mask.sum()).sum().item()
         m.update({"kl": acc.gather(batch["kl"]).mean().item(), "entropy": float(batch["entropy"]),
-                  **losses, **self.tradeoff.metrics(), "tokens": tokens,
+                  **losses, "tokens": tokens,
                   "learning_rate": self.schedulers[0].get_last_lr()[0],
                   "time/iteration": seconds, "tokens_per_second": tokens / max(seconds, 1e-9)})
         return m
@@ -408,7 +399,7 @@ class MultiObjectivePPOTrainer:
         self.step += 1
         metrics = self._metrics(batch, losses, time.perf_counter() - start)
         self.tradeoff.tell({"step": self.step, "weights": weights,
-                            "rewards": np.array([metrics[f"reward/{n}/mean"] for n in self.names])})
+                            "rewards": np.array([metrics[f"rewards/{n}/mean"] for n in self.names])})
         return metrics
 
     def train(self, resume_from_checkpoint: str | os.PathLike | bool | None = None) -> list[dict]:
@@ -435,7 +426,7 @@ class MultiObjectivePPOTrainer:
     def log(self, metrics: dict[str, float]) -> None:
         self.log_history.append(metrics)
         if self.accelerator.is_main_process:
-            shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("reward/", "kl", "multiplier/"))}
+            shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("rewards/", "kl", "lagrange/"))}
             logger.info("step %d: %s", self.step, shown)
 
     # ------------------------------------------------------------------ checkpoints

@@ -20,14 +20,13 @@ class TrainerSpec:
     """One trainer of ``moalign train``: where its config and trainer classes live
     (``"module:Class"``, imported only when chosen), the config fields it fixes, and the data it
     trains on: ``"preference"`` (prompt / chosen / rejected + labels) or ``"prompts"``
-    (online: prompts plus the columns the objectives read)."""
+    (online: prompts plus the columns the objectives read). Every config names its trade-off
+    fields alike (:data:`moalign.tradeoff.tradeoff.FIELDS`): the fixed weights are ``weights``."""
 
     config: str
     trainer: str
     fixed: Mapping[str, Any]
     data: str
-    #: the config field that holds the fixed objective weights
-    weights_field: str = "weights"
 
     def config_class(self) -> type:
         return _import(self.config)
@@ -52,6 +51,5 @@ TRAINERS: dict[str, TrainerSpec] = {
     "ppo": TrainerSpec("moalign.trainers.ppo:MultiObjectivePPOConfig",
                        "moalign.trainers.ppo:MultiObjectivePPOTrainer", {}, "prompts"),
     "grpo": TrainerSpec("moalign.trainers.grpo:MultiObjectiveGRPOConfig",
-                        "moalign.trainers.grpo:MultiObjectiveGRPOTrainer", {}, "prompts",
-                        weights_field="reward_weights"),
+                        "moalign.trainers.grpo:MultiObjectiveGRPOTrainer", {}, "prompts"),
 }

@@ -206,7 +206,7 @@ def test_train_online_trainers_on_bundled_gsm8k(trainer, extra, tmp_path):
     record = json.loads((out / "train.json").read_text())
     assert record["steps"] == 1 and record["objectives"] == ["reasoning_accuracy", "length"]
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
-    assert record["metrics"]["length"]["weight"] == pytest.approx(0.2)
+    assert record["metrics"]["length"]["weights"] == pytest.approx(0.2)
 
 
 def test_missing_labels_come_from_a_scorer():

@@ -183,7 +183,7 @@ def test_annealed_schedule_is_asked_once_per_step(tmp_path):
 
     trainer = mo_trainer(
         tmp_path, conflicting_pairs(32), max_steps=4, objectives=["a", "b"],
-        weight_schedule={"name": "anneal", "start": [1.0, 0.0], "end": [0.0, 1.0], "steps": 4},
+        schedule={"name": "anneal", "start": [1.0, 0.0], "end": [0.0, 1.0], "steps": 4},
         gradient_accumulation_steps=2, per_device_train_batch_size=4,
     )
     trainer.train()
@@ -197,7 +197,7 @@ def test_mgda_weights_are_the_min_norm_of_the_objective_gradients(tmp_path):
     from moalign.tradeoff.mgda import min_norm_weights
 
     data = conflicting_pairs(8, seed=7)
-    trainer = mo_trainer(tmp_path, data, ref_seed=1, objectives=["a", "b"], weight_schedule="mgda")
+    trainer = mo_trainer(tmp_path, data, ref_seed=1, objectives=["a", "b"], schedule="mgda")
     model = trainer.model
     rows = rows_of(trainer, range(8))
     model.train()
@@ -232,14 +232,16 @@ def test_schedule_state_is_saved_with_checkpoints_and_restored(tmp_path):
 
     spec = {"name": "anneal", "start": [1.0, 0.0], "end": [0.0, 1.0], "steps": 10}
     trainer = mo_trainer(tmp_path, conflicting_pairs(32), max_steps=3, save_strategy="steps",
-                         save_steps=3, objectives=["a", "b"], weight_schedule=spec)
+                         save_steps=3, objectives=["a", "b"], schedule=spec)
     trainer.train()
     state = json.loads((tmp_path / "checkpoint-3" / "moalign_state.json").read_text())
-    assert state["schedule"]["kind"] == "anneal" and state["schedule"]["t"] == 3
+    assert state["objectives"] == ["a", "b"]
+    schedule = state["tradeoff"]["schedule"]
+    assert schedule["kind"] == "anneal" and schedule["t"] == 3
     fresh = mo_trainer(tmp_path / "again", conflicting_pairs(32), objectives=["a", "b"],
-                       weight_schedule=spec)
+                       schedule=spec)
     fresh._load_from_checkpoint(str(tmp_path / "checkpoint-3"))
-    assert fresh._schedule.t == 3
+    assert fresh.tradeoff.schedule.t == 3
     assert fresh.current_weights() == pytest.approx(trainer.current_weights())
 
 

@@ -67,7 +67,7 @@ def expected(probs, column):
 def test_grpo_reaches_kl_regularized_optimum_for_two_weight_vectors(tmp_path):
     finals = {}
     for w in ([0.8, 0.2], [0.2, 0.8]):
-        trainer, ref, handles = bandit_grpo(tmp_path / str(w[0]), steps=100, reward_weights=w)
+        trainer, ref, handles = bandit_grpo(tmp_path / str(w[0]), steps=100, weights=w)
         target = bandit.optimum(ref, w, BETA)
         assert bandit.total_variation(ref, target) > 0.15
         trainer.train()
@@ -83,8 +83,10 @@ def test_fixed_weights_match_trl_grpo_exactly(tmp_path):
     for config_class, trainer_class in ((MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer),
                                         (GRPOConfig, GRPOTrainer)):
         model, tok, arm_ids = bandit.reference_policy()
+        # moalign's field is `weights`; TRL's own GRPOConfig calls it `reward_weights`
+        key = "weights" if config_class is MultiObjectiveGRPOConfig else "reward_weights"
         args = settings(tmp_path / config_class.__name__, 3, tok, arm_ids, config_class,
-                        reward_weights=[0.3, 0.7], scale_rewards="group")
+                        **{key: [0.3, 0.7]}, scale_rewards="group")
         if trainer_class is GRPOTrainer:
             model.save_pretrained(tmp_path / "ref")
             model.config._name_or_path = str(tmp_path / "ref")
@@ -120,15 +122,15 @@ def test_schedule_drives_the_weights_trl_uses(tmp_path):
     assert firsts == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
     for entry in trainer.state.log_history[:-1]:
         # TRL's logged reward is the mean of sum_k reward_weights_k * r_k: our weights were used
-        weighted = entry["weight/first"] * entry["rewards/first/mean"] + \
-            entry["weight/second"] * entry["rewards/second/mean"]
+        weighted = entry["weights/first"] * entry["rewards/first/mean"] + \
+            entry["weights/second"] * entry["rewards/second/mean"]
         assert entry["reward"] == pytest.approx(weighted, abs=1e-5)
 
 
 def test_grpo_lagrangian_satisfies_a_binding_constraint(tmp_path):
     threshold = 0.4
     assert expected(bandit.optimum(bandit.REF_TARGET, [1.0, 0.0], BETA), 1) < threshold - 0.15
-    trainer, _, handles = bandit_grpo(tmp_path, steps=120, reward_weights=[1.0, 0.0],
+    trainer, _, handles = bandit_grpo(tmp_path, steps=120, weights=[1.0, 0.0],
                                       constraints={"second": threshold}, lagrangian_lr=0.2)
     trainer.train()
     final = policy_probs(trainer, handles)
@@ -137,11 +139,11 @@ def test_grpo_lagrangian_satisfies_a_binding_constraint(tmp_path):
     assert lam > 0.1
     # TRL was given the Lagrangian coefficients (w + lambda) / (1 + sum lambda)
     assert trainer.reward_weights.tolist() == pytest.approx([1 / (1 + lam), lam / (1 + lam)])
-    assert trainer.state.log_history[-2]["multiplier/second"] > 0
+    assert trainer.state.log_history[-2]["lagrange/second"] > 0
 
 
 def test_grpo_lagrangian_multiplier_vanishes_for_a_loose_constraint(tmp_path):
-    trainer, _, _ = bandit_grpo(tmp_path, steps=12, reward_weights=[1.0, 0.0],
+    trainer, _, _ = bandit_grpo(tmp_path, steps=12, weights=[1.0, 0.0],
                                 constraints={"second": 0.05}, lagrangian_lr=0.5,
                                 lagrangian_init=1.0)
     trainer.train()
@@ -150,7 +152,7 @@ def test_grpo_lagrangian_multiplier_vanishes_for_a_loose_constraint(tmp_path):
 
 
 def test_normalize_then_sum_is_exposed(tmp_path):
-    trainer, _, _ = bandit_grpo(tmp_path, steps=2, reward_weights=[0.5, 0.5],
+    trainer, _, _ = bandit_grpo(tmp_path, steps=2, weights=[0.5, 0.5],
                                 multi_objective_aggregation="normalize_then_sum")
     assert trainer.multi_objective_aggregation == "normalize_then_sum"
     trainer.train()
@@ -163,7 +165,7 @@ def test_resume_restores_weights_and_multipliers(tmp_path):
     """TRL's own resume is not bit-exact here (generation after a restore differs), so this
     checks that the multiplier continues from the saved one: lambda_3 = lambda_2 + lr (c - m_3)."""
     def run(steps, resume=None):
-        trainer, _, _ = bandit_grpo(tmp_path, steps=steps, reward_weights=[1.0, 0.0],
+        trainer, _, _ = bandit_grpo(tmp_path, steps=steps, weights=[1.0, 0.0],
                                     constraints={"second": 0.9}, save_strategy="steps",
                                     save_steps=2)
         trainer.train(resume_from_checkpoint=resume)
@@ -176,13 +178,13 @@ def test_resume_restores_weights_and_multipliers(tmp_path):
     resumed = run(3, resume=str(tmp_path / "checkpoint-2"))
     step_3 = [h for h in resumed.state.log_history if h.get("step") == 3 and "reward" in h][0]
     lam_3 = lam_2 + 0.05 * (0.9 - step_3["rewards/second/mean"])
-    assert step_3["multiplier/second"] == pytest.approx(lam_3, rel=1e-5)
+    assert step_3["lagrange/second"] == pytest.approx(lam_3, rel=1e-5)
     assert resumed.tradeoff.multipliers[1] == pytest.approx(lam_3, rel=1e-5)
     assert resumed.reward_weights.tolist() == pytest.approx([1 / (1 + lam_3), lam_3 / (1 + lam_3)])
 
 
 def test_in_memory_policy_is_saved_as_the_reference(tmp_path):
-    trainer, _, _ = bandit_grpo(tmp_path, steps=1, reward_weights=[0.5, 0.5])
+    trainer, _, _ = bandit_grpo(tmp_path, steps=1, weights=[0.5, 0.5])
     assert (tmp_path / "reference" / "config.json").is_file()
     ref = dict(trainer.ref_model.named_parameters())
     for name, p in trainer.model.named_parameters():
@@ -190,7 +192,7 @@ def test_in_memory_policy_is_saved_as_the_reference(tmp_path):
 
 
 def test_objective_silent_on_a_whole_batch_is_an_error(tmp_path):
-    trainer, _, _ = bandit_grpo(tmp_path, steps=1, silent_second=True, reward_weights=[0.5, 0.5])
+    trainer, _, _ = bandit_grpo(tmp_path, steps=1, silent_second=True, weights=[0.5, 0.5])
     with pytest.raises(ObjectiveError, match=f"'second' returned None for all {G} completions"):
         trainer.train()
 
@@ -198,9 +200,12 @@ def test_objective_silent_on_a_whole_batch_is_an_error(tmp_path):
 def test_bad_input_is_rejected_before_training(tmp_path):
     common = dict(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to=[])
     with pytest.raises(WeightsError, match="sum to 1"):
-        MultiObjectiveGRPOConfig(reward_weights=[0.6, 0.6], **common)
+        MultiObjectiveGRPOConfig(weights=[0.6, 0.6], **common)
     with pytest.raises(ConfigError, match="not both"):
-        MultiObjectiveGRPOConfig(reward_weights=[0.5, 0.5], schedule="fixed", **common)
+        MultiObjectiveGRPOConfig(weights=[0.5, 0.5], schedule="fixed", **common)
+    # TRL's own field is filled by the trainer: setting it points to moalign's `weights`
+    with pytest.raises(ConfigError, match="'reward_weights' is TRL's field.*as 'weights'"):
+        MultiObjectiveGRPOConfig(reward_weights=[0.5, 0.5], **common)
     model, tok = tiny_causal_lm(0)
     with pytest.raises(UnknownObjectiveError, match="'safety'"):
         MultiObjectiveGRPOTrainer(model, bandit.objectives(),

@@ -57,7 +57,7 @@ def test_ppo_reaches_kl_regularized_optimum_for_two_weight_vectors(tmp_path):
         trainer.train()
         finals[w[0]] = policy_probs(trainer, handles)
         assert bandit.total_variation(finals[w[0]], target) < 0.1, (finals[w[0]], target)
-        assert trainer.log_history[-1]["weight/first"] == pytest.approx(w[0])
+        assert trainer.log_history[-1]["weights/first"] == pytest.approx(w[0])
     # changing the weights moved the policy towards the arm each weighting favours
     assert finals[0.8][0] > finals[0.2][0] + 0.3
     assert finals[0.2][1] > finals[0.8][1] + 0.3
@@ -82,7 +82,7 @@ def test_ppo_lagrangian_satisfies_a_binding_constraint(tmp_path):
     lam_star = brentq(lambda lam: expected(bandit.optimum(
         bandit.REF_TARGET, np.array([1.0, lam]) / (1 + lam), BETA), 1) - threshold, 0.0, 10.0)
     assert abs(trainer.tradeoff.multipliers[1] - lam_star) < 0.15, (trainer.tradeoff.multipliers, lam_star)
-    assert trainer.log_history[-1]["multiplier/second"] == pytest.approx(trainer.tradeoff.multipliers[1])
+    assert trainer.log_history[-1]["lagrange/second"] == pytest.approx(trainer.tradeoff.multipliers[1])
     # the first objective is still pursued: better than the reference policy's
     assert expected(final, 0) > expected(bandit.REF_TARGET, 0)
 
@@ -93,7 +93,7 @@ def test_ppo_lagrangian_multiplier_vanishes_for_a_loose_constraint(tmp_path):
         lagrangian_lr=0.5, lagrangian_init=1.0)
     trainer.train()
     assert trainer.tradeoff.multipliers[1] == 0.0
-    assert trainer.log_history[0]["multiplier/second"] < 1.0
+    assert trainer.log_history[0]["lagrange/second"] < 1.0
 
 
 class PromptIs(Objective):
@@ -166,7 +166,7 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(tmp_path):
         for key in a:
             assert torch.equal(a[key], b[key]), (module, key)
     assert resumed.tradeoff.multipliers.tolist() == straight.tradeoff.multipliers.tolist()
-    for key in ("reward/first/mean", "loss/policy", "value/second/loss", "multiplier/second"):
+    for key in ("rewards/first/mean", "loss/policy", "value/second/loss", "lagrange/second"):
         assert [m[key] for m in resumed.log_history] == [m[key] for m in straight.log_history]
 
 

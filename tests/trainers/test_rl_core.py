@@ -172,8 +172,14 @@ def test_linear_weights_with_multipliers():
     lam = 0.95
     assert t.multipliers.tolist() == pytest.approx([0.0, 0.0, lam])
     assert t.linear_weights().tolist() == pytest.approx([0.5 / (1 + lam), 0.5 / (1 + lam), lam / (1 + lam)])
-    assert t.metrics() == {"weight/a": 0.5, "weight/b": 0.5, "weight/c": 0.0,
-                           "multiplier/c": pytest.approx(lam)}
+    assert t.metrics() == {"weights/a": 0.5, "weights/b": 0.5, "weights/c": 0.0,
+                           "lagrange/c": pytest.approx(lam)}
+    # with the batch's mean rewards: their means, and the constraint's slack
+    assert t.metrics([0.1, 0.2, 0.5]) == {
+        "weights/a": 0.5, "weights/b": 0.5, "weights/c": 0.0, "lagrange/c": pytest.approx(lam),
+        "rewards/a/mean": 0.1, "rewards/b/mean": 0.2, "rewards/c/mean": 0.5,
+        "constraint/c/slack": pytest.approx(0.2)}
+    assert "rewards/a/mean" not in t.metrics([0.1, 0.2, 0.5], log_rewards=False)
 
 
 def test_tradeoff_state_roundtrip_and_schedule_validation():
