@@ -200,7 +200,7 @@ def build(kind: str, model, tok, args, data, out: Path):
                            processing_class=tok, peft_config=lora)
     from moalign.trainers import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
-    cfg = MultiObjectiveGRPOConfig(reward_weights=[0.5, 0.5], **grpo)
+    cfg = MultiObjectiveGRPOConfig(weights=[0.5, 0.5], **grpo)
     return MultiObjectiveGRPOTrainer(model=model, objectives=objs, args=cfg, train_dataset=data,
                                      processing_class=tok, peft_config=lora)
 

@@ -203,7 +203,7 @@ def _run_grpo(tmp: Path, per_process: int, steps: int):
     prompts = Dataset.from_dict({"prompt": [f"Say something {i}:" for i in range(16)]})
     common = _common(tmp, per_process, steps)  # per_process is a multiple of num_generations:
     args = MultiObjectiveGRPOConfig(
-        num_generations=NUM_GENERATIONS, max_completion_length=GEN_TOKENS, reward_weights=[0.7, 0.3],
+        num_generations=NUM_GENERATIONS, max_completion_length=GEN_TOKENS, weights=[0.7, 0.3],
         multi_objective_aggregation="normalize_then_sum", beta=0.0, temperature=1.0, **common)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     return MultiObjectiveGRPOTrainer(
@@ -271,7 +271,7 @@ def _losses(trainer) -> list[float]:
     depend on every earlier update, and the loss (GRPO: ~0 on-policy, so rewards carry the
     signal); the gathered mean rewards (MO-PPO logs the policy loss of one process only)."""
     if hasattr(trainer, "policy"):
-        return [m[f"reward/{k}/mean"] for m in trainer.log_history for k in ("ascii", "high")]
+        return [m[f"rewards/{k}/mean"] for m in trainer.log_history for k in ("ascii", "high")]
     keys = ["loss"]
     if "grpo" in type(trainer).__name__.lower():
         keys = ["rewards/ascii/mean", "rewards/high/mean", "loss"]

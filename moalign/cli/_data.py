@@ -48,7 +48,7 @@ def _check_preference_rows(ds: Any, resolved: ResolvedTrain) -> None:
     labelled = run.objectives[:1] if run.trainer == "modpo" else run.objectives
     present = [n for n in labelled if isinstance(n, str) and f"pref_{n}" in ds.column_names]
     weights = run.weights or [1.0] * len(run.objectives)
-    schedule = getattr(resolved.args, "weight_schedule", None)
+    schedule = getattr(resolved.args, "schedule", None)
     need = [n for n, w in zip(run.objectives, weights) if n in present
             and (w > 0 or schedule is not None or run.trainer == "conditioned_dpo")]
     validate_preference_dataset(ds, objectives=present, require_labels_for=need)

@@ -117,7 +117,7 @@ def test_implicit_reward_of_another_adapter_as_a_margin():
         p = ids(row["prompt"])
         scores = []
         for side in ("chosen", "rejected"):
-            c = ids(row[side])
+            c = ids(row[side] + tok.eos_token)
             policy = completion_logprob(other, p, c)
             with other.disable_adapter():
                 base_lp = completion_logprob(other, p, c)
