@@ -1,10 +1,15 @@
 """``reasoning_accuracy``: is the final answer of a completion right? (a verifiable objective)
 
-The final answer is extracted from the completion (``\\boxed{}``, ``#### n``, "the answer is
-...", or the last number) and compared with a reference column, numerically with a relative
-tolerance and symbolically for MATH-style answers; see :mod:`moalign.verify.answers`. GSM8K
-(Cobbe et al. 2021) references such as ``"... #### 72"`` are reduced to their final number,
-MATH (Hendrycks et al. 2021) references may be bare answers or solutions with a box.
+The final answer is extracted from the completion (``\\boxed{}`` or several boxes, ``#### n``,
+"the answer is ...", "Final Answer: The final answer is $x$.", the last math segment or number)
+and compared with a reference column: numerically with a relative tolerance, structurally
+(tuples, intervals and inequalities, sets and lists, ``\\pm``, equations and chains) and
+symbolically for MATH-style answers; see :mod:`moalign.verify.answers`. GSM8K (Cobbe et al.
+2021) references such as ``"... #### 72"`` are reduced to their final number, MATH (Hendrycks
+et al. 2021) references may be bare answers or solutions with a box.
+
+``verifier="math-verify"`` grades with Hugging Face's ``math-verify`` instead, ``"both"`` asks
+it only where moalign rejects (optional extra: ``pip install 'moalign[math]'``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from typing import Any
 
 from moalign.errors import ObjectiveError
 from moalign.objective import Objective, as_text
-from moalign.verify.answers import ANSWER_FORMATS, is_correct
+from moalign.verify.answers import ANSWER_FORMATS
+from moalign.verify.second_opinion import (
+    INSTALL_MATH,
+    VERIFIERS,
+    MissingExtraError,
+    check_answer,
+    math_verify_module,
+)
 
 
 class ReasoningAccuracy(Objective):
@@ -28,6 +40,10 @@ class ReasoningAccuracy(Objective):
             MATH answers), ``"gsm8k"`` (numbers only), ``"math"`` (numbers, structures and
             symbolic expressions) or ``"plain"`` (normalized text and numbers, no sympy).
         tolerance: relative tolerance of numeric comparisons (whole numbers compare exactly).
+        verifier: ``"moalign"`` (default), ``"math-verify"`` (Hugging Face's verifier; ignores
+            ``answer_format`` and ``tolerance`` except for reading the reference) or ``"both"``
+            (moalign first, math-verify only on a reject). The last two need the optional
+            extra ``moalign[math]``.
     """
 
     name = "reasoning_accuracy"
@@ -38,6 +54,7 @@ class ReasoningAccuracy(Objective):
         reference_column: str = "answer",
         answer_format: str = "auto",
         tolerance: float = 1e-6,
+        verifier: str = "moalign",
     ):
         if not isinstance(reference_column, str) or not reference_column.strip():
             raise ObjectiveError(
@@ -61,6 +78,21 @@ class ReasoningAccuracy(Objective):
                 f"{self.name}: 'tolerance' must be a number in [0, 1), got {tolerance!r}",
                 objective=self.name,
             )
+        if verifier not in VERIFIERS:
+            raise ObjectiveError(
+                f"{self.name}: 'verifier' must be one of {', '.join(VERIFIERS)}, got {verifier!r}",
+                objective=self.name,
+            )
+        if verifier != "moalign":
+            try:
+                math_verify_module()
+            except MissingExtraError:
+                raise ObjectiveError(
+                    f"{self.name}: verifier={verifier!r} needs math-verify, which is not "
+                    f"installed; install the optional extra 'math': {INSTALL_MATH}",
+                    objective=self.name,
+                ) from None
+        self.verifier = verifier
         self.reference_column = reference_column
         self.answer_format = answer_format
         self.tolerance = float(tolerance)
@@ -72,9 +104,10 @@ class ReasoningAccuracy(Objective):
         references = columns[self.reference_column]
         out: list[float | None] = []
         for completion, reference in zip(completions, references, strict=True):
-            verdict = is_correct(
+            verdict = check_answer(
                 as_text(completion),
                 reference,
+                verifier=self.verifier,
                 answer_format=self.answer_format,
                 tolerance=self.tolerance,
             )
@@ -84,5 +117,6 @@ class ReasoningAccuracy(Objective):
     def __repr__(self) -> str:
         return (
             f"ReasoningAccuracy(reference_column={self.reference_column!r}, "
-            f"answer_format={self.answer_format!r}, tolerance={self.tolerance!r})"
+            f"answer_format={self.answer_format!r}, tolerance={self.tolerance!r}, "
+            f"verifier={self.verifier!r})"
         )

@@ -1,12 +1,19 @@
 """Answer verification: final-answer extraction and numeric / symbolic equivalence.
 
 The checks behind the ``reasoning_accuracy`` objective and the GSM8K / MATH-500 loaders:
-:mod:`moalign.verify.answers` finds the final answer of a reply (``\\boxed{}``, ``####``, "the
-answer is", the last number) and compares it with a reference; :mod:`moalign.verify.latex_math`
-decides symbolic equivalence on a whitelisted LaTeX grammar with sympy (no ``eval``).
+:mod:`moalign.verify.answers` is the public face (:func:`extract_answer`, :func:`is_correct`,
+:func:`answers_match`); where the answer is found is :mod:`~moalign.verify.extract`, what is
+removed from it :mod:`~moalign.verify.normalize`, its structure (tuples, intervals,
+inequalities, sets, relations) :mod:`~moalign.verify.structures`, the comparison
+:mod:`~moalign.verify.compare` over expressions that :mod:`~moalign.verify.latex_math` parses
+with sympy on a whitelisted grammar (no ``eval``). :mod:`~moalign.verify.second_opinion` adds
+Hugging Face's ``math-verify`` as an optional second verifier (extra ``moalign[math]``).
 """
 
 from __future__ import annotations
 
 from moalign.verify.answers import *  # noqa: F403
-from moalign.verify.answers import __all__  # noqa: F401
+from moalign.verify.answers import __all__ as _answers_all
+from moalign.verify.second_opinion import VERIFIERS, check_answer
+
+__all__ = [*_answers_all, "VERIFIERS", "check_answer"]

@@ -1,18 +1,14 @@
-"""Symbolic equivalence of LaTeX math answers (MATH-style), safely.
+"""LaTeX math expressions as sympy values, safely (no ``eval``).
 
-:func:`equivalent` decides whether two normalized answers (see
-:func:`moalign.verify.answers.normalize_answer`) denote the same mathematical object:
-
-- structures are compared element-wise: tuples and intervals in order (with their brackets),
-  sets, unions, comma lists and ``\\pm`` expansions in any order, ``pmatrix`` as a tuple;
 - expressions are translated from LaTeX to a small whitelisted arithmetic language by hand
   (:func:`latex_to_expression`), parsed with sympy without evaluation, checked for sizes that
   would be expensive (huge integers, huge powers), then compared numerically: directly when
   they are constants, at fixed sample points when they have variables;
-- equations are compared as equations (``5x + 2y = 4`` and ``10x + 4y - 8 = 0`` are the same
-  plane); ``x = 5`` matches ``5``.
+- :func:`same_value` compares two such values (whole numbers exactly, others within a relative
+  tolerance), :func:`proportional` two equations' differences (``5x + 2y = 4`` and
+  ``10x + 4y - 8 = 0`` are the same plane), :func:`linear` reads ``a x + b``.
 
-Untrusted text is never evaluated: only the output of the translator, which contains nothing
+Structures (tuples, sets, intervals, relations) are :mod:`moalign.verify.structures`; untrusted text is never evaluated: only the output of the translator, which contains nothing
 but numbers, operators, parentheses and whitelisted names, reaches sympy's parser.
 """
 
@@ -21,11 +17,17 @@ from __future__ import annotations
 import cmath
 import functools
 import re
-import time
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["equivalent", "latex_to_expression", "to_sympy"]
+__all__ = [
+    "GREEK",
+    "Unsupported",
+    "latex_to_expression",
+    "linear",
+    "proportional",
+    "same_value",
+    "to_sympy",
+]
 
 _FUNCTIONS = {
     "sin",
@@ -67,15 +69,14 @@ _TEXT = {"text", "textbf", "mbox", "mathrm", "textrm", "operatorname"}
 _MAX_LENGTH = 300  # characters of an expression handed to the parser
 _MAX_DIGITS = 60  # digits of one integer literal
 _MAX_EXPONENT = 1000.0  # |exponent| of a power with a numeric exponent
-_MAX_ANSWER = 1000  # characters of an answer compared beyond plain text
+GREEK = frozenset(_GREEK)
 
 
-class _Unsupported(ValueError):
+class Unsupported(ValueError):
     """The LaTeX uses something the translator does not handle."""
 
 
-class _OutOfTime(Exception):
-    """A comparison ran past its time budget."""
+_Unsupported = Unsupported
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +119,9 @@ def _translate(s: str) -> str:
     while i < len(s):
         ch = s[i]
         if ch == "\\":
-            match = re.match(r"\\([a-zA-Z]+|.)", s[i:])
+            match = re.match(r"\\([a-zA-Z]+|.)", s[i:], re.DOTALL)
+            if match is None:
+                raise _Unsupported("a lone backslash")
             name = match.group(1)
             i += len(match.group(0))
             if name == "frac":
@@ -186,6 +189,10 @@ def latex_to_expression(latex: str) -> str | None:
         return None
     if any(len(d) > _MAX_DIGITS for d in re.findall(r"\d+", text)):
         return None
+    if re.search(r"\d\s+\.?\d", text):  # "2 1" is two numbers, not a product
+        return None
+    if re.search(r"\(\s*\)", text):  # "()" would be an empty tuple
+        return None
     allowed = _FUNCTIONS | _GREEK | {"sqrt", "pi", "oo"}
     for word in re.findall(r"[A-Za-z]+", text):
         if len(word) > 1 and word not in allowed:
@@ -222,13 +229,16 @@ def _parser() -> tuple[Any, dict, dict, tuple]:
 
 
 def _too_big(expr: Any) -> bool:
-    """True if evaluating ``expr`` could build huge numbers (powers with large exponents)."""
+    """True if evaluating ``expr`` could build huge numbers (powers with large exponents), or
+    if it is not made of values only."""
     sympy = _parser()[0]
     for node in sympy.postorder_traversal(expr):
+        if not isinstance(node, sympy.Basic) or isinstance(node, type):
+            return True  # a bare function name used as a value ("\\sin \\log")
         if isinstance(node, sympy.Pow) and node.exp.is_number:
             try:
                 size = abs(complex(node.exp.evalf(15)))
-            except (TypeError, ValueError):
+            except Exception:  # not a plain number: refuse
                 return True
             base_trivial = node.base.is_number and node.base in (0, 1, -1)
             if size > _MAX_EXPONENT and not base_trivial:
@@ -256,7 +266,11 @@ def to_sympy(latex: str) -> Any | None:
         )
     except Exception:  # sympy raises many types on malformed input
         return None
-    if not isinstance(expr, sympy.Basic) or _too_big(expr):
+    try:
+        refused = not isinstance(expr, sympy.Expr) or _too_big(expr) or expr.has(sympy.Tuple)
+    except Exception:  # a function name used as a value ("\\log \\sin") has no args to walk
+        refused = True
+    if refused:
         return None
     return expr
 
@@ -273,7 +287,7 @@ def _values(expr: Any, symbols: list[Any]) -> list[complex | None]:
         subs = {s: point[j % 3] + 0.1 * (j // 3) for j, s in enumerate(symbols)}
         try:
             value = complex(expr.evalf(30, subs=subs))
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        except Exception:  # sympy raises many types where a value is undefined
             value = None
         if value is not None and (
             cmath.isnan(value) or (cmath.isinf(value) and not expr.has(*infinities))
@@ -291,7 +305,9 @@ def _close(a: complex, b: complex, tolerance: float) -> bool:
     return cmath.isclose(a, b, rel_tol=tolerance, abs_tol=1e-9)
 
 
-def _same_value(a: Any, b: Any, tolerance: float) -> bool:
+def same_value(a: Any, b: Any, tolerance: float) -> bool:
+    """Whether two sympy values are equal: as constants, or at every sample point where both
+    are defined (at least two) when they have variables."""
     if a == b:
         return True
     if a.is_Integer and b.is_Integer:  # literal whole numbers of any size: exactly
@@ -306,7 +322,8 @@ def _same_value(a: Any, b: Any, tolerance: float) -> bool:
     return len(pairs) >= needed and all(_close(x, y, tolerance) for x, y in pairs)
 
 
-def _proportional(a: Any, b: Any, tolerance: float) -> bool:
+def proportional(a: Any, b: Any, tolerance: float) -> bool:
+    """Whether ``a == c * b`` for one nonzero constant ``c`` (two equations' differences)."""
     symbols = sorted(a.free_symbols | b.free_symbols, key=str)
     ratios = [
         x / y
@@ -320,155 +337,19 @@ def _proportional(a: Any, b: Any, tolerance: float) -> bool:
     )
 
 
-def _equation(s: str) -> tuple[str, str] | None:
-    if s.count("=") != 1 or re.search(r"[<>]|\\[lg]e|\\neq", s):
-        return None
-    lhs, rhs = s.split("=")
-    return lhs.strip(), rhs.strip()
-
-
-def _atoms_equivalent(a: str, b: str, tolerance: float) -> bool:
-    if a.replace(" ", "") == b.replace(" ", ""):
-        return True
-    ea, eb = _equation(a), _equation(b)
-    if ea and eb:
-        da = _difference(*ea)
-        db = _difference(*eb)
-        return da is not None and db is not None and _proportional(da, db, tolerance)
-    if ea or eb:  # "x = 5" against "5"
-        (lhs, rhs), other = (ea, b) if ea else (eb, a)
-        return bool(re.fullmatch(r"[A-Za-z]", lhs)) and _atoms_equivalent(rhs, other, tolerance)
-    x, y = to_sympy(a), to_sympy(b)
-    return x is not None and y is not None and _same_value(x, y, tolerance)
-
-
-def _difference(lhs: str, rhs: str) -> Any | None:
-    x, y = to_sympy(lhs), to_sympy(rhs)
-    if x is None or y is None:
-        return None
+def linear(expr: Any, symbol: Any) -> tuple[Any, Any] | None:
+    """``(a, b)`` with ``expr == a * symbol + b`` and ``a`` a nonzero real number, or ``None``."""
     sympy = _parser()[0]
-    return sympy.Add(x, sympy.Mul(-1, y, evaluate=False), evaluate=False)
-
-
-# --------------------------------------------------------------------------------------------
-# Structures: tuples, intervals, sets, unions, lists, \pm, matrices
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Seq:
-    kind: str  # "ordered" (tuple / interval / vector) or "unordered" (set, list, union)
-    brackets: str  # opening + closing bracket of an ordered sequence, "" otherwise
-    items: tuple[Any, ...]
-
-
-_PM = "\u00b1"  # marks the two values of a \\pm expression
-
-
-def _split_top(s: str, separator: str) -> list[str]:
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(s):
-        if s.startswith("\\{", i) or s.startswith("\\}", i):
-            depth += 1 if s[i + 1] == "{" else -1
-            i += 2
-            continue
-        ch = s[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0 and s.startswith(separator, i):
-            parts.append(s[start:i])
-            start = i + len(separator)
-            i = start
-            continue
-        i += 1
-    parts.append(s[start:])
-    return [p.strip() for p in parts]
-
-
-def _encloses(s: str) -> bool:
-    """True if the bracket opening ``s`` closes at its very end."""
-    depth = 0
-    for i, ch in enumerate(s):
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if depth == 0:
-            return i == len(s) - 1
-    return False
-
-
-def _structure(s: str) -> Any:
-    s = s.strip()
-    matrix = re.fullmatch(r"\\begin\{[pbv]?matrix\}(.*)\\end\{[pbv]?matrix\}", s, re.DOTALL)
-    if matrix:
-        rows = [r for r in (row.strip() for row in matrix.group(1).split("\\\\")) if r]
-        cells = [tuple(_structure(c) for c in row.split("&")) for row in rows]
-        if all(len(r) == 1 for r in cells) or len(cells) == 1:
-            flat = tuple(c for row in cells for c in row)
-            return _Seq("ordered", "()", flat)
-        return _Seq("ordered", "()", tuple(_Seq("ordered", "()", r) for r in cells))
-    union = _split_top(s, "\\cup")
-    if len(union) > 1:
-        return _Seq("unordered", "", tuple(_structure(p) for p in union))
-    if s.startswith("\\{") and s.endswith("\\}"):
-        return _Seq("unordered", "", _flatten(_split_top(s[2:-2], ",")))
-    if len(s) > 1 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
-        inner = _split_top(s[1:-1], ",")
-        if len(inner) > 1:
-            return _Seq("ordered", s[0] + s[-1], tuple(_structure(p) for p in inner))
-    parts = _split_top(s, ",")
-    if len(parts) > 1:
-        return _Seq("unordered", "", _flatten(parts))
-    for pm in ("\\pm", "\\mp"):
-        if len(_split_top(s, pm)) == 2:
-            head, tail = _split_top(s, pm)
-            return _Seq("unordered", _PM, (f"{head}+{tail}", f"{head}-{tail}"))
-    return s
-
-
-def _flatten(parts: list[str]) -> tuple[Any, ...]:
-    """Elements of a set or list; a ``\\pm`` element counts as its two values."""
-    items: list[Any] = []
-    for part in parts:
-        item = _structure(part)
-        if isinstance(item, _Seq) and item.brackets == _PM:
-            items.extend(item.items)
-        else:
-            items.append(item)
-    return tuple(items)
-
-
-def _match(a: Any, b: Any, tolerance: float, deadline: float) -> bool:
-    if time.monotonic() > deadline:
-        raise _OutOfTime
-    if isinstance(a, str) and isinstance(b, str):
-        return _atoms_equivalent(a, b, tolerance)
-    if not (isinstance(a, _Seq) and isinstance(b, _Seq)):
-        return False
-    brackets_a, brackets_b = (x.brackets.replace(_PM, "") for x in (a, b))
-    if a.kind != b.kind or brackets_a != brackets_b or len(a.items) != len(b.items):
-        return False
-    if a.kind == "ordered":
-        return all(_match(x, y, tolerance, deadline) for x, y in zip(a.items, b.items, strict=True))
-    unused = list(b.items)
-    for x in a.items:
-        hit = next((k for k, y in enumerate(unused) if _match(x, y, tolerance, deadline)), None)
-        if hit is None:
-            return False
-        unused.pop(hit)
-    return True
-
-
-def equivalent(a: str, b: str, tolerance: float = 1e-6, budget_s: float = 2.0) -> bool:
-    """Whether two normalized LaTeX answers denote the same object (see the module doc).
-
-    Answers longer than a few hundred characters are compared as text only, and a comparison
-    that takes longer than ``budget_s`` seconds (checked between elements) counts as a mismatch.
-    """
-    if max(len(a), len(b)) > _MAX_ANSWER:
-        return a.replace(" ", "") == b.replace(" ", "")
+    for node in sympy.preorder_traversal(expr):  # (x+1)^{1000} is not linear: do not expand it
+        if isinstance(node, sympy.Pow) and node.base.has(symbol) and node.exp != 1:
+            return None
     try:
-        return _match(_structure(a), _structure(b), tolerance, time.monotonic() + budget_s)
-    except (_OutOfTime, RecursionError):
-        return False
+        poly = sympy.Poly(sympy.expand(expr), symbol)
+    except Exception:  # sympy raises many types on non-polynomial input
+        return None
+    if poly.degree() != 1:
+        return None
+    a, b = poly.all_coeffs()
+    if not (a.is_number and b.is_number and a.is_real and b.is_real) or a == 0:
+        return None
+    return a, b

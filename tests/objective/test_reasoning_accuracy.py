@@ -68,7 +68,7 @@ def test_extract_boxed(text, expected):
         ("Work... #### 1,250\n", "1,250"),
         ("So the answer is 42.", "42"),
         ("The final answer is: **3.5**. Next question", "3.5"),
-        ("Therefore the answer is $\\frac{1}{2}$. Done.", "$\\frac{1}{2}$"),
+        ("Therefore the answer is $\\frac{1}{2}$. Done.", "\\frac{1}{2}"),
         ("Answer: $18", "$18"),
         ("We get 12 then 15 and finally 20.5 apples", "20.5"),
         ("Costs 1,000 dollars, not 999", "999"),
