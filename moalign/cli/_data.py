@@ -68,7 +68,7 @@ def check_prompt_columns(ds: Any, objectives: Any, dataset: str, reader: str) ->
 
 
 def _check_prompt_rows(ds: Any, resolved: ResolvedTrain) -> None:
-    check_prompt_columns(ds, resolved.run.objectives, resolved.run.dataset,
+    check_prompt_columns(ds, resolved.run.objectives, catalog.describe_spec(resolved.run.dataset),
                          f"trainer '{resolved.run.trainer}'")
 
 

@@ -182,7 +182,9 @@ def summary(record: Mapping[str, Any]) -> str:
     columns = sorted({m for row in metrics.values() for m in row})
     rows = [[name, *(metrics[name].get(c) for c in columns)] for name in record["objectives"]]
     what = "LoRA adapter" if record["lora"] is not None else "model"
-    lines = [f"trained {record['trainer']} on {record['model']} ({record['dataset']}, "
+    from moalign.data.catalog import describe_spec
+
+    lines = [f"trained {record['trainer']} on {record['model']} ({describe_spec(record['dataset'])}, "
              f"{record['examples']} examples): {record['steps']} steps in {record['seconds']:.1f} s"]
     if columns:
         lines += ["last logged metrics per objective:", format_table(["objective", *columns], rows)]

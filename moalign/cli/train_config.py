@@ -20,7 +20,7 @@ from moalign.config.checking import (
     did_you_mean,
     raise_problems,
 )
-from moalign.data.catalog import dataset_columns, dataset_problems
+from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.models.lora import lora_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
@@ -57,7 +57,7 @@ class TrainRunConfig:
     model: str = "smollm2"
     #: Data: ``hh-rlhf`` (+ ``/helpful-base``, ``/harmless-base``), ``gsm8k``, ``math500`` or a
     #: file; default ``hh-rlhf`` for the DPO family and ``gsm8k`` for ppo / grpo.
-    dataset: str | None = None
+    dataset: str | dict[str, Any] | None = None
     #: Objectives, in order; default helpfulness + harmlessness (DPO family) or
     #: reasoning_accuracy + length (ppo / grpo).
     objectives: list[str] | None = None
@@ -214,8 +214,9 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
     problems += model_problems(run.model)
     problems += dataset_problems(run.dataset)
     columns = dataset_columns(run.dataset)
-    problems += _column_problems(kind, columns, run.dataset)
-    problems += _train_objective_problems(trainer, kind, run.objectives, columns, run.dataset)
+    problems += _column_problems(kind, columns, describe_spec(run.dataset))
+    problems += _train_objective_problems(trainer, kind, run.objectives, columns,
+                                          describe_spec(run.dataset))
     bad_weights: list[str] = []
     if run.weights is not None:
         from moalign.weights import weight_problems

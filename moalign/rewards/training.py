@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from moalign.data.catalog import CATALOG, dataset_problems, load_dataset
+from moalign.data.catalog import CATALOG, dataset_problems, describe_spec, load_dataset
 from moalign.errors import ConfigError, DataError, ModelError
 from moalign.models.loading import quiet_transformers
 from moalign.models.specs import model_problems, resolve_model
@@ -64,7 +64,7 @@ class RewardTrainingConfig:
     model: str = "smollm2"
     #: ``hh-rlhf`` (bundled helpful + harmless), ``hh-rlhf/helpful-base``,
     #: ``hh-rlhf/harmless-base``, or a file / folder / hub id in moalign's preference schema
-    dataset: str = "hh-rlhf"
+    dataset: str | dict[str, Any] = "hh-rlhf"
     #: ``head_only`` (frozen backbone, Bradley-Terry head), ``full`` or ``lora`` (TRL RewardTrainer)
     method: Literal["head_only", "full", "lora"] = "head_only"
     #: where the checkpoint goes (default: ``$MOALIGN_CACHE/reward-models/<objective>``)
@@ -133,7 +133,7 @@ class RewardTrainingConfig:
         p: list[str] = []
         if not _NAME_RE.match(self.objective or ""):
             p.append(f"'objective' must be a lowercase name such as 'helpfulness', got {self.objective!r}")
-        elif (self.dataset in CATALOG
+        elif (isinstance(self.dataset, str) and self.dataset in CATALOG
               and f"pref_{self.objective}" not in CATALOG[self.dataset].columns):
             labels = sorted(c[5:] for c in CATALOG[self.dataset].columns if c.startswith("pref_"))
             p.append(f"objective '{self.objective}' has no labelled pairs in the bundled dataset "
@@ -204,7 +204,7 @@ class RewardTrainingResult:
     metrics: dict[str, Any]
 
 
-def load_preference_pairs(dataset: str, objective: str, *, test_size: float = 0.2, seed: int = 0):
+def load_preference_pairs(dataset: str | dict[str, Any], objective: str, *, test_size: float = 0.2, seed: int = 0):
     """The pairs labelled for ``objective``, oriented, split ``{"train", "test"}`` (a DatasetDict).
 
     Raises :class:`DataError` when the dataset lacks the ``pref_<objective>`` column or has no
@@ -213,14 +213,14 @@ def load_preference_pairs(dataset: str, objective: str, *, test_size: float = 0.
     from moalign import data
 
     ds = load_dataset(dataset, hub=True)
-    if dataset not in CATALOG:
+    if not (isinstance(dataset, str) and dataset in CATALOG):
         data.validate_preference_dataset(ds, objectives=[objective], require_labels_for=[])
     if data.pref_column(objective) not in ds.column_names:
-        raise DataError(f"dataset '{dataset}' has no column '{data.pref_column(objective)}' "
+        raise DataError(f"dataset '{describe_spec(dataset)}' has no column '{data.pref_column(objective)}' "
                         f"(labelled objectives: {', '.join(data.objectives_in(ds)) or 'none'})")
     pairs = data.pairs_for_objective(ds, objective)
     if len(pairs) < 4:
-        raise DataError(f"dataset '{dataset}': only {len(pairs)} pair(s) labelled for "
+        raise DataError(f"dataset '{describe_spec(dataset)}': only {len(pairs)} pair(s) labelled for "
                         f"'{objective}'; at least 4 are needed for a train/test split")
     return data.train_test_split_pairs(pairs, test_size=test_size, seed=seed)
 

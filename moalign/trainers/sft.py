@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from moalign.data.catalog import dataset_problems, load_dataset
+from moalign.data.catalog import dataset_problems, describe_spec, load_dataset
 from moalign.errors import ConfigError, DataError
 from moalign.models.specs import model_problems
 from moalign.storage.files import output_dir_problems
@@ -46,7 +46,7 @@ class SFTTrainingConfig:
     #: policy to fine-tune: ``smollm2`` (embedded SmolLM2-135M-Instruct), a folder or a hub id
     model: str = "smollm2"
     #: ``hh-rlhf`` (+ ``/helpful-base``, ``/harmless-base``) or a file / folder / hub id
-    dataset: str = "hh-rlhf"
+    dataset: str | dict[str, Any] = "hh-rlhf"
     #: where the fine-tuned model goes
     output_dir: str = "outputs/sft"
     #: replace an existing ``output_dir``
@@ -141,7 +141,7 @@ def _as_completion(reply: Any) -> Any:
     return [dict(m) for m in reply]
 
 
-def load_sft_dataset(dataset: str, *, max_examples: int | None = None, seed: int = 0):
+def load_sft_dataset(dataset: str | dict[str, Any], *, max_examples: int | None = None, seed: int = 0):
     """The SFT examples of ``dataset`` (see the module docstring) as a ``datasets.Dataset``.
 
     Raises :class:`DataError` naming the columns when none of the accepted formats fits.
@@ -160,12 +160,12 @@ def load_sft_dataset(dataset: str, *, max_examples: int | None = None, seed: int
             break
     else:
         raise DataError(
-            f"dataset '{dataset}' has none of the SFT formats: 'prompt' + 'completion', "
+            f"dataset '{describe_spec(dataset)}' has none of the SFT formats: 'prompt' + 'completion', "
             f"'messages', 'text', or a preference set ('prompt' + 'chosen'); its columns: "
             f"{', '.join(sorted(columns)) or 'none'}"
         )
     if len(ds) == 0:
-        raise DataError(f"dataset '{dataset}' is empty")
+        raise DataError(f"dataset '{describe_spec(dataset)}' is empty")
     if max_examples is not None and len(ds) > max_examples:
         ds = ds.shuffle(seed=seed).select(range(max_examples))
     return ds
