@@ -21,7 +21,8 @@ _EXPORTS = exports_of({
     "loading": ["EMBEDDED_NAMES", "INSTALL_SMOLLM2", "ParameterCount", "cache_root",
                 "count_parameters", "default_reward_model_path", "embedded_sft_checkpoint",
                 "load_policy", "prepare_tokenizer", "quiet_transformers", "resolve_model_source"],
-    "lora": ["apply_lora", "as_lora_config", "lora_config", "lora_problems"],
+    "lora": ["apply_lora", "as_lora_config", "lora_config", "lora_problems", "soup_lora_problems"],
+    "precision": ["PRECISIONS", "precision_problems", "resolve_precision", "torch_dtype"],
     "specs": ["is_embedded", "load_model_spec", "model_problems", "resolve_model"],
     "tiny": ["CHATML_TEMPLATE", "tiny_causal_lm", "tiny_reward_model", "tiny_tokenizer"],
 })

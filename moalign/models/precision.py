@@ -1,0 +1,67 @@
+"""Numeric precision by machine: ``precision: auto`` picks bfloat16 where the hardware runs it
+fast, float32 elsewhere.
+
+Detected, not guessed: on CUDA, ``torch.cuda.is_bf16_supported()``; on an x86 CPU, the
+``amx_bf16`` or ``avx512_bf16`` instruction flags (Linux ``/proc/cpuinfo``), which the bfloat16
+matrix kernels of PyTorch use (without them bfloat16 is emulated and slower than float32). A CPU
+without those flags, or one whose flags cannot be read, gets float32.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PRECISIONS", "cpu_bf16_flags", "precision_problems", "resolve_precision",
+           "torch_dtype"]
+
+#: What a config's ``precision`` may say.
+PRECISIONS = ("auto", "float32", "bfloat16")
+_FAST_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, ...]:
+    """The bfloat16 instruction flags this CPU reports (empty when none, or unreadable)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return ()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags = set(line.split(":", 1)[-1].split())
+            return tuple(f for f in _FAST_BF16_FLAGS if f in flags)
+    return ()
+
+
+def resolve_precision(precision: str = "auto", *, device: str | None = None) -> str:
+    """``"float32"`` or ``"bfloat16"`` for a config's ``precision`` on this machine.
+
+    ``device`` is ``"cuda"`` or ``"cpu"`` (default: CUDA when available).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if cpu_bf16_flags() else "float32"
+
+
+def torch_dtype(precision: str) -> Any:
+    """The torch dtype of a resolved precision."""
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[resolve_precision(precision)]
+
+
+def precision_problems(value: Any, key: str = "precision") -> list[str]:
+    """A ``precision`` value that is not one of :data:`PRECISIONS`, as a config problem."""
+    if value in PRECISIONS:
+        return []
+    return [f"'{key}' must be one of {', '.join(PRECISIONS)}, got {value!r}"]
