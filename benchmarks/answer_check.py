@@ -9,8 +9,9 @@ entry point the ``reasoning_accuracy`` objective uses (``check_answer(verifier=.
 - ``GSM8K solutions``: the first 500 bundled GSM8K solutions against their ``#### n`` answers.
 
 Each cell is the best of ``--repeats`` passes of CPU time; the passes of the two verifiers are
-interleaved so that machine noise hits both alike, and moalign's caches (parsed expressions and
-structures) are emptied before each of its passes, so no pass profits from an earlier one.
+interleaved so that machine noise hits both alike, and moalign's caches (normalized answers,
+parsed expressions and structures) are emptied before each of its passes, so that no pass
+profits from an earlier one.
 ``ratio`` is moalign's calls per second over math-verify's; ``agree`` the share of the same
 verdicts. Needs the extra: ``pip install 'moalign[math]'``.
 
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 
 from moalign.data.bundled import bundled_path
-from moalign.verify import latex_math, structures
+from moalign.verify import latex_math, normalize, structures
 from moalign.verify.second_opinion import MissingExtraError, check_answer, math_verify_module
 
 
@@ -51,6 +52,7 @@ def _sets(limit: int) -> dict[str, list[tuple[str, str]]]:
 def _cold() -> None:
     latex_math.to_sympy.cache_clear()
     structures.parse.cache_clear()
+    normalize._normalize.cache_clear()
 
 
 def _timed(verifier: str, cases: list[tuple[str, str]], before: Callable[[], None]):

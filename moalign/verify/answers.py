@@ -76,8 +76,9 @@ def _numbers_match(pred: str, reference: str, ref_value: float, tolerance: float
         return False
     if _close(value, ref_value, tolerance):
         return True
-    percent = "%" in pred
-    return percent and _close(value / 100.0, ref_value, tolerance)
+    if "%" in pred and _close(value / 100.0, ref_value, tolerance):
+        return True  # 25% for 0.25
+    return "%" in reference and _close(value, ref_value / 100.0, tolerance)  # 0.5 for 50%
 
 
 def _names_value(pred: str) -> bool:
@@ -103,8 +104,8 @@ def answers_match(
     ref_value = parse_number(reference)
     if ref_value is not None and _numbers_match(predicted, reference, ref_value, tolerance):
         return True
-    if answer_format == "gsm8k":
-        return False
+    if answer_format == "gsm8k" or (ref_value is not None and parse_number(predicted) is not None):
+        return False  # two plain numbers: the numeric comparison is the verdict
     a, b = normalize_answer(predicted), normalize_answer(reference)
     if _same_text(a, b):
         return True

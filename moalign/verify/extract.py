@@ -151,7 +151,7 @@ def final_boxes(text: str) -> str | None:
 
 def _cut_sentence(text: str) -> str:
     """The first line of ``text``, cut at the end of its sentence (a period, then a space)."""
-    line = _HOPE_RE.sub("", text.strip().split("\n", 1)[0])
+    line = _HOPE_RE.sub("", text.strip().split("\n", 1)[0]).replace("**", "")
     for match in re.finditer(r"\.(?:\s|$)", line):
         if line[: match.start()].count("$") % 2 == 0:  # not inside $...$
             line = line[: match.start()]
@@ -185,7 +185,10 @@ def _answer_is(text: str) -> str | None:
 
 def _gsm8k_marker(text: str) -> str | None:
     matches = _GSM8K_RE.findall(text)
-    return _cut_sentence(matches[-1]) if matches else None
+    if not matches:
+        return None
+    found = _cut_sentence(matches[-1])
+    return final_boxes(found) or found  # "#### \boxed{18}"
 
 
 def _last_number_match(text: str) -> re.Match | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import cmath
 import functools
+import math
 import re
 from typing import Any
 
@@ -113,11 +114,25 @@ def _argument(s: str, i: int) -> tuple[str, int]:
     return _translate(s[i]), i + 1
 
 
+def _integer_argument(s: str, i: int) -> tuple[int, int]:
+    text, i = _argument(s, i)
+    digits = text.replace("(", "").replace(")", "").strip()
+    if not digits.isdigit() or len(digits) > 4:
+        raise _Unsupported("\\binom of anything but small whole numbers")
+    return int(digits), i
+
+
 def _translate(s: str) -> str:
     out: list[str] = []
     i = 0
+    bar_open = False  # |x| is Abs(x)
     while i < len(s):
         ch = s[i]
+        if ch == "|" or s.startswith(("\\lvert", "\\rvert", "\\vert"), i):
+            out.append(")" if bar_open else " Abs(")
+            bar_open = not bar_open
+            i += 1 if ch == "|" else len(re.match(r"\\[a-z]+", s[i:]).group(0))
+            continue
         if ch == "\\":
             match = re.match(r"\\([a-zA-Z]+|.)", s[i:], re.DOTALL)
             if match is None:
@@ -135,6 +150,13 @@ def _translate(s: str) -> str:
                     degree, i = _translate(s[i + 1 : end]), end + 1
                 arg, i = _argument(s, i)
                 out.append(f"(({arg})**(1/({degree})))" if degree else f"sqrt({arg})")
+            elif name in ("binom", "dbinom", "tbinom"):
+                n, i = _integer_argument(s, i)
+                k, i = _integer_argument(s, i)
+                out.append(f"({math.comb(n, k)})")
+            elif name == "log" and i < len(s) and s[i] == "_":  # \log_2 8 = log(8)/log(2)
+                base, i = _argument(s, i + 1)
+                out.append(f" (1/log({base}))*log ")
             elif name in _FUNCTIONS:
                 out.append(f" {'log' if name == 'ln' else name} ")
             elif name in _CONSTANTS:
@@ -165,7 +187,17 @@ def _translate(s: str) -> str:
         else:
             raise _Unsupported(repr(ch))
         i += 1
+    if bar_open:
+        raise _Unsupported("unbalanced |")
     return "".join(out)
+
+
+_FACTORIAL = re.compile(r"(?<![\d.])(\d{1,2})\s*!")
+
+
+def _factorial(match: re.Match) -> str:
+    n = int(match.group(1))
+    return f"({math.factorial(n)})" if n <= 40 else match.group(0)
 
 
 _MIXED_NUMBER = re.compile(r"(-?)(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}")
@@ -174,8 +206,14 @@ _MIXED_NUMBER = re.compile(r"(-?)(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}")
 def latex_to_expression(latex: str) -> str | None:
     """Translate LaTeX math to expression text over numbers, ``+ - * / ** ( )`` and
     whitelisted names, or ``None`` if it uses anything else. ``1\\frac{4}{5}`` (a mixed
-    number) becomes ``(1+4/5)``; single letters are variables (``i`` is the imaginary unit)."""
+    number) becomes ``(1+4/5)``; single letters are variables (``i`` is the imaginary unit,
+    ``e`` Euler's number); ``|x|`` is ``Abs(x)``, ``\\log_b x`` is ``log(x)/log(b)``, and
+    ``\\binom{n}{k}`` / ``n!`` of small whole numbers are computed here, exactly."""
     s = latex.strip()
+    if "!" in s:  # 5! (small whole numbers only; "\\!" is a space)
+        s = _FACTORIAL.sub(_factorial, s)
+        if re.search(r"(?<!\\)!", s):
+            return None
     mixed = _MIXED_NUMBER.fullmatch(s)
     if mixed:
         sign, whole, num, den = mixed.groups()
@@ -193,7 +231,7 @@ def latex_to_expression(latex: str) -> str | None:
         return None
     if re.search(r"\(\s*\)", text):  # "()" would be an empty tuple
         return None
-    allowed = _FUNCTIONS | _GREEK | {"sqrt", "pi", "oo"}
+    allowed = _FUNCTIONS | _GREEK | {"sqrt", "pi", "oo", "Abs"}
     for word in re.findall(r"[A-Za-z]+", text):
         if len(word) > 1 and word not in allowed:
             return None
@@ -211,10 +249,11 @@ def _parser() -> tuple[Any, dict, dict, tuple]:
     from sympy.parsing import sympy_parser as sp
 
     names: dict[str, Any] = {
-        c: sympy.Symbol(c) for c in "abcdefghjklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        c: sympy.Symbol(c) for c in "abcdfghjklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
     }
     names.update({g: sympy.Symbol(g) for g in _GREEK})
-    names.update(i=sympy.I, pi=sympy.pi, oo=sympy.oo, sqrt=sympy.sqrt, log=sympy.log, exp=sympy.exp)
+    names.update(i=sympy.I, e=sympy.E, pi=sympy.pi, oo=sympy.oo, sqrt=sympy.sqrt, Abs=sympy.Abs)
+    names.update(log=sympy.log, exp=sympy.exp)
     names.update(
         {f: getattr(sympy, f) for f in _FUNCTIONS - {"ln", "log", "exp"} if not f.startswith("arc")}
     )
@@ -224,7 +263,12 @@ def _parser() -> tuple[Any, dict, dict, tuple]:
         for k in ("Integer", "Float", "Rational", "Symbol", "Add", "Mul", "Pow")
     }
     builtins["__builtins__"] = {}
-    transformations = (sp.auto_number, sp.implicit_multiplication, sp.implicit_application)
+    transformations = (
+        sp.auto_number,
+        sp.implicit_multiplication,
+        sp.implicit_application,
+        sp.function_exponentiation,  # sin**2 x -> sin(x)**2
+    )
     return sympy, names, builtins, transformations
 
 
@@ -283,7 +327,7 @@ def _values(expr: Any, symbols: list[Any]) -> list[complex | None]:
     sympy = _parser()[0]
     infinities = (sympy.oo, sympy.zoo)
     out: list[complex | None] = []
-    for point in _POINTS:
+    for point in _POINTS[: 1 if not symbols else None]:  # a constant: one evaluation
         subs = {s: point[j % 3] + 0.1 * (j // 3) for j, s in enumerate(symbols)}
         try:
             value = complex(expr.evalf(30, subs=subs))
@@ -294,7 +338,7 @@ def _values(expr: Any, symbols: list[Any]) -> list[complex | None]:
         ):
             value = None  # undefined here, or finite but beyond float range
         out.append(value)
-    return out
+    return out * len(_POINTS) if not symbols else out
 
 
 def _close(a: complex, b: complex, tolerance: float) -> bool:

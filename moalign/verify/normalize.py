@@ -3,8 +3,9 @@
 - :func:`normalize_answer` removes what does not change an answer's meaning: ``$``, ``\\left`` /
   ``\\right``, spacing commands, thousands separators (``1,000``, ``2{,}220``, ``10,\\!080``),
   bold and display wrappers (``\\mathbf{9}``, ``{\\bf 9}``, ``\\boldsymbol``), units in ``\\text{}``,
-  degree signs, trailing periods; ``\\dfrac`` / ``\\tfrac`` / ``\\cfrac`` become ``\\frac``, and
-  ``\\text{and}`` becomes a plain `` and `` (a list separator).
+  degree signs, trailing periods; ``\\dfrac`` / ``\\tfrac`` / ``\\cfrac`` become ``\\frac``,
+  ``\\text{and}`` a plain `` and `` (a list separator), ``0.\\overline{3}`` a fraction, and
+  ``\\varnothing`` / ``\\{\\}`` ``\\emptyset``.
 - :func:`parse_number` reads a plain number (also ``a/b``, ``\\frac{a}{b}``, ``45%``);
   :func:`decimal_comma` reads ``1000,99`` / ``0,5`` / ``1.234,5`` where the comma cannot be a
   thousands separator (the caller decides when a decimal comma is meant: against a single
@@ -13,7 +14,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from fractions import Fraction
 
 __all__ = ["decimal_comma", "loose_number", "normalize_answer", "parse_number", "strip_wrappers"]
 
@@ -57,7 +60,27 @@ _REPLACEMENTS = (
     (">=", "\\ge "),
     ("\\lt", "<"),
     ("\\gt", ">"),
+    ("\\varnothing", "\\emptyset"),
+    ("\u03c0", "\\pi "),
+    ("\u221e", "\\infty "),
+    ("\u00d7", "\\times "),
+    ("\u00b7", "\\cdot "),
+    ("\u22c5", "\\cdot "),
+    ("\u2260", "\\neq "),
+    ("\u2208", "\\in "),
+    ("\u222a", "\\cup "),
+    ("\\{\\}", "\\emptyset"),
+    ("\\{ \\}", "\\emptyset"),
 )
+_REPEATING_RE = re.compile(r"(-?)(\d*)\.(\d{0,12})\\overline\{(\d{1,12})\}")
+
+
+def _repeating(match: re.Match) -> str:
+    """``0.1\\overline{6}`` -> ``\\frac{1}{6}``: a repeating decimal as a fraction."""
+    sign, whole, fixed, period = match.groups()
+    value = Fraction(int(whole or "0")) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(period), (10 ** len(period) - 1) * 10 ** len(fixed))
+    return f"{sign}\\frac{{{value.numerator}}}{{{value.denominator}}}"
 
 
 def _matching_brace(s: str, start: int) -> int:
@@ -107,10 +130,17 @@ def _top_level(s: str) -> str:
 
 def normalize_answer(answer: str) -> str:
     """Canonical text of an answer (see the module docstring for what is removed)."""
-    s = str(answer).strip()
+    return _normalize(str(answer))
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalize(answer: str) -> str:
+    s = answer.strip()
     for old, new in _REPLACEMENTS:
         s = s.replace(old, new)
     s = re.sub(r"(?<=\d)\{([.,])\}(?=\d)", r"\1", s)  # 2{,}220 -> 2,220
+    s = _REPEATING_RE.sub(_repeating, s)
+    s = re.sub(r"\u221a\s*(\d+(?:\.\d+)?|[A-Za-z])", r"\\sqrt{\1}", s).replace("\u221a", "\\sqrt")
     s = re.sub(r",\\!\s*(?=\d{3})", ",", s)  # 10,\!080 -> 10,080
     s = _CONNECTIVE_RE.sub(r" \1 ", s)  # "-2 \text{and} 1": a list, not a unit
     s = strip_wrappers(s.strip())

@@ -4,8 +4,8 @@
 leaves are expression texts (or :class:`Value` numbers computed here):
 
 - :class:`Seq` ``ordered``: tuples, vectors, ``pmatrix``, intervals (with their brackets);
-  ``unordered``: sets (``\\{1,3\\}`` or ``{1,3}``), lists (``1, 3``, ``-12;-11;-10``,
-  ``19, 46, and 82``), unions, the two values of ``a \\pm b``;
+  ``unordered``: sets (``\\{1,3\\}`` or ``{1,3}``; a union of sets is one set), lists
+  (``1, 3``, ``-12;-11;-10``, ``19, 46, and 82``), unions, the two values of ``a \\pm b``;
 - :class:`Relation`: an equation or a chain (``x = 5+5+1 = 11``, ``x \\approx 11``); when its
   left side names the answer (``x``, ``f(x)``, ``(p,q)``, ``S_{ABC}:S``, ``AB``) or the chain
   has three sides or more, the answer is its last side (and the exact side before a final
@@ -164,7 +164,10 @@ def _parse(s: str, depth: int) -> Any:
         return Seq("unordered", "", _flatten(parts, depth))
     union = split_top(s, _UNION)
     if len(union) > 1 and all(union):
-        return Seq("unordered", "", tuple(_parse(p, depth + 1) for p in union))
+        parts = [_parse(p, depth + 1) for p in union]
+        if all(isinstance(p, Seq) and p.kind == "unordered" and not p.brackets for p in parts):
+            return Seq("unordered", "", _unique(x for p in parts for x in p.items))  # {1,3}∪{2}
+        return Seq("unordered", "", tuple(parts))
     relation = _relation(s, depth)
     if relation is not None:
         return relation
@@ -172,7 +175,7 @@ def _parse(s: str, depth: int) -> Any:
         if s.startswith(opening) and len(s) > 2 * size and _encloses(s):
             inner = s[size:-size]
             if size == 2 or len(split_top(inner, _LIST_SEP)) > 1:
-                return Seq("unordered", "", _flatten(split_top(inner, _LIST_SEP), depth))
+                return Seq("unordered", "", _unique(_flatten(split_top(inner, _LIST_SEP), depth)))
     if len(s) > 1 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
         inner = split_top(s[1:-1], _COMMA)
         if len(inner) == 1:
@@ -187,6 +190,16 @@ def _parse(s: str, depth: int) -> Any:
     if len(ratio) == 2 and all(ratio):
         return f"\\frac{{{ratio[0]}}}{{{ratio[1]}}}"
     return s
+
+
+def _unique(items: Any) -> tuple[Any, ...]:
+    """The items of a set, each written once (``\\{1, 1, 2\\}`` is ``\\{1, 2\\}``)."""
+    out: list[Any] = []
+    for item in items:
+        key = compact(item) if isinstance(item, str) else item
+        if all((compact(o) if isinstance(o, str) else o) != key for o in out):
+            out.append(item)
+    return tuple(out)
 
 
 def _flatten(parts: list[str], depth: int) -> tuple[Any, ...]:

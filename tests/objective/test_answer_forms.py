@@ -126,6 +126,33 @@ CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("The identity matrix is $\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}$.", "1", False),
         ("After 2 steps we reach $\\frac{\\sqrt{3}}{3}$.", "\\frac{\\sqrt3}2", False),
     ],
+    # beyond the issue: forms math-verify reads that moalign now reads too
+    "more notation": [
+        ("\\boxed{e^{i\\pi}}", "-1", True),  # e is Euler's number
+        ("\\boxed{\\ln(e^2)}", "2", True),
+        ("\\boxed{\\binom{6}{2}}", "15", True),
+        ("\\boxed{\\log_2 8}", "3", True),
+        ("\\boxed{5!}", "120", True),
+        ("\\boxed{\\left|-3\\right|}", "3", True),
+        ("\\boxed{\\varnothing}", "\\emptyset", True),
+        ("\\boxed{0.1\\overline{6}}", "\\frac16", True),
+        ("\\boxed{0.5}", "50\\%", True),
+        ("\\boxed{\\sin^2 x + \\cos^2 x}", "1", True),
+        ("\\boxed{\\{1,3\\} \\cup \\{2,4\\}}", "\\{1,2,3,4\\}", True),  # a union of sets
+        ("\\boxed{\\{1,1,2\\}}", "\\{1,2\\}", True),
+        ("\\boxed{\u221a12}", "2\\sqrt3", True),  # Unicode
+        ("\\boxed{2\u03c0}", "2\\pi", True),
+        ("#### \\boxed{18}", "#### 18", True),
+        ("The answer is **18** eggs.", "#### 18", True),  # Markdown bold
+        ("\\boxed{\\binom{6}{3}}", "15", False),
+        ("\\boxed{\\log_2 8}", "4", False),
+        ("\\boxed{6!}", "120", False),
+        ("\\boxed{|-3|}", "-3", False),
+        ("\\boxed{0.\\overline{6}}", "\\frac16", False),
+        ("\\boxed{\\sin^2 x}", "\\sin x^2", False),
+        ("\\boxed{\\{1,3\\} \\cup \\{2,4\\}}", "\\{1,2,3\\}", False),
+        ("\\boxed{\u221a12}", "12", False),
+    ],
     # where moalign is right and math-verify 0.9.0 is not: kept
     "moalign's own": [
         ("\\boxed{90\u00b0}", "90", True),
@@ -147,7 +174,7 @@ def test_hand_written_forms(category, completion, reference, verdict):
 
 
 def test_every_category_has_right_and_wrong_cases():
-    for category in (*CATEGORIES, "moalign's own"):
+    for category in (*CATEGORIES, "more notation", "moalign's own"):
         verdicts = {v for _, _, v in CASES[category]}
         assert verdicts == {True, False}, category
 
@@ -333,7 +360,9 @@ _TOKENS = [
     "^", "_", "\\begin{pmatrix}", "\\end{pmatrix}", "&", "\\\\", "i", "\\pi", "\\cdot", "!",
     "\\%", "\\$", "10^{100}", "\\log", "\\sin", "\\", "####", "The answer is", "Final Answer:",
     "\\neq", "\\in", "\\cfrac", "{,}", "\\!", "\\quad", "\\text{", "\\left", ".", "3.5", "-x",
-    "2x", "\\theta", "\\angle", "\u00b0", "\u2264",
+    "2x", "\\theta", "\\angle", "\u00b0", "\u2264", "|", "\\binom{5}{2}", "\\binom", "5!", "!",
+    "\\log_2", "\\log_", "0.\\overline{3}", "\\overline{", "\\varnothing", "e", "\\lvert",
+    "\\sin^2",
 ]
 
 

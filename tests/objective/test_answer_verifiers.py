@@ -99,8 +99,8 @@ def test_both_asks_math_verify_only_on_a_reject(fake):
     assert repr(obj).endswith("verifier='both')")
     assert obj(None, ["\\boxed{\\frac{1}{2}}"], answer=["0.5"]) == [1.0]
     assert fake.calls == []  # moalign accepted: no second opinion
-    # moalign cannot read \binom; the stand-in accepts text containing the gold answer
-    assert obj(None, ["\\boxed{\\binom{5}{2}} = 10"], answer=["10"]) == [1.0]
+    # moalign does not read sums; the stand-in accepts text containing the gold answer
+    assert obj(None, ["\\boxed{\\sum_{k=1}^{4} k} = 10"], answer=["10"]) == [1.0]
     assert fake.calls
     assert obj(None, ["\\boxed{1}"], answer=[None]) == [None]
 
@@ -132,7 +132,7 @@ def test_objective_runs_in_worker_threads(fake):
     obj = ReasoningAccuracy(verifier="both")
     with ThreadPoolExecutor(2) as pool:
         scores = list(pool.map(lambda c: obj(None, [c], answer=["10"])[0],
-                               ["\\boxed{10}", "\\boxed{\\binom{5}{2}} 10", "\\boxed{9}"]))
+                               ["\\boxed{10}", "\\boxed{\\sum_{k=1}^{4} k} 10", "\\boxed{9}"]))
     assert scores == [1.0, 1.0, 0.0]
 
 
@@ -161,7 +161,7 @@ def real_math_verify():
     [
         ("The answer is $\\boxed{\\frac{1}{2}}$.", "0.5", True),
         ("\\boxed{\\binom{5}{2}}", "10", True),
-        ("\\boxed{\\log_2 8}", "3", True),
+        ("\\boxed{\\gcd(12, 18)}", "6", True),
         ("She sells 9 eggs.\n#### 18", "Work.\n#### 18", True),
         ("\\boxed{3}", "\\frac{1}{2}", False),
     ],
@@ -173,9 +173,9 @@ def test_real_math_verify(real_math_verify, completion, reference, verdict):
 def test_real_both_extends_moalign(real_math_verify):
     moalign_only = ReasoningAccuracy()
     both = ReasoningAccuracy(verifier="both")
-    completions = ["\\boxed{\\log_2 8}", "\\boxed{3}", "\\boxed{4}"]
-    assert moalign_only(None, completions, answer=["3"] * 3) == [0.0, 1.0, 0.0]
-    assert both(None, completions, answer=["3"] * 3) == [1.0, 1.0, 0.0]
+    completions = ["\\boxed{\\sum_{k=1}^{4} k}", "\\boxed{10}", "\\boxed{11}"]
+    assert moalign_only(None, completions, answer=["10"] * 3) == [0.0, 1.0, 0.0]
+    assert both(None, completions, answer=["10"] * 3) == [1.0, 1.0, 0.0]
 
 
 def test_real_math_verify_off_the_main_thread(real_math_verify):
