@@ -15,7 +15,12 @@ profits from an earlier one.
 ``ratio`` is moalign's calls per second over math-verify's; ``agree`` the share of the same
 verdicts. Needs the extra: ``pip install 'moalign[math]'``.
 
-    python benchmarks/answer_check.py [--repeats 3] [--limit 500]
+``--forms`` adds the acceptance table of issue 15: every bundled MATH-500 and GSM8K answer
+rewritten into each answer form that applies to it (the generator of the tests,
+``tests/objective/answer_forms.py``), and the same rewrites of a perturbed (wrong) answer: the
+share accepted per form, and how many wrong answers each verifier accepts.
+
+    python benchmarks/answer_check.py [--repeats 3] [--limit 500] [--forms]
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from moalign.data.bundled import bundled_path
 from moalign.verify import latex_math, normalize, structures
@@ -62,12 +69,56 @@ def _timed(verifier: str, cases: list[tuple[str, str]], before: Callable[[], Non
     return time.process_time() - start, verdicts
 
 
+def _form_cases() -> dict[tuple[str, str], tuple[list, list]]:
+    """(dataset, form) -> (right cases, wrong cases), each a list of (completion, reference)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "objective"))
+    from answer_forms import gsm8k_rewrites, math_rewrites, perturb
+
+    out: dict[tuple[str, str], tuple[list, list]] = {}
+    for row in _rows("math500"):
+        ref, wrong = row["answer"], perturb(row["answer"])
+        for form, completions in math_rewrites(ref, row["problem"]).items():
+            out.setdefault(("MATH-500", form), ([], []))[0].extend((c, ref) for c in completions)
+        for form, completions in (math_rewrites(wrong, row["problem"]) if wrong else {}).items():
+            out.setdefault(("MATH-500", form), ([], []))[1].extend((c, ref) for c in completions)
+    for row in _rows("gsm8k"):
+        solution, final = row["answer"], row["answer"].split("####")[-1].strip()
+        off = str(int(final.replace(",", "")) + 1)
+        for form, completions in gsm8k_rewrites(solution, final).items():
+            out.setdefault(("GSM8K", form), ([], []))[0].extend((c, solution) for c in completions)
+        for form, completions in gsm8k_rewrites(solution, off).items():
+            out.setdefault(("GSM8K", form), ([], []))[1].extend((c, solution) for c in completions)
+    return out
+
+
+def _forms(verifiers: tuple[str, ...]) -> None:
+    head = f"{'set':<9} {'form':<18} {'n':>6} " + " ".join(
+        f"{v + ' acc':>16}" for v in verifiers) + f" {'wrong n':>8} " + " ".join(
+        f"{v + ' wrong ok':>20}" for v in verifiers)
+    print("\n" + head + "\n" + "-" * len(head))
+    totals: dict[str, list[int]] = {}
+    for (name, form), (right, wrong) in _form_cases().items():
+        cells, wrong_cells = [], []
+        for v in verifiers:
+            ok = sum(bool(check_answer(c, r, verifier=v)) for c, r in right)
+            bad = sum(bool(check_answer(c, r, verifier=v)) for c, r in wrong)
+            t = totals.setdefault(f"{name}/{v}", [0, 0, 0, 0])
+            t[0], t[1], t[2], t[3] = t[0] + ok, t[1] + len(right), t[2] + bad, t[3] + len(wrong)
+            cells.append(f"{ok / len(right):>16.2%}")
+            wrong_cells.append(f"{bad:>20}")
+        print(f"{name:<9} {form:<18} {len(right):>6} {' '.join(cells)} {len(wrong):>8} "
+              f"{' '.join(wrong_cells)}")
+    for key, (ok, n, bad, n_wrong) in totals.items():
+        print(f"{key:<28} accepted {ok}/{n} = {ok / n:.2%}; wrong accepted {bad}/{n_wrong}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3, help="passes per verifier (best kept)")
     parser.add_argument("--limit", type=int, default=500, help="completions per set")
+    parser.add_argument("--forms", action="store_true", help="also the acceptance table")
     args = parser.parse_args()
     try:
         module = math_verify_module()
@@ -106,6 +157,8 @@ def main() -> int:
         print(f"{name:<20} {n:>4} {ours:>10.0f} {1e3 / ours:>7.3f} {theirs:>14.0f} "
               f"{1e3 / theirs:>7.3f} {ours / theirs:>6.1f}x {sum(verdicts['moalign']) / n:>11.1%} "
               f"{sum(verdicts['math-verify']) / n:>7.1%} {same / n:>7.1%}")
+    if args.forms:
+        _forms(("moalign", "math-verify"))
     return 0
 
 

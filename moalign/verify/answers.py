@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from typing import Any
 
 from moalign.verify.compare import equivalent
@@ -63,10 +64,18 @@ def _integer(answer: str) -> int | None:
     return int(s) if re.fullmatch(r"[-+]?\d+", s) else None
 
 
+def _decimal(answer: str) -> Decimal | None:
+    s = normalize_answer(answer).replace(" ", "")
+    return Decimal(s) if re.fullmatch(r"[-+]?\d*\.\d+", s) else None
+
+
 def _numbers_match(pred: str, reference: str, ref_value: float, tolerance: float) -> bool:
     exact = _integer(pred), _integer(reference)
     if None not in exact:  # whole numbers of any size compare exactly
         return exact[0] == exact[1]
+    decimals = _decimal(pred), _decimal(reference)
+    if None not in decimals and decimals[0].as_tuple().exponent == decimals[1].as_tuple().exponent:
+        return decimals[0] == decimals[1]  # same decimal places: 1234567.6 is not 1234567.5
     if re.search(r"=|\\approx", pred) and not _names_value(pred):
         return False  # "2x = 10" is an equation, not the number 10
     value = loose_number(pred)

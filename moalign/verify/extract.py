@@ -50,6 +50,9 @@ _BETWEEN_BOXES_RE = re.compile(
 _SEGMENT_RE = re.compile(
     r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<![\\$])\$(?!\$)(.+?)(?<!\\)\$", re.DOTALL
 )
+_DELIMITER_RE = re.compile(r"\\\[|\\\]|\\\(|\\\)|\$\$|(?<!\\)\$")
+_CLOSING = {"\\[": "\\]", "\\(": "\\)", "$$": "$$", "$": "$"}
+_BRACE_RE = re.compile(r"[{}]")
 _HOPE_RE = re.compile(r"\s*I hope it is correct.*$", re.IGNORECASE | re.DOTALL)
 _MAX_SEGMENT = 2000  # characters of a math segment taken as an answer
 
@@ -66,18 +69,16 @@ def check_format(answer_format: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """Content of the ``{...}`` group opening at ``text[start]`` and the index after it."""
-    depth = 0
-    for i in range(start, len(text)):
-        ch = text[i]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1 : i], i + 1
-    return None
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Index of each ``{`` -> index of the ``}`` closing it (one pass; unclosed ones absent)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for match in _BRACE_RE.finditer(text):
+        if match.group(0) == "{":
+            stack.append(match.start())
+        elif stack:
+            pairs[stack.pop()] = match.start()
+    return pairs
 
 
 def _next_box(text: str, start: int) -> tuple[int, str] | None:
@@ -88,6 +89,7 @@ def _next_box(text: str, start: int) -> tuple[int, str] | None:
 def _boxes(text: str) -> list[tuple[int, int, str]]:
     """Every outermost box of ``text`` as ``(start, end, content)``, in order."""
     out: list[tuple[int, int, str]] = []
+    pairs: dict[int, int] | None = None
     i = 0
     while (hit := _next_box(text, i)) is not None:
         pos, command = hit
@@ -96,11 +98,11 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
         while j < len(text) and text[j] == " ":
             j += 1
         if j < len(text) and text[j] == "{":
-            group = _braced(text, j)
-            if group is None:  # unclosed: look further on
+            pairs = _brace_pairs(text) if pairs is None else pairs
+            if j not in pairs:  # unclosed: look further on
                 i = rest
                 continue
-            content, end = group
+            content, end = text[j + 1 : pairs[j]], pairs[j] + 1
         elif rest < j < len(text):  # "\boxed 5": up to whitespace or '$'
             content = re.match(r"[^\s$]*", text[j:]).group(0)
             end = j + len(content)
@@ -108,9 +110,10 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
             i = rest
             continue
         content = content.strip()
-        inner = _boxes(content)  # \boxed{\boxed{3}}
-        if len(inner) == 1 and inner[0][0] == 0 and inner[0][1] == len(content):
-            content = inner[0][2]
+        if content.startswith(_BOX_COMMANDS):  # \boxed{\boxed{3}}
+            inner = _boxes(content)
+            if len(inner) == 1 and inner[0][0] == 0 and inner[0][1] == len(content):
+                content = inner[0][2]
         out.append((pos, end, content))
         i = end
     return out
@@ -152,8 +155,11 @@ def final_boxes(text: str) -> str | None:
 def _cut_sentence(text: str) -> str:
     """The first line of ``text``, cut at the end of its sentence (a period, then a space)."""
     line = _HOPE_RE.sub("", text.strip().split("\n", 1)[0]).replace("**", "")
-    for match in re.finditer(r"\.(?:\s|$)", line):
-        if line[: match.start()].count("$") % 2 == 0:  # not inside $...$
+    inside = False
+    for match in re.finditer(r"\$|\.(?=\s|$)", line):
+        if match.group(0) == "$":
+            inside = not inside
+        elif not inside:  # a period outside $...$
             line = line[: match.start()]
             break
     return line.strip().strip("*").strip()
@@ -201,13 +207,30 @@ def _last_number(text: str) -> str | None:
     return found.group(0) if found else None
 
 
+def _segments(text: str) -> list[tuple[int, int, int]]:
+    """``(start, end, after)`` of each math segment's content, in one pass over delimiters."""
+    out: list[tuple[int, int, int]] = []
+    opened: str | None = None
+    start = 0
+    for match in _DELIMITER_RE.finditer(text):
+        token = match.group(0)
+        if opened is None:
+            if token in _CLOSING:
+                opened, start = token, match.end()
+        elif token == _CLOSING[opened]:
+            out.append((start, match.start(), match.end()))
+            opened = None
+    return out
+
+
 def _last_math_or_number(text: str) -> str | None:
     """The last math segment unless a number comes after it, else the last number."""
     segment = None
-    for match in _SEGMENT_RE.finditer(text):
-        content = next(g for g in match.groups() if g is not None)
-        if len(content) <= _MAX_SEGMENT and _looks_like_math(content):
-            segment = (match.end(), content.strip().rstrip(".,;").strip())
+    for start, end, after in reversed(_segments(text)):
+        content = text[start:end]
+        if end - start <= _MAX_SEGMENT and _looks_like_math(content):
+            segment = (after, content.strip().rstrip(".,;").strip())
+            break
     number = _last_number_match(text)
     if segment and segment[1] and (number is None or number.start() < segment[0]):
         return segment[1]

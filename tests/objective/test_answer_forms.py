@@ -159,6 +159,8 @@ CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("\\boxed{7 \\cdot i}", "7i", True),
         ("\\boxed{0.3333333}", "\\frac13", True),
         ("\\boxed{0.0000001}", "0", False),  # relative tolerance, not rounding to 6 places
+        ("\\boxed{1234567.6}", "1234567.5", False),  # same decimal places: exactly
+        ("\\boxed{2.71828183}", "2.7182818", True),  # more places: relative tolerance
         ("\\boxed{1 + \\frac{1}{e}}", "1 - \\frac{1}{e}", False),
     ],
 }
@@ -389,3 +391,12 @@ def test_relations_do_not_run_code(tmp_path):
         assert not is_correct(f"\\boxed{{{payload}}}", "(1, \\infty)")
         assert not is_correct(f"\\boxed{{{payload}}}", "1")
     assert not marker.exists()
+
+
+def test_unbalanced_delimiters_stay_linear():
+    start = time.perf_counter()
+    for text in ("\\[ x " * 20000, "\\( " * 20000, "\\boxed{ " * 5000 + "1", "$" + ". a" * 50000,
+                 "{" * 100000 + "\\boxed{1}", "\\boxed{" + "{" * 100000):
+        is_correct(text, "1")
+    assert time.perf_counter() - start < 3.0
+    assert is_correct("{" * 1000 + "\\boxed{1}", "1")
