@@ -187,12 +187,17 @@ def truncate_prompts(ds: Dataset, tokenizer, max_prompt_tokens: int) -> tuple[Da
     if "prompt" not in ds.column_names:
         raise DataError(f"dataset has no column 'prompt' (columns: {', '.join(ds.column_names)})")
     _counter(tokenizer, max_prompt_tokens)
+    # a shuffled, selected dataset reads through an index mapping; with columns selected on
+    # top of it, datasets can gather the wrong rows: write the rows out first
+    ds = ds.flatten_indices()
     prompts = column_values(ds, "prompt")
     new = [truncate_prompt(p, tokenizer, max_prompt_tokens) for p in prompts]
     changed = sum(a != b for a, b in zip(prompts, new, strict=True))
     if changed == 0:
         return ds, 0
     feature = ds.features["prompt"]
+    if ds.column_names == ["prompt"]:  # removing the only column would leave no rows
+        return Dataset.from_dict({"prompt": new}, features=ds.features), changed
     out = ds.remove_columns("prompt").add_column("prompt", new, feature=feature)
     return out.select_columns(ds.column_names), changed
 
