@@ -24,6 +24,7 @@ CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("$\\boxed{18}$", "#### 18", True),
         ("She sells 9 eggs.\nThe answer is $\\boxed{18}$.", "She sells 9.\n#### 18", True),
         ("So she makes \\boxed{1,250} dollars.", "#### 1,250", True),
+        ("She sells 9.\n#### 18", "The answer is \\boxed{18}.", True),  # as the reference
         ("The answer is \\boxed{19}.", "#### 18", False),
     ],
     "final answer line": [
