@@ -25,8 +25,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from moalign.cli._output import format_table, quiet_library_output
 from moalign.config.checking import read_config
 from moalign.fronts.config import resolve_front_config
@@ -106,27 +104,18 @@ def _finished(output_dir: str) -> tuple[int, int]:
 
 
 def report(front: Any, output_dir: str, wall: float, finished_before: tuple[int, int]) -> str:
-    """What ``moalign demo`` prints after the front: baseline, hypervolumes, paths, time."""
+    """What ``moalign demo`` prints after the front: the table with every interval, in words
+    what is and is not beyond noise (:meth:`ParetoFront.to_table`), reported objectives,
+    paths, time."""
     from moalign.cli.trace import describe_outputs
-    from moalign.pareto import hypervolume
 
     meta = front.metadata
     lines = [front.to_table(), ""]
     baseline = meta.get("baseline")
-    ref = np.asarray(front.reference_point, dtype=float)
-    if baseline:
-        scores = [baseline["scores"][o] for o in front.objectives]
-        shown = ", ".join(f"{o} {baseline['scores'][o]:.4g} ± {baseline['stderr'][o]:.2g}"
-                          for o in front.objectives)
-        lines.append(f"baseline (the starting SFT policy, {meta.get('model')}): {shown}")
-        if meta.get("metric") == "implicit":
-            lines.append("  (implicit-reward accuracy: the starting policy is its own reference, "
-                         "so it scores 0.5 by construction)")
-        hv_base = hypervolume(np.asarray([scores], dtype=float), ref)
-        hv_front = front.hypervolume()
-        ratio = f" ({hv_front / hv_base:.3g}x)" if hv_base > 0 else ""
-        lines.append(f"hypervolume (reference point {ref.tolist()}): front {hv_front:.6g} vs "
-                     f"baseline alone {hv_base:.6g}{ratio}")
+    if baseline and meta.get("metric") == "implicit":
+        lines.append(f"baseline: the starting SFT policy ({meta.get('model')}), scored through the "
+                     "same path as every point against the shared reference pass; it is its own "
+                     "reference, so every pair ties and it scores 0.5 per pair")
     extra = sorted({name for p in front.points for name in p.metadata.get("report", {})})
     for name in extra:
         rows = []

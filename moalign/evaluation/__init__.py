@@ -13,8 +13,9 @@ from moalign._lazy import attach, exports_of
 
 _EXPORTS = exports_of({
     "core": ["PolicyEvaluation", "evaluate_policy", "generate_completions", "generation_problems",
-             "implicit_reward_accuracy", "labelled_rows", "mean_and_stderr", "pair_logprobs",
-             "render_prompt", "sequence_logprobs", "summarize"],
+             "implicit_reward_accuracy", "implicit_reward_outcomes", "labelled_rows",
+             "mean_and_stderr", "pair_logprobs", "render_prompt", "sequence_logprobs",
+             "summarize"],
     "hf_evaluate": ["ObjectiveMetric", "objective_metric"],
 })
 __all__ = sorted(_EXPORTS)

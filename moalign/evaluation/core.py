@@ -29,6 +29,7 @@ __all__ = [
     "evaluate_policy",
     "generate_completions",
     "implicit_reward_accuracy",
+    "implicit_reward_outcomes",
     "labelled_rows",
     "mean_and_stderr",
     "pair_logprobs",
@@ -390,7 +391,46 @@ def implicit_reward_accuracy(
     each prompt first (e.g. to add a weight condition). ``reference_logprobs`` (from
     :func:`pair_logprobs` of the reference on :func:`labelled_rows`, with the same
     ``transform_prompt``) skips the reference passes, e.g. when many policies share one
-    reference.
+    reference. The per-pair values are :func:`implicit_reward_outcomes`.
+    """
+    outcomes, margins = implicit_reward_outcomes(
+        model, tokenizer, dataset, objectives, ref_model=ref_model, beta=beta,
+        batch_size=batch_size, max_length=max_length, transform_prompt=transform_prompt,
+        reference_logprobs=reference_logprobs)
+    result: dict[str, dict[str, float]] = {}
+    for j, k in enumerate(objectives):
+        acc, se, n = mean_and_stderr(outcomes[:, j])
+        signed = margins[np.isfinite(margins[:, j]), j]
+        result[k] = {
+            "accuracy": acc,
+            "stderr": se,
+            "margin": float(signed.mean()) if n else float("nan"),
+            "n": n,
+        }
+    return result
+
+
+def implicit_reward_outcomes(
+    model: Any,
+    tokenizer: Any,
+    dataset: Any,
+    objectives: Sequence[str],
+    *,
+    ref_model: Any = None,
+    beta: float = 0.1,
+    batch_size: int = 8,
+    max_length: int = 512,
+    transform_prompt: Callable[[Any], Any] | None = None,
+    reference_logprobs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair implicit-reward outcomes and margins, ``[N, K]`` each, one row per pair of
+    :func:`labelled_rows` (in order), one column per objective.
+
+    An outcome is what :func:`implicit_reward_accuracy` averages: 1 when the labelled-better
+    reply has the higher implicit reward ``beta * (log pi - log pi_ref)``, 0 when lower, 0.5 on
+    an exact tie, NaN where the pair is not labelled (+1 / -1) for that objective. A margin is
+    the implicit-reward difference, better minus worse (NaN where unlabelled). Arguments as
+    for :func:`implicit_reward_accuracy`.
     """
     needed = labelled_rows(dataset, objectives)
     kw = dict(batch_size=batch_size, max_length=max_length, transform_prompt=transform_prompt)
@@ -403,19 +443,15 @@ def implicit_reward_accuracy(
     if len(ref_c) != len(needed):
         raise ValueError(f"reference_logprobs cover {len(ref_c)} pairs, expected {len(needed)}")
     diff = beta * ((pol_c - ref_c) - (pol_r - ref_r))
-    result: dict[str, dict[str, float]] = {}
-    for k in objectives:
+    outcomes = np.full((len(needed), len(objectives)), np.nan)
+    margins = np.full_like(outcomes, np.nan)
+    for j, k in enumerate(objectives):
         labels = np.array([r.get(_pref(k)) for r in needed], dtype=np.float64)
         use = np.isfinite(labels) & (labels != 0)
         signed = diff[use] * np.sign(labels[use])
-        acc, se, n = mean_and_stderr((signed > 0) + 0.5 * (signed == 0))
-        result[k] = {
-            "accuracy": acc,
-            "stderr": se,
-            "margin": float(signed.mean()) if n else float("nan"),
-            "n": n,
-        }
-    return result
+        margins[use, j] = signed
+        outcomes[use, j] = (signed > 0) + 0.5 * (signed == 0)
+    return outcomes, margins
 
 
 def _pref(name: str) -> str:

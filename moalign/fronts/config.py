@@ -27,10 +27,11 @@ from moalign.evaluation.core import generation_problems
 from moalign.models.lora import lora_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
+from moalign.pareto.bootstrap import DEFAULT_BOOTSTRAP, bootstrap_problems
 from moalign.weights import as_weights, format_weights
 
-__all__ = ["DEFAULT_MAX_PROMPT_TOKENS", "DEFAULT_TRAIN", "METHOD_NAMES", "FrontConfig",
-           "resolve_front_config"]
+__all__ = ["DEFAULT_MAX_PROMPT_TOKENS", "DEFAULT_TRAIN", "METHOD_NAMES", "REFERENCE_NAMES",
+           "FrontConfig", "resolve_front_config"]
 
 #: The methods that make a front's policies (each a module of :mod:`moalign.fronts`).
 METHOD_NAMES = ("sweep", "soup", "conditioned", "decoding")
@@ -48,6 +49,8 @@ DEFAULT_TRAIN: dict[str, Any] = {
     "save_strategy": "no",
     "report_to": "none",
 }
+#: Named reference points of the hypervolume (``FrontConfig.reference_point``).
+REFERENCE_NAMES = ("baseline", "chance")
 #: Prompts longer than this many tokens keep their end (so completions are never cut).
 DEFAULT_MAX_PROMPT_TOKENS = 96
 #: Keys of ``FrontConfig.train`` that the trace sets itself.
@@ -96,11 +99,24 @@ class FrontConfig:
     report: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Generation settings for evaluation (``max_new_tokens``, ``batch_size``, ``do_sample``).
     generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 48})
-    #: Reference point of the hypervolume (default: the origin for ``implicit`` accuracies;
-    #: for ``generation`` scores, just below the worst score reached, baseline included).
-    reference_point: list[float] | None = None
-    #: Also evaluate the starting policy (stored as ``metadata.baseline`` in front.json).
+    #: Reference point of the hypervolume, stored with the front: ``baseline`` (the starting
+    #: policy's measured scores: the hypervolume is then the front's gain over the start, 0
+    #: unless some point beats the start on every objective), ``chance`` (0.5 per objective;
+    #: ``implicit`` accuracies only) or explicit numbers, one per objective. Default (null):
+    #: ``baseline``, or ``chance`` for ``implicit`` with ``include_baseline: false``. Why: a
+    #: reference must not move when a point is added (the old data-dependent one, "just below
+    #: the worst score", did, so adding a bad point raised every hypervolume), and the origin
+    #: made any chance-level point cover most of the hypervolume. The start is what a front is
+    #: compared with, and it is measured on the same examples, so the hypervolume's interval
+    #: is paired with the points'. With ``baseline`` the reference is resampled with them.
+    reference_point: list[float] | str | None = None
+    #: Also evaluate the starting policy (stored as ``metadata.baseline`` in front.json, with
+    #: its per-example scores, measured like any point); needed by ``reference_point: baseline``.
     include_baseline: bool = True
+    #: Paired bootstrap over the held-out examples: ``resamples`` (>= 100), ``level`` of the
+    #: percentile intervals and ``seed``; missing keys take the defaults. Only the statistics
+    #: depend on it: a rerun with other settings recomputes them, not the points.
+    bootstrap: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_BOOTSTRAP))
     #: Sequence-length cap for evaluation log-probs (tokens).
     max_length: int = 256
     #: Seed of splits, training and sampling.
@@ -134,11 +150,46 @@ class FrontConfig:
             if repeated:
                 problems.append(f"'weights' has vectors that agree to 2 decimals ({repeated}); "
                                 "points are named by their weights, so make them distinct")
-        if self.reference_point is not None and len(self.reference_point) != len(self.objectives):
-            problems.append(f"'reference_point' has {len(self.reference_point)} entries for "
-                            f"{len(self.objectives)} objectives")
+        problems += self._reference_problems()
+        problems += bootstrap_problems(self.bootstrap)
         if problems:
             raise ConfigError(problems)
+        self.bootstrap = {**DEFAULT_BOOTSTRAP, **self.bootstrap}
+
+    def _reference_problems(self) -> list[str]:
+        ref = self.reference_point
+        if isinstance(ref, str) and ref.strip() not in REFERENCE_NAMES:
+            try:  # --reference_point 0.5,0.5 on the command line
+                ref = [float(v) for v in ref.strip().strip("[]").split(",")]
+            except ValueError:
+                return [f"'reference_point' must be 'baseline', 'chance' or one number per "
+                        f"objective, got {self.reference_point!r}"]
+        if isinstance(ref, str):
+            ref = ref.strip()
+            if ref == "baseline" and not self.include_baseline:
+                return ["'reference_point: baseline' needs the starting policy's scores: set "
+                        "include_baseline: true, or use 'chance' or explicit numbers"]
+            if ref == "chance" and self.metric != "implicit":
+                return ["'reference_point: chance' (0.5 per objective) is defined for the "
+                        "implicit metric only; use 'baseline' or explicit numbers"]
+        elif ref is not None:
+            if len(ref) != len(self.objectives):
+                return [f"'reference_point' has {len(ref)} entries for "
+                        f"{len(self.objectives)} objectives"]
+            if not all(np.isfinite(ref)):
+                return [f"'reference_point' must be finite numbers, got {ref!r}"]
+            ref = [float(v) for v in ref]
+        elif not self.include_baseline and self.metric != "implicit":
+            return ["the generation metric without a baseline (include_baseline: false) has no "
+                    "default reference point: give reference_point as numbers"]
+        self.reference_point = ref
+        return []
+
+    def reference(self) -> str | list[float]:
+        """The reference point to use: ``"baseline"``, ``"chance"`` or numbers."""
+        if self.reference_point is None:
+            return "baseline" if self.include_baseline else "chance"
+        return self.reference_point
 
     def weight_vectors(self) -> np.ndarray:
         from moalign.pareto.indicators import simplex_grid

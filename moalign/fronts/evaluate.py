@@ -2,7 +2,9 @@
 
 ``implicit``: held-out implicit-reward accuracy per objective (one reference pass shared by
 every point); ``generation``: generate replies to held-out prompts and score them with the
-objectives. Extra ``report`` objectives are scored alongside.
+objectives (the same prompts and generation seed for every point). Either way every policy,
+the starting one included, gets per-example scores on the same examples, which the paired
+bootstrap of the front resamples. Extra ``report`` objectives are scored alongside.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from moalign.data.selection import first_labelled, labelled_indices
 from moalign.errors import ConfigError, DataError
 from moalign.fronts.config import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_TRAIN
 
-__all__ = ["evaluate_front_policy"]
+__all__ = ["evaluate_front_policy", "heldout_fingerprint"]
 
 
 def _max_prompt_tokens(cfg: Any) -> int:
@@ -103,31 +105,43 @@ def _report(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
     return out
 
 
-def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
-    """Scores of one policy: ``{"scores", "stderr", "metadata"}`` (see ``FrontConfig.metric``)."""
-    scores: dict[str, float] = {}
-    stderr: dict[str, float] = {}
-    if cfg.metric == "implicit":
-        if policy.adapter is None and policy.generate is None:
-            # the starting policy is its own reference: every implicit reward is 0, a tie
-            scores = {o: 0.5 for o in cfg.objectives}
-            stderr = {o: 0.0 for o in cfg.objectives}
-        else:
-            from moalign.evaluation.core import implicit_reward_accuracy
+def heldout_fingerprint(cfg: Any, ctx: Any) -> dict[str, Any]:
+    """``{"examples": N, "sha256": ...}`` of the held-out examples every point is scored on
+    (pairs for ``implicit``, prompts for ``generation``): two fronts with the same fingerprint
+    were scored on the same examples, so their comparison can be paired."""
+    import hashlib
+    import json
 
-            beta = float({**DEFAULT_TRAIN, **cfg.train}["beta"])
-            rows = _eval_pairs(cfg, ctx)
-            reference = None
-            if policy.transform_prompt is None:  # one reference pass serves every point
-                reference = _reference_logprobs(cfg, ctx, rows)
-            res = implicit_reward_accuracy(
-                policy.model, ctx.tokenizer, rows, list(cfg.objectives), beta=beta,
-                max_length=cfg.max_length, transform_prompt=policy.transform_prompt,
-                reference_logprobs=reference)
-            scores = {o: res[o]["accuracy"] for o in cfg.objectives}
-            stderr = {o: res[o]["stderr"] for o in cfg.objectives}
+    items = _eval_pairs(cfg, ctx) if cfg.metric == "implicit" else _eval_prompts(cfg, ctx)
+    text = json.dumps(items, sort_keys=True, default=str, ensure_ascii=False)
+    return {"examples": len(items), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
+    """Scores of one policy: ``{"scores", "stderr", "per_example", "metadata"}`` (see
+    ``FrontConfig.metric``); ``per_example`` is ``[N, K]`` (NaN: the example does not score
+    that objective), the same N held-out examples, in the same order, for every policy.
+
+    The starting policy (no adapter) goes through the same path as any point: for
+    ``implicit`` its log-probs are computed like a point's and compared with the shared
+    reference pass, so it scores 0.5 per pair only because the two passes agree (a broken
+    reference path would show here), not because 0.5 is written down.
+    """
+    from moalign.evaluation.core import summarize
+
+    if cfg.metric == "implicit":
+        from moalign.evaluation.core import implicit_reward_outcomes
+
+        beta = float({**DEFAULT_TRAIN, **cfg.train}["beta"])
+        rows = _eval_pairs(cfg, ctx)
+        reference = None
+        if policy.transform_prompt is None:  # one reference pass serves every point
+            reference = _reference_logprobs(cfg, ctx, rows)
+        per, _ = implicit_reward_outcomes(
+            policy.model, ctx.tokenizer, rows, list(cfg.objectives), beta=beta,
+            max_length=cfg.max_length, transform_prompt=policy.transform_prompt,
+            reference_logprobs=reference)
     else:
-        from moalign.evaluation.core import summarize
         from moalign.objective import ObjectiveSet
 
         scorers = ObjectiveSet([cfg.scorers.get(o, o) for o in cfg.objectives])
@@ -137,11 +151,11 @@ def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
         prompts = _eval_prompts(cfg, ctx)
         completions = _generate(cfg, ctx, policy, prompts)
         per = scorers.score(prompts, completions).values.double().numpy()
-        scores, stderr, _ = summarize(scorers.names, per)
+    scores, stderr, _ = summarize(list(cfg.objectives), per)
     unscored = [o for o in cfg.objectives if not np.isfinite(scores[o])]
     if unscored:
         raise DataError(f"no held-out example could be scored for {', '.join(unscored)}: every "
                         "score was None (check the scorer and the evaluation data)")
     metadata = {"report": _report(cfg, ctx, policy)} if cfg.report else {}
     return {"scores": scores, "stderr": {o: float(np.nan_to_num(v)) for o, v in stderr.items()},
-            "metadata": metadata}
+            "per_example": per, "metadata": metadata}

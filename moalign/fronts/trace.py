@@ -15,12 +15,18 @@ Layout of ``output_dir``::
 
     config.json          the resolved configuration (a rerun must match it)
     runs/<run>/          trained LoRA adapters, each with run.json (seconds, steps)
-    points/<id>/         point.json (scores, stderr, cost) [+ the soup adapter]
-    baseline/point.json  the starting (SFT) policy, evaluated the same way
-    front.json           the ParetoFront (DESIGN.md schema), front.png its plot
+    points/<id>/         point.json (scores, stderr, cost), scores.jsonl (one line per
+                         held-out example, one key per objective, null: not scored)
+                         [+ the soup adapter]
+    baseline/            point.json and scores.jsonl of the starting (SFT) policy, measured
+                         the same way
+    front.json           the ParetoFront (README schema, with the paired-bootstrap intervals
+                         computed from the scores.jsonl files), front.png its plot
 
 Every run and point folder is written atomically (temporary name, then rename), so a trace
 killed at any moment resumes on rerun: finished runs and points are loaded, not recomputed.
+The bootstrap settings and the reference point only change statistics computed from the
+stored per-example scores, so a rerun that changes them recomputes front.json alone.
 """
 
 from __future__ import annotations
@@ -38,10 +44,11 @@ from moalign.errors import CheckpointError, ConfigError
 from moalign.fronts import conditioned, decoding, soup, sweep
 from moalign.fronts.config import METHOD_NAMES, FrontConfig, resolve_front_config
 from moalign.fronts.context import Context, Policy
-from moalign.fronts.evaluate import evaluate_front_policy
+from moalign.fronts.evaluate import evaluate_front_policy, heldout_fingerprint
+from moalign.pareto.bootstrap import per_example_text, read_per_example
 from moalign.pareto.front import FrontPoint, ParetoFront
 from moalign.storage.checkpoints import read_json
-from moalign.storage.files import atomic_directory, atomic_write_json
+from moalign.storage.files import atomic_directory, atomic_write_json, atomic_write_text
 
 __all__ = ["METHODS", "trace_front"]
 
@@ -53,6 +60,10 @@ METHODS: dict[str, Callable[[Context], Iterator[tuple[str, np.ndarray, Policy]]]
     "decoding": decoding.policies,
 }
 assert tuple(METHODS) == METHOD_NAMES
+#: per-example scores of a point, in its folder
+SCORES_FILE = "scores.jsonl"
+#: configuration keys that change only statistics, not runs or points (not part of the resume check)
+_STATISTICS_KEYS = ("bootstrap", "reference_point")
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,7 +79,8 @@ def _check_resume(out: Path, cfg: FrontConfig) -> dict[str, Any]:
     current = json.loads(json.dumps(current, default=_jsonable))  # tuples, arrays -> lists
     if saved.is_file():
         before = read_json(saved, what="trace configuration")
-        changed = sorted(k for k in set(before) | set(current) if before.get(k) != current.get(k))
+        changed = sorted(k for k in set(before) | set(current)
+                         if k not in _STATISTICS_KEYS and before.get(k) != current.get(k))
         if changed:
             raise ConfigError(
                 f"'{out}' holds a trace with a different configuration (changed: "
@@ -78,17 +90,25 @@ def _check_resume(out: Path, cfg: FrontConfig) -> dict[str, Any]:
 
 
 def _load_point(folder: Path, objectives: list[str]) -> dict[str, Any] | None:
-    """A finished point's record; ``None`` when the folder has none (never finished: it is
-    recomputed). A damaged record raises :class:`CheckpointError` naming the file."""
+    """A finished point's record; ``None`` when the folder has none (never finished) or has no
+    per-example scores (written before they were stored): it is then recomputed. A damaged
+    record raises :class:`CheckpointError` naming the file."""
     path = folder / "point.json"
     if not path.exists():
         return None
+    hint = f"delete '{folder}' to recompute it"
     point = read_json(path, required=("scores", "stderr", "eval_seconds"), what="front point",
-                      hint=f"delete '{folder}' to recompute it")
+                      hint=hint)
     missing = [o for o in objectives if o not in point["scores"]]
     if missing:
         raise CheckpointError(f"front point '{path}' has no score for {', '.join(missing)}; "
                               "delete its folder to recompute it")
+    if "per_example" not in point:
+        return None
+    try:
+        read_per_example(folder / point["per_example"], objectives)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; {hint}") from None
     return point
 
 
@@ -100,18 +120,15 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in config.json")
 
 
-def _default_reference(cfg: FrontConfig, points: list[Any], baseline: Any) -> list[float]:
-    """Accuracies (``implicit``) live in [0, 1]: the reference is the origin. Scores of the
-    ``generation`` metric have no natural floor: the worst score reached (baseline included)
-    minus a tenth of the score range (at least 0.01)."""
-    if cfg.metric == "implicit":
-        return [0.0] * len(cfg.objectives)
-    rows = [[p.scores[o] for o in cfg.objectives] for p in points]
-    if baseline is not None:
-        rows.append([baseline["scores"][o] for o in cfg.objectives])
-    anchor = np.asarray(rows, dtype=np.float64)
-    margin = np.maximum(0.1 * (anchor.max(axis=0) - anchor.min(axis=0)), 0.01)
-    return (anchor.min(axis=0) - margin).tolist()
+def _reference(cfg: FrontConfig, baseline: dict[str, Any] | None) -> tuple[list[float], str]:
+    """The hypervolume's reference point and what it is (``metadata.reference``)."""
+    ref = cfg.reference()
+    if ref == "baseline":
+        assert baseline is not None  # FrontConfig refuses baseline without include_baseline
+        return [float(baseline["scores"][o]) for o in cfg.objectives], "baseline"
+    if ref == "chance":
+        return [0.5] * len(cfg.objectives), "chance"
+    return [float(x) for x in ref], "explicit"
 
 
 def trace_front(config: FrontConfig | dict[str, Any]):
@@ -140,11 +157,15 @@ def trace_front(config: FrontConfig | dict[str, Any]):
             policy.activate()
             start = time.perf_counter()
             result = evaluate_front_policy(cfg, ctx, policy)
+            per_example = result.pop("per_example")
             result["eval_seconds"] = time.perf_counter() - start
+            result["per_example"] = SCORES_FILE
             with atomic_directory(folder, overwrite=True) as tmp:
                 if save_adapter and policy.adapter is not None:
                     policy.model.save_pretrained(str(tmp / "adapter"),
                                                  selected_adapters=[policy.adapter])
+                atomic_write_text(tmp / SCORES_FILE,
+                                  per_example_text(per_example, list(cfg.objectives)))
                 atomic_write_json(tmp / "point.json", result)
             done = result
         eval_seconds += float(done["eval_seconds"])
@@ -165,23 +186,24 @@ def trace_front(config: FrontConfig | dict[str, Any]):
         res = evaluate(out / "points" / pid, policy, save_adapter=cfg.method == "soup")
         points.append(FrontPoint(id=pid, weights=[float(x) for x in w], scores=res["scores"],
                                  stderr=res["stderr"], checkpoint=policy.checkpoint,
+                                 per_example=f"points/{pid}/{res['per_example']}",
                                  metadata=res.get("metadata", {})))
-    ref = cfg.reference_point
-    if ref is None:
-        ref = _default_reference(cfg, points, baseline)
+    ref, kind = _reference(cfg, baseline)
     metadata: dict[str, Any] = {"model": cfg.model, "dataset": cfg.dataset, "metric": cfg.metric,
-                                "seed": cfg.seed}
+                                "seed": cfg.seed, "reference": kind,
+                                "heldout": heldout_fingerprint(cfg, ctx)}
     if baseline is not None:
         metadata["baseline"] = {"scores": baseline["scores"], "stderr": baseline["stderr"],
+                                "per_example": f"baseline/{baseline['per_example']}",
                                 **({"report": baseline["metadata"]["report"]}
                                    if baseline.get("metadata", {}).get("report") else {})}
     front = ParetoFront(
-        objectives=list(cfg.objectives), points=points, method=cfg.method,
-        reference_point=[float(x) for x in ref],
+        objectives=list(cfg.objectives), points=points, method=cfg.method, reference_point=ref,
         cost={"train_seconds": round(ctx.train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
               "train_steps": ctx.train_steps},
         metadata=metadata,
     )
+    front.attach_intervals(out, cfg.bootstrap)
     front.save(out / "front.json")
     front.plot(out / "front.png")
     return front

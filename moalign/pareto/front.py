@@ -1,28 +1,46 @@
 """A measured Pareto front: trained policies with their scores, saved as ``front.json``.
 
 :class:`ParetoFront` holds one :class:`FrontPoint` per trained policy (the weights or condition
-that produced it, its per-objective scores and standard errors, its checkpoint) plus the
-objectives, the tracing method, the reference point of the hypervolume and the cost. The
-non-dominated flags and the hypervolume are always *derived* from the scores, never stored as
-independent state. :meth:`ParetoFront.save` then :meth:`ParetoFront.load` returns an equal
-object (floats included). The ``front.json`` schema::
+that produced it, its per-objective scores, standard errors and bootstrap intervals, its
+checkpoint and its per-example score file) plus the objectives, the tracing method, the
+reference point of the hypervolume and the cost. The non-dominated flags and the hypervolume
+are always *derived* from the scores, never stored as independent state; the intervals are
+derived from the per-example files by :meth:`ParetoFront.attach_intervals` (a paired bootstrap,
+:mod:`moalign.pareto.bootstrap`) and stored. :meth:`ParetoFront.save` then
+:meth:`ParetoFront.load` returns an equal object (floats included). The ``front.json`` schema::
 
     {"objectives": ["helpfulness", "harmlessness"],
-     "method": "soup", "reference_point": [0.0, 0.0], "hypervolume": 0.3355,
+     "method": "soup", "reference_point": [0.5, 0.5], "hypervolume": 0.0021,
+     "hypervolume_ci": [0.0, 0.0105],
+     "hypervolume_gain": {"value": 0.0021, "ci": [0.0, 0.0105]},
      "points": [{"id": "w0.30-0.70", "weights": [0.3, 0.7],
                  "scores": {"helpfulness": 0.61, "harmlessness": 0.55},
                  "stderr": {"helpfulness": 0.02, "harmlessness": 0.03},
-                 "nondominated": true, "checkpoint": "points/w0.30-0.70/adapter/soup"}],
-     "cost": {"train_seconds": 0.0, "eval_seconds": 0.0, "train_steps": 0}}
+                 "ci": {"helpfulness": [0.57, 0.65], "harmlessness": [0.49, 0.61]},
+                 "delta_ci": {"helpfulness": [0.06, 0.16], "harmlessness": [-0.02, 0.11]},
+                 "nondominated": true, "checkpoint": "points/w0.30-0.70/adapter/soup",
+                 "per_example": "points/w0.30-0.70/scores.jsonl"}],
+     "tradeoff": {"helpfulness": {"span": 0.2, "ci": [0.08, 0.31],
+                                  "from": "w0.00-1.00", "to": "w1.00-0.00"}},
+     "bootstrap": {"resamples": 2000, "level": 0.95, "seed": 0},
+     "cost": {"train_seconds": 0.0, "eval_seconds": 0.0, "train_steps": 0},
+     "metadata": {"reference": "baseline",
+                  "baseline": {"scores": {...}, "stderr": {...}, "ci": {...},
+                               "per_example": "baseline/scores.jsonl"}}}
 
 Optional keys: ``metadata`` (front and point), ``condition`` (point, instead of or besides
-``weights``, which is then ``null``); ``reference_point`` and ``hypervolume`` may be ``null``.
-``nondominated`` and ``hypervolume`` are written from the scores and ignored when read.
+``weights``, which is then ``null``), and everything the bootstrap adds (``ci``,
+``delta_ci``: the interval of the point minus the starting policy, ``per_example``,
+``hypervolume_ci``, ``hypervolume_gain``: the front's hypervolume minus the starting policy's
+alone, ``tradeoff``, ``bootstrap``), so a front.json written before them still loads.
+``reference_point`` and ``hypervolume`` may be ``null``. ``nondominated`` and ``hypervolume``
+are written from the scores and ignored when read. ``metadata.reference`` says what the
+reference point is: ``"baseline"`` (the starting policy's measured scores, resampled with the
+points), ``"chance"`` or ``"explicit"``.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -35,28 +53,27 @@ from typing import Any
 import numpy as np
 
 from moalign.errors import CheckpointError, WeightsError
+from moalign.pareto import intervals as _iv
 from moalign.pareto.indicators import (
     ParetoError,
     hypervolume,
     hypervolume_contributions,
     is_nondominated,
 )
-from moalign.storage.files import atomic_write_bytes, atomic_write_json
+from moalign.pareto.intervals import common_reference, hypervolume_difference, number
+from moalign.pareto.plot import draw_fronts
+from moalign.pareto.summary import front_table
+from moalign.storage.files import atomic_write_json
 from moalign.weights import as_weights
 
-__all__ = ["FrontPoint", "ParetoFront", "plot_fronts"]
+__all__ = ["FrontPoint", "ParetoFront", "common_reference", "hypervolume_difference",
+           "plot_fronts"]
 
 _COST_DEFAULT: dict[str, float | int] = {"train_seconds": 0.0, "eval_seconds": 0.0, "train_steps": 0}
-_FRONT_KEYS = {"objectives", "method", "reference_point", "hypervolume", "points", "cost", "metadata"}
-_POINT_KEYS = {"id", "weights", "condition", "scores", "stderr", "nondominated", "checkpoint", "metadata"}
-
-
-def _number(value: Any, where: str, *, nonnegative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ParetoError(f"{where} must be a finite number, got {value!r}")
-    if nonnegative and value < 0:
-        raise ParetoError(f"{where} must be >= 0, got {value!r}")
-    return float(value)
+_FRONT_KEYS = {"objectives", "method", "reference_point", "hypervolume", "hypervolume_ci",
+               "hypervolume_gain", "points", "tradeoff", "bootstrap", "cost", "metadata"}
+_POINT_KEYS = {"id", "weights", "condition", "scores", "stderr", "ci", "delta_ci", "nondominated",
+               "checkpoint", "per_example", "metadata"}
 
 
 @dataclass
@@ -65,8 +82,10 @@ class FrontPoint:
 
     ``weights`` ``[K]`` (on the simplex) or ``condition`` (any JSON-able dict, e.g. a decoding
     mixture) says what produced it; ``scores`` and ``stderr`` map objective name -> value (a
-    missing stderr is unknown); ``checkpoint`` is the policy's folder, relative to the front
-    file; ``metadata`` holds any other JSON-able facts (seed, steps, ...).
+    missing stderr is unknown); ``ci`` maps objective -> bootstrap interval ``[lo, hi]`` of the
+    score and ``delta_ci`` the interval of (score minus the starting policy's), paired;
+    ``checkpoint`` is the policy's folder and ``per_example`` its per-example score file, both
+    relative to the front file; ``metadata`` holds any other JSON-able facts (seed, steps, ...).
     """
 
     id: str
@@ -76,6 +95,9 @@ class FrontPoint:
     condition: dict[str, Any] | None = None
     checkpoint: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    ci: dict[str, list[float]] = field(default_factory=dict)
+    delta_ci: dict[str, list[float]] = field(default_factory=dict)
+    per_example: str | None = None
 
     def _validate(self, objectives: Sequence[str], where: str) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -87,14 +109,14 @@ class FrontPoint:
         extra = [o for o in self.scores if o not in objectives]
         if missing or extra:
             raise ParetoError(f"{where}.scores: missing objectives {missing}, unknown objectives {extra}")
-        self.scores = {o: _number(self.scores[o], f"{where}.scores[{o!r}]") for o in objectives}
+        self.scores = {o: number(self.scores[o], f"{where}.scores[{o!r}]") for o in objectives}
         if not isinstance(self.stderr, Mapping):
             raise ParetoError(f"{where}.stderr must be a mapping objective -> standard error")
         extra = [o for o in self.stderr if o not in objectives]
         if extra:
             raise ParetoError(f"{where}.stderr: unknown objectives {extra}")
         self.stderr = {
-            o: _number(self.stderr[o], f"{where}.stderr[{o!r}]", nonnegative=True)
+            o: number(self.stderr[o], f"{where}.stderr[{o!r}]", nonnegative=True)
             for o in objectives if o in self.stderr
         }
         if self.weights is not None:
@@ -105,10 +127,14 @@ class FrontPoint:
             self.weights = [float(w) for w in self.weights]
         if self.condition is not None and not isinstance(self.condition, Mapping):
             raise ParetoError(f"{where}.condition must be a mapping, got {type(self.condition).__name__}")
-        if self.checkpoint is not None:
-            if not isinstance(self.checkpoint, (str, os.PathLike)):
-                raise ParetoError(f"{where}.checkpoint must be a path string, got {self.checkpoint!r}")
-            self.checkpoint = str(self.checkpoint)
+        for name in ("checkpoint", "per_example"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, (str, os.PathLike)):
+                    raise ParetoError(f"{where}.{name} must be a path string, got {value!r}")
+                setattr(self, name, str(value))
+        self.ci = _iv.intervals(self.ci, objectives, f"{where}.ci")
+        self.delta_ci = _iv.intervals(self.delta_ci, objectives, f"{where}.delta_ci")
         if not isinstance(self.metadata, Mapping):
             raise ParetoError(f"{where}.metadata must be a mapping")
 
@@ -117,8 +143,14 @@ class FrontPoint:
         out: dict[str, Any] = {"id": self.id, "weights": self.weights}
         if self.condition is not None:
             out["condition"] = dict(self.condition)
-        out.update(scores=dict(self.scores), stderr=dict(self.stderr), nondominated=bool(nondominated),
-                   checkpoint=self.checkpoint)
+        out.update(scores=dict(self.scores), stderr=dict(self.stderr))
+        if self.ci:
+            out["ci"] = {o: list(v) for o, v in self.ci.items()}
+        if self.delta_ci:
+            out["delta_ci"] = {o: list(v) for o, v in self.delta_ci.items()}
+        out.update(nondominated=bool(nondominated), checkpoint=self.checkpoint)
+        if self.per_example is not None:
+            out["per_example"] = self.per_example
         if self.metadata:
             out["metadata"] = dict(self.metadata)
         return out
@@ -138,7 +170,9 @@ class ParetoFront:
 
     ``method`` names how it was traced (``sweep``, ``soup``, ``conditioned``, ``decoding``, ...);
     ``reference_point`` ``[K]`` is the default reference of :meth:`hypervolume`; ``cost`` holds
-    ``train_seconds``, ``eval_seconds`` and ``train_steps`` (more keys allowed).
+    ``train_seconds``, ``eval_seconds`` and ``train_steps`` (more keys allowed). The bootstrap
+    fields (``hypervolume_ci``, ``hypervolume_gain``, ``tradeoff``, ``bootstrap``) are set by
+    :meth:`attach_intervals`; ``None`` when never computed (e.g. an older front.json).
     """
 
     objectives: list[str]
@@ -147,6 +181,10 @@ class ParetoFront:
     reference_point: list[float] | None = None
     cost: dict[str, float | int] = field(default_factory=lambda: dict(_COST_DEFAULT))
     metadata: dict[str, Any] = field(default_factory=dict)
+    hypervolume_ci: list[float] | None = None
+    hypervolume_gain: dict[str, Any] | None = None
+    tradeoff: dict[str, dict[str, Any]] | None = None
+    bootstrap: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.objectives, (list, tuple)):  # anything else: validate() names it
@@ -167,12 +205,12 @@ class ParetoFront:
             ref = self.reference_point
             if isinstance(ref, (str, bytes)) or not isinstance(ref, (Sequence, np.ndarray)) or len(ref) != len(objs):
                 raise ParetoError(f"reference_point must have {len(objs)} values (one per objective), got {ref!r}")
-            self.reference_point = [_number(v, f"reference_point[{i}]") for i, v in enumerate(ref)]
+            self.reference_point = [number(v, f"reference_point[{i}]") for i, v in enumerate(ref)]
         if not isinstance(self.cost, Mapping):
             raise ParetoError("cost must be a mapping with train_seconds, eval_seconds, train_steps")
         self.cost = {**_COST_DEFAULT, **self.cost}
         for key, value in self.cost.items():
-            _number(value, f"cost[{key!r}]", nonnegative=True)
+            number(value, f"cost[{key!r}]", nonnegative=True)
         if not isinstance(self.metadata, Mapping):
             raise ParetoError("metadata must be a mapping")
         seen: set[str] = set()
@@ -183,6 +221,7 @@ class ParetoFront:
             if point.id in seen:
                 raise ParetoError(f"points[{i}].id {point.id!r} is used by another point")
             seen.add(point.id)
+        _iv.validate_front_intervals(self, seen)
 
     # ------------------------------------------------------------------ access
 
@@ -192,6 +231,8 @@ class ParetoFront:
         if any(p.id == point.id for p in self.points):
             raise ParetoError(f"a point with id {point.id!r} is already on the front")
         self.points.append(point)
+        # front-level intervals described the old point set: recompute with attach_intervals
+        self.hypervolume_ci = self.hypervolume_gain = self.tradeoff = self.bootstrap = None
         return point
 
     def get(self, point_id: str) -> FrontPoint:
@@ -251,9 +292,18 @@ class ParetoFront:
             "method": self.method,
             "reference_point": None if self.reference_point is None else list(self.reference_point),
             "hypervolume": None if self.reference_point is None else self.hypervolume(),
-            "points": [p.to_dict(bool(m)) for p, m in zip(self.points, mask, strict=True)],
-            "cost": dict(self.cost),
         }
+        if self.hypervolume_ci is not None:
+            out["hypervolume_ci"] = list(self.hypervolume_ci)
+        if self.hypervolume_gain is not None:
+            out["hypervolume_gain"] = {"value": self.hypervolume_gain["value"],
+                                       "ci": list(self.hypervolume_gain["ci"])}
+        out["points"] = [p.to_dict(bool(m)) for p, m in zip(self.points, mask, strict=True)]
+        if self.tradeoff is not None:
+            out["tradeoff"] = {o: {**e, "ci": list(e["ci"])} for o, e in self.tradeoff.items()}
+        if self.bootstrap is not None:
+            out["bootstrap"] = dict(self.bootstrap)
+        out["cost"] = dict(self.cost)
         if self.metadata:
             out["metadata"] = dict(self.metadata)
         return out
@@ -294,12 +344,17 @@ class ParetoFront:
                 id=entry["id"], scores=entry["scores"], stderr=entry.get("stderr", {}),
                 weights=entry.get("weights"), condition=entry.get("condition"),
                 checkpoint=entry.get("checkpoint"), metadata=entry.get("metadata", {}),
+                ci=entry.get("ci", {}), delta_ci=entry.get("delta_ci", {}),
+                per_example=entry.get("per_example"),
             ))
         try:
             return cls(
                 objectives=data["objectives"], points=points, method=data.get("method", "custom"),
                 reference_point=data.get("reference_point"),
                 cost=data.get("cost", dict(_COST_DEFAULT)), metadata=data.get("metadata", {}),
+                hypervolume_ci=data.get("hypervolume_ci"),
+                hypervolume_gain=data.get("hypervolume_gain"), tradeoff=data.get("tradeoff"),
+                bootstrap=data.get("bootstrap"),
             )
         except ParetoError as exc:
             raise bad(str(exc)) from None
@@ -318,7 +373,8 @@ class ParetoFront:
     def load(cls, path: str | os.PathLike) -> ParetoFront:
         """Read a ``front.json`` written by :meth:`save` (or by hand in the same schema); ``path``
         may also be the folder holding it. Raises :class:`~moalign.errors.CheckpointError`
-        naming the file and the missing or bad field."""
+        naming the file and the missing or bad field. The front remembers its folder, where
+        :meth:`attach_intervals` finds the per-example files."""
         path = Path(path)
         if path.is_dir():
             path = path / "front.json"
@@ -328,102 +384,60 @@ class ParetoFront:
             raise CheckpointError(f"{path}: no such front file") from None
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+        front = cls.from_dict(data, source=str(path))
+        front.root = path.parent
+        return front
+
+    # ------------------------------------------------------------------ bootstrap
+
+    #: folder the per-example paths are relative to (set by :meth:`load`; not compared, not saved)
+    root = None
+
+    def per_example(self, root: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-example scores ``([P, N, K], baseline [N, K] or None)`` from the files named by
+        ``per_example``, relative to ``root`` (default: the folder :meth:`load` read)."""
+        return _iv.front_per_example(self, root)
+
+    def attach_intervals(self, root: str | os.PathLike | None = None,
+                         settings: Mapping[str, Any] | None = None) -> ParetoFront:
+        """Compute every interval by a paired bootstrap over the per-example files and store
+        them (per point ``ci`` / ``delta_ci``, ``hypervolume_ci``, ``hypervolume_gain``,
+        ``tradeoff``, ``bootstrap``, ``metadata.baseline.ci``); ``settings`` default to the
+        stored ``bootstrap``, else :data:`~moalign.pareto.bootstrap.DEFAULT_BOOTSTRAP`."""
+        _iv.attach_intervals(self, root, settings)
+        self.validate()
+        return self
 
     # ------------------------------------------------------------------ display
 
     def to_table(self, digits: int = 4) -> str:
-        """Aligned text table: one row per point, ``*`` marks the non-dominated ones."""
-        mask = self.nondominated
-        header = ["", "id", "weights/condition", *self.objectives, "checkpoint"]
-        rows = []
-        for point, nd in zip(self.points, mask, strict=True):
-            cells = []
-            for o in self.objectives:
-                s = f"{point.scores[o]:.{digits}g}"
-                if o in point.stderr:
-                    s += f" ± {point.stderr[o]:.2g}"
-                cells.append(s)
-            label = point.label() if (point.weights is not None or point.condition) else "-"
-            rows.append(["*" if nd else "", point.id, label, *cells, point.checkpoint or "-"])
-        widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-        lines = [self._summary()]
-        for r in [header, *rows]:
-            lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
-        return "\n".join(lines)
-
-    def _summary(self) -> str:
-        text = f"{self.method} front, {len(self)} points ({int(self.nondominated.sum())} non-dominated, marked *)"
-        if self.reference_point is not None:
-            text += f", hypervolume {self.hypervolume():.6g} (reference point {self.reference_point})"
-        return text
+        """Aligned text table, one row per point (``*``: non-dominated), each score with its
+        interval (or standard error); then, when the front has intervals, what is and is not
+        beyond noise (:func:`moalign.pareto.summary.front_table`)."""
+        return front_table(self, digits)
 
     def plot(self, path: str | os.PathLike, *, others: Sequence[ParetoFront] | None = None,
-             labels: Sequence[str] | None = None) -> Path:
+             labels: Sequence[str] | None = None,
+             reference_point: Sequence[float] | None = None) -> Path:
         """Save a figure of this front (and of ``others`` on the same axes) to ``path``.
 
         K = 2: scatter with the non-dominated staircase, dominated points greyed, weights
         annotated, hypervolume in the title. K >= 3: a grid of pairwise panels. The format
         follows the suffix (``.png``, ``.pdf``, ``.svg``). See :func:`plot_fronts`.
         """
-        return plot_fronts([self, *(others or [])], path, labels=labels)
-
-
-# ---------------------------------------------------------------------- plotting
-
-
-def _staircase(pts: np.ndarray, ref: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Boundary of the region dominated by the non-dominated ``pts`` [M, 2] (maximization)."""
-    order = np.lexsort((-pts[:, 1], pts[:, 0]))
-    x, y = pts[order, 0], pts[order, 1]
-    xs, ys = [], []
-    if ref is not None:
-        xs.append(ref[0])
-        ys.append(y[0])
-    for i in range(len(x)):
-        xs += [x[i], x[i]]
-        ys += [y[i], y[i + 1] if i + 1 < len(x) else (ref[1] if ref is not None else y[i])]
-    return np.array(xs), np.array(ys)
-
-
-def _draw_2d(ax: Any, front: ParetoFront, i: int, j: int, color: Any, marker: str, label: str,
-             ref: np.ndarray | None, staircase: bool, annotate: bool) -> None:
-    scores = front.scores_array
-    nd = front.nondominated
-    err = np.nan_to_num(front.stderr_array, nan=0.0)
-    if staircase and nd.any():
-        sx, sy = _staircase(scores[nd][:, [i, j]], None if ref is None else ref[[i, j]])
-        ax.plot(sx, sy, color=color, lw=1.2, alpha=0.8)
-        if ref is not None:
-            ax.fill_between(sx, sy, ref[j], color=color, alpha=0.08, step=None, lw=0)
-    for mask, col, lab in ((~nd, "0.65", None), (nd, color, label)):
-        if mask.any():
-            ax.errorbar(scores[mask, i], scores[mask, j], xerr=err[mask, i], yerr=err[mask, j], fmt=marker,
-                        color=col, ecolor=col, elinewidth=0.8, capsize=2, ms=6, label=lab, zorder=3)
-    if annotate:
-        for point, (x, y) in zip(front.points, scores[:, [i, j]], strict=True):
-            ax.annotate(point.label(), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    baseline = front.metadata.get("baseline") if isinstance(front.metadata, Mapping) else None
-    if isinstance(baseline, Mapping) and isinstance(baseline.get("scores"), Mapping):
-        names = (front.objectives[i], front.objectives[j])
-        if all(isinstance(baseline["scores"].get(n), Real) for n in names):
-            ax.plot(*(baseline["scores"][n] for n in names), marker="*", ms=11, ls="none",
-                    color="black", zorder=4, label="starting policy" if annotate else None)
-            if annotate:
-                ax.legend(fontsize=8, loc="lower left")
+        return plot_fronts([self, *(others or [])], path, labels=labels,
+                           reference_point=reference_point)
 
 
 def plot_fronts(fronts: Sequence[ParetoFront], path: str | os.PathLike,
-                labels: Sequence[str] | None = None) -> Path:
+                labels: Sequence[str] | None = None, *,
+                reference_point: Sequence[float] | None = None) -> Path:
     """Plot one or several fronts measured on the same objectives into one figure at ``path``.
 
-    Hypervolumes are all computed against the first front's ``reference_point`` (when it has
-    one), so the numbers in the legend are comparable. Uses matplotlib's Agg canvas directly,
-    so it works headless and leaves pyplot's global state alone. Returns ``path``.
+    Hypervolumes are computed at one common reference point (:func:`common_reference`):
+    fronts that store different ones are refused unless ``reference_point`` recomputes them
+    all at one. Headless (matplotlib's Agg canvas). Returns ``path``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fronts = list(fronts)
     if not fronts or not all(isinstance(f, ParetoFront) for f in fronts):
         raise ParetoError("plot_fronts needs a non-empty list of ParetoFront objects")
@@ -431,49 +445,12 @@ def plot_fronts(fronts: Sequence[ParetoFront], path: str | os.PathLike,
     for n, f in enumerate(fronts[1:], start=1):
         if f.objectives != objectives:
             raise ParetoError(f"front {n} has objectives {f.objectives}, front 0 has {objectives}")
-    k = len(objectives)
-    if k < 2:
+    if len(objectives) < 2:
         raise ParetoError(f"plotting needs at least 2 objectives, got {objectives}")
     if labels is None:
         labels = [f.method for f in fronts]
     if len(labels) != len(fronts):
         raise ParetoError(f"got {len(labels)} labels for {len(fronts)} fronts")
-    ref = None if fronts[0].reference_point is None else np.asarray(fronts[0].reference_point)
-    if ref is not None:
-        labels = [f"{lab} (HV {f.hypervolume(ref):.4g})" for lab, f in zip(labels, fronts, strict=True)]
-    several = len(fronts) > 1
-    annotate = sum(len(f) for f in fronts) <= 60
-    markers = "osD^vP*Xh<>"
-
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    ncols = min(len(pairs), 3)
-    nrows = math.ceil(len(pairs) / ncols)
-    fig = Figure(figsize=(5.2 * ncols if k > 2 else 6.4, 4.6 * nrows if k > 2 else 5.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (i, j) in zip(axes, pairs, strict=False):
-        for n, f in enumerate(fronts):
-            color = f"C{n % 10}"
-            _draw_2d(ax, f, i, j, color, markers[n % len(markers)], labels[n], ref, staircase=k == 2,
-                     annotate=annotate)
-        ax.set_xlabel(f"{objectives[i]} (higher is better)")
-        ax.set_ylabel(f"{objectives[j]} (higher is better)")
-        ax.grid(alpha=0.3)
-    for ax in axes[len(pairs):]:
-        ax.set_visible(False)
-    if several:
-        axes[0].legend(fontsize=8, loc="best")
-    title = "Pareto fronts" if several else f"{fronts[0].method} front"
-    if ref is not None:
-        hv = "" if several else f": hypervolume {fronts[0].hypervolume(ref):.4g}"
-        title += f"{hv} (reference point {[float(v) for v in ref]})"
-    title += "; dominated points in grey"
-    fig.suptitle(title, fontsize=10)
-    return _save_figure(fig, Path(path))
-
-
-def _save_figure(fig: Any, path: Path) -> Path:
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=120)
-    return atomic_write_bytes(path, buf.getvalue())
+    ref = common_reference(fronts, reference_point)
+    hvs = None if ref is None else [f.hypervolume(ref) for f in fronts]
+    return draw_fronts(fronts, path, list(labels), None if ref is None else np.asarray(ref), hvs)

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -70,17 +71,71 @@ def test_demo_tiny_front_is_schema_valid_and_agrees_with_pareto(tiny_demo):
                                                 abs=1e-12)
     assert (out / "front.png").read_bytes()[:8] == PNG_MAGIC
 
-    # what the command printed: the paths, the baseline and both hypervolumes
+    # what the command printed: the paths, the baseline row, and in words what is beyond noise
     text = tiny_demo["stdout"]
     assert str(out / "front.json") in text and str(out / "front.png") in text
-    base = data["metadata"]["baseline"]["scores"]
-    hv_base = pareto.hypervolume(np.array([[base[o] for o in data["objectives"]]]),
-                                 data["reference_point"])
-    m = re.search(r"front ([\d.e+-]+) vs baseline alone ([\d.e+-]+)", text)
+    m = re.search(r"hypervolume ([\d.e+-]+) \[([\d.e+-]+), ([\d.e+-]+)\]", text.splitlines()[0])
     assert m, text
     assert float(m.group(1)) == pytest.approx(data["hypervolume"], rel=1e-5)
-    assert float(m.group(2)) == pytest.approx(hv_base, rel=1e-5)
+    assert [float(m.group(2)), float(m.group(3))] == pytest.approx(data["hypervolume_ci"], rel=1e-2)
+    for objective, t in data["tradeoff"].items():
+        line = next(s for s in text.splitlines() if re.match(rf"\s+{objective}\s+span ", s))
+        assert line.endswith("significant") or line.endswith("within noise"), line
+        assert f"from {t['from']} to {t['to']}" in line
+    assert re.search(r"^   baseline +\(starting policy\) +0\.5 \[0\.5, 0\.5\]", text, re.M), text
     assert "wall time" in text
+
+
+def test_demo_tiny_stores_per_example_scores_and_intervals(tiny_demo):
+    """Acceptance: the per-example files reproduce every stored score exactly, every interval
+    contains its estimate, and the baseline is measured like any point (not written down)."""
+    from moalign.pareto.bootstrap import read_per_example
+
+    out = tiny_demo["dir"]
+    data = json.loads((out / "front.json").read_text())
+    objectives = data["objectives"]
+    assert data["bootstrap"] == {"resamples": 2000, "level": 0.95, "seed": 0}
+    assert data["metadata"]["reference"] == "baseline"
+    base = data["metadata"]["baseline"]
+    assert data["reference_point"] == [base["scores"][o] for o in objectives]
+    assert set(base) >= {"scores", "stderr", "ci", "per_example"}
+    sizes = set()
+    for entry in [*data["points"], base]:
+        assert set(entry["ci"]) == set(objectives)
+        per = read_per_example(out / entry["per_example"], objectives)
+        sizes.add(per.shape[0])
+        for k, o in enumerate(objectives):
+            col = per[np.isfinite(per[:, k]), k]
+            assert col.size > 0 and set(col.tolist()) <= {0.0, 0.5, 1.0}  # implicit outcomes
+            assert entry["scores"][o] == col.mean()  # exactly, not approximately
+            assert entry["stderr"][o] == pytest.approx(col.std(ddof=1) / np.sqrt(col.size),
+                                                       rel=1e-12)
+            lo, hi = entry["ci"][o]
+            assert lo <= entry["scores"][o] <= hi
+        # one line per held-out example, one key per objective, null where unlabelled
+        lines = (out / entry["per_example"]).read_text().splitlines()
+        assert all(set(json.loads(line)) == set(objectives) for line in lines)
+    assert len(sizes) == 1  # every point and the baseline on the same examples
+    assert data["metadata"]["heldout"]["examples"] == sizes.pop()
+    # the start is its own reference: every pair ties, because the two passes agree
+    base_per = read_per_example(out / base["per_example"], objectives)
+    assert set(base_per[np.isfinite(base_per)].tolist()) == {0.5}
+    lo, hi = data["hypervolume_ci"]
+    assert lo <= data["hypervolume"] <= hi
+    gain = data["hypervolume_gain"]
+    assert gain["ci"][0] <= gain["value"] <= gain["ci"][1]
+    assert gain["value"] == pytest.approx(data["hypervolume"])  # reference = the baseline
+    assert set(data["tradeoff"]) == set(objectives)
+    for objective, t in data["tradeoff"].items():
+        assert t["ci"][0] <= t["span"] <= t["ci"][1]
+        ends = {p["id"]: p for p in data["points"]}
+        k = objectives.index(objective)
+        assert ends[t["to"]]["weights"][k] == 1.0 and ends[t["from"]]["weights"][k] == 0.0
+        assert t["span"] == pytest.approx(ends[t["to"]]["scores"][objective]
+                                          - ends[t["from"]]["scores"][objective])
+    for p in data["points"]:
+        for o, (lo, hi) in p["delta_ci"].items():
+            assert lo <= p["scores"][o] - base["scores"][o] <= hi
 
 
 def test_demo_rerun_reuses_finished_points(tiny_demo, monkeypatch):
@@ -367,3 +422,34 @@ def test_plot_overlays_two_fronts(tiny_demo, tmp_path):
     rc, _, stderr, _ = _run(["plot", str(a), str(tmp_path / "none.json"), "-o", "x.gif",
                              "--labels", "only-one"])
     assert rc == 2 and "Traceback" not in stderr and "3 problems" in stderr
+
+
+def test_plot_refuses_fronts_with_different_reference_points(tiny_demo, tmp_path):
+    from moalign.pareto.front import ParetoFront
+
+    a = tiny_demo["dir"] / "front.json"
+    first = ParetoFront.load(a)
+    moved = ParetoFront.from_dict({**first.to_dict(), "reference_point": [0.0, 0.0]})
+    shutil.copytree(tiny_demo["dir"], tmp_path / "b", ignore=shutil.ignore_patterns("front.*"))
+    b = moved.save(tmp_path / "b" / "b.json")  # beside the same per-example files
+    target = tmp_path / "cmp.png"
+    rc, stdout, stderr, _ = _run(["plot", str(a), str(b), "-o", str(target)])
+    assert rc == 2 and "Traceback" not in stderr and not target.exists()
+    assert "reference point [0.0, 0.0]" in stderr and "not comparable" in stderr
+    assert "--reference-point" in stderr and "--common-reference" in stderr
+
+    rc, stdout, stderr, _ = _run(["plot", str(a), str(b), "-o", str(target),
+                                  "--reference-point", "0.25,0.25"])
+    assert rc == 0, stderr
+    for label, front in zip(("soup (tiny)", "soup (b.json)"), (first, moved), strict=True):
+        line = next(s for s in stdout.splitlines() if s.startswith(label))
+        hv = float(re.search(r"hypervolume ([\d.e+-]+)", line).group(1))
+        assert hv == pytest.approx(pareto.hypervolume(front.scores_array, [0.25, 0.25]), rel=1e-5)
+    assert "recomputed at reference point [0.25, 0.25]" in stdout
+
+    rc, stdout, stderr, _ = _run(["plot", str(a), str(b), "-o", str(target), "--common-reference"])
+    assert rc == 0, stderr
+    assert f"recomputed at reference point {first.reference_point}" in stdout
+    # the same held-out examples and scores: the paired difference is exactly 0
+    assert "hypervolume soup (b.json) minus soup (tiny): +0 [+0, +0]" in stdout
+    assert "within noise" in stdout

@@ -10,7 +10,7 @@ import pytest
 
 from moalign.errors import CheckpointError
 from moalign.pareto import FrontPoint, ParetoError, ParetoFront, hypervolume, plot_fronts
-from moalign.pareto.front import _staircase
+from moalign.pareto.plot import _staircase
 
 OBJ = ["helpfulness", "harmlessness"]
 
