@@ -59,10 +59,13 @@ def _draw_2d(ax: Any, front: Any, i: int, j: int, color: Any, marker: str, label
     nd = front.nondominated
     err = _error_bars(front)
     if staircase and nd.any():
-        sx, sy = _staircase(scores[nd][:, [i, j]], None if ref is None else ref[[i, j]])
+        sx, sy = _staircase(scores[nd][:, [i, j]], None)
         ax.plot(sx, sy, color=color, lw=1.2, alpha=0.8)
-        if ref is not None:
-            ax.fill_between(sx, sy, ref[j], color=color, alpha=0.08, step=None, lw=0)
+        if ref is not None:  # the hypervolume: only points beyond the reference enclose any
+            inside = nd & np.all(scores[:, [i, j]] > ref[[i, j]], axis=1)
+            if inside.any():
+                fx, fy = _staircase(scores[inside][:, [i, j]], ref[[i, j]])
+                ax.fill_between(fx, fy, ref[j], color=color, alpha=0.12, step=None, lw=0)
     for mask, col, lab in ((~nd, "0.65", None), (nd, color, label)):
         if mask.any():
             ax.errorbar(scores[mask, i], scores[mask, j], xerr=err[:, mask, i],
@@ -103,6 +106,9 @@ def draw_fronts(fronts: Sequence[Any], path: str | os.PathLike, labels: Sequence
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (i, j) in zip(axes, pairs, strict=False):
+        if ref is not None:
+            ax.axvline(ref[i], color="0.5", lw=0.7, ls=":", zorder=1)
+            ax.axhline(ref[j], color="0.5", lw=0.7, ls=":", zorder=1)
         for n, f in enumerate(fronts):
             _draw_2d(ax, f, i, j, f"C{n % 10}", markers[n % len(markers)], labels[n], ref,
                      staircase=k == 2, annotate=annotate)
@@ -116,8 +122,8 @@ def draw_fronts(fronts: Sequence[Any], path: str | os.PathLike, labels: Sequence
     title = "Pareto fronts" if several else f"{fronts[0].method} front"
     if ref is not None:
         hv = "" if several or hypervolumes is None else f": hypervolume {hypervolumes[0]:.4g}"
-        title += f"{hv} (reference point {[round(float(v), 6) for v in ref]})"
-    title += "; dominated points in grey; bars: bootstrap intervals (else ± 1 stderr)"
+        title += f"{hv} (reference point {[round(float(v), 6) for v in ref]}, dotted)"
+    title += "\ndominated points in grey; bars: bootstrap intervals (else ± 1 stderr)"
     fig.suptitle(title, fontsize=10)
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     buf = io.BytesIO()
