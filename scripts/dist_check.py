@@ -38,9 +38,15 @@ from typing import Any
 
 #: Trainers checked, in order. ``mo-dpo-precompute`` is MO-DPO with precomputed reference
 #: log-probs of an in-memory dataset (the case where each process needs the others' results);
-#: ``mo-dpo-partial`` has pairs labelled for one objective only, with
-#: ``label_normalization="batch"`` (the normalization that does not depend on the split).
-TRAINERS = ("mo-dpo", "mo-dpo-precompute", "mo-dpo-partial", "modpo", "mo-grpo", "mo-ppo")
+#: ``mo-dpo-partial`` has a third of the pairs labelled for objective b, with
+#: ``label_normalization="batch"``; ``mo-dpo-half`` has half-labelled data (disjoint labels:
+#: each pair labelled for one objective only, a or b) with the default
+#: ``label_normalization="objective"``, whose counts cover the whole optimizer step on every
+#: process; ``mo-dpo-half-accumulate`` is the same with 2 steps of gradient accumulation
+#: (1 process: 2 x 4 pairs, 2 processes: 2 x 2 pairs each), which must also give the losses of
+#: ``mo-dpo-half`` (one step, 8 pairs, however it is split).
+TRAINERS = ("mo-dpo", "mo-dpo-precompute", "mo-dpo-partial", "mo-dpo-half",
+            "mo-dpo-half-accumulate", "modpo", "mo-grpo", "mo-ppo")
 GLOBAL_BATCH = 8
 VOWELS, CONSONANTS = "aeiou", "bdfgk"
 
@@ -150,7 +156,7 @@ def _lora():
 
 
 def _run_dpo(tmp: Path, per_process: int, steps: int, precompute: bool = False,
-             partial: str | None = None):
+             partial: str | None = None, half: bool = False, accumulate: int = 1):
     from moalign.models import tiny_causal_lm
     from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
@@ -161,9 +167,16 @@ def _run_dpo(tmp: Path, per_process: int, steps: int, precompute: bool = False,
         ds = ds.map(lambda row, i: {"pref_b": row["pref_b"] if i % 3 == 0 else float("nan")},
                     with_indices=True)
         extra["label_normalization"] = partial
+    if half:  # disjoint labels: even pairs are labelled for a only, odd pairs for b only
+        nan = float("nan")
+        ds = ds.map(lambda row, i: {"pref_a": row["pref_a"] if i % 2 == 0 else nan,
+                                    "pref_b": row["pref_b"] if i % 2 == 1 else nan},
+                    with_indices=True)
+    common = _common(tmp, per_process // accumulate, steps)
+    common["gradient_accumulation_steps"] = accumulate
     args = MultiObjectiveDPOConfig(objectives=["a", "b"], weights=[0.7, 0.3], beta=0.5,
                                    max_length=64, precompute_ref_log_probs=precompute,
-                                   **extra, **_common(tmp, per_process, steps))
+                                   **extra, **common)
     return MultiObjectiveDPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                                     peft_config=_lora())
 
@@ -250,8 +263,9 @@ BUILDERS = {
                                                                   precompute=True),
     "mo-dpo-partial": lambda tmp, per_process, steps: _run_dpo(tmp, per_process, steps,
                                                                partial="batch"),
-    "mo-dpo-partial-objective": lambda tmp, per_process, steps: _run_dpo(
-        tmp, per_process, steps, partial="objective"),
+    "mo-dpo-half": lambda tmp, per_process, steps: _run_dpo(tmp, per_process, steps, half=True),
+    "mo-dpo-half-accumulate": lambda tmp, per_process, steps: _run_dpo(
+        tmp, per_process, steps, half=True, accumulate=2),
     "modpo": _run_modpo,
     "mo-grpo": _run_grpo,
     "mo-ppo": _run_ppo,
@@ -378,9 +392,7 @@ def compare(single: dict, double: dict, rtol: float = 1e-4, atol: float = 1e-5) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trainers", nargs="+", default=list(TRAINERS), choices=list(BUILDERS),
-                        help=f"default: {' '.join(TRAINERS)}; also 'mo-dpo-partial-objective' "
-                             "(per-process label means: equal to one process only when every "
-                             "process's batch has as many pairs labelled for each objective)")
+                        help=f"default: {' '.join(TRAINERS)}")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--nproc", type=int, default=2, help="processes of the distributed run")
     parser.add_argument("--rtol", type=float, default=1e-4)
@@ -406,15 +418,15 @@ def main(argv: list[str] | None = None) -> int:
                          args.timeout, GLOBAL_BATCH if args.mismatch else None)
         elapsed = time.perf_counter() - start
     report = compare(single, double, args.rtol, args.atol)
-    print(f"{'trainer':<18} {'ok':<4} {'losses (1 process)':<30} {'max|loss diff|':>14} "
+    print(f"{'trainer':<24} {'ok':<4} {'losses (1 process)':<30} {'max|loss diff|':>14} "
           f"{'max|param diff|':>15} {'max|param change|':>17}")
     for name, r in report.items():
         if "error" in r:
-            print(f"{name:<18} {'NO':<4} {r['error']}")
+            print(f"{name:<24} {'NO':<4} {r['error']}")
             continue
         losses = ", ".join(f"{x:.5f}" for x in r["losses_1"][:3]) + \
             (", ..." if len(r["losses_1"]) > 3 else "")
-        print(f"{name:<18} {'yes' if r['ok'] else 'NO':<4} {losses:<30} "
+        print(f"{name:<24} {'yes' if r['ok'] else 'NO':<4} {losses:<30} "
               f"{r['max_loss_diff']:>14.2e} {r['max_param_diff']:>15.2e} {r['param_change']:>17.2e}")
     print(f"world sizes: {single['world_size']} and {double['world_size']}; "
           f"global batch {GLOBAL_BATCH}; {args.steps} steps; {elapsed:.0f} s")

@@ -12,6 +12,12 @@ uses the ones it supports:
   RLHF, Dai et al. 2023): multipliers updated by projected dual ascent on each batch's mean
   rewards and folded into the signal by :meth:`LagrangianConstraints.combine`.
 
+A scalarizer is applied in one of two ways. :meth:`TradeOff.combine` scalarizes signals row by
+row (per completion, per token, per pair), which is exact for the linear scalarizer. A
+non-linear one (Tchebycheff) is a function of the objectives, ``S(J)`` with ``J_k`` the expected
+reward of objective k, and ``S(E[r]) != E[S(r)]``: :meth:`TradeOff.gradient_weights` gives the
+linear weights of its policy gradient instead, ``dS/dJ`` at the batch's mean rewards.
+
 Its state (schedule, scalarizer statistics, multipliers, last weights) goes into checkpoints.
 
 One vocabulary for every trainer:
@@ -216,6 +222,76 @@ class TradeOff:
         if self.constraints is not None:
             out = self.constraints.combine(out, signals)
         return out
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the scalarizer ends in the linear one (possibly after normalizers), so that
+        :meth:`combine` on per-row signals is the weighted sum of the objectives."""
+        from moalign.tradeoff.scalarize import Chain, Linear
+
+        final = self.scalarizer.scalarizer if isinstance(self.scalarizer, Chain) else self.scalarizer
+        return isinstance(final, Linear)
+
+    def gradient_weight_problems(self) -> list[str]:
+        """Why :meth:`gradient_weights` cannot linearize this scalarizer (empty when it can):
+        group and batch normalizers are statistics of samples, not functions of the
+        objectives' means."""
+        from moalign.tradeoff.scalarize import BatchNormalize, Chain, GroupNormalize
+
+        parts = self.scalarizer.transforms if isinstance(self.scalarizer, Chain) else []
+        bad = [t for t in parts if isinstance(t, (GroupNormalize, BatchNormalize))]
+        if not bad or self.is_linear:
+            return []
+        return [f"the non-linear scalarizer {self.scalarizer!r} is applied to the objectives' mean "
+                f"rewards, where {bad[0]!r} (a statistic of the samples of a group or batch) is not "
+                "defined: use it without that normalizer, with normalize 'running', or use a "
+                "linear scalarizer"]
+
+    def gradient_weights(self, rewards: torch.Tensor) -> np.ndarray:
+        """Per-objective weights ``[K]`` of the policy gradient of ``S(J)``, the scalarizer
+        applied to the objectives' expected rewards ``J``, at a batch of rewards ``[B, K]``.
+
+        By the chain rule ``grad_theta S(J(theta)) = sum_k dS/dJ_k grad_theta J_k``, so a
+        policy-gradient step on ``S(J)`` is one on the linear combination of the objectives
+        with weights ``dS/dJ`` (the gradient of the *scalarized expected returns*, SER, rather
+        than of the expected scalarized return ``E[S(r)]``, ESR: Hayes et al. 2022, "A practical
+        guide to multi-objective reinforcement learning and planning", AAMAS 36:26; the
+        policy-gradient form of Reymond et al. 2023, "Actor-critic multi-objective
+        reinforcement learning for non-linear utility functions", AAMAS 37:23). ``J`` is
+        estimated by the batch's NaN-ignoring column means; at a kink (Tchebycheff's max) the
+        gradient taken is a subgradient (ties share it).
+
+        The scalarizer's statistics are first updated, in training mode, from the per-sample
+        ``rewards`` (Tchebycheff's online ideal point becomes the running per-objective maximum
+        of the rewards, an estimate of the utopia point; running normalizers see the rewards),
+        then ``S`` is differentiated at the means with those statistics held fixed. With
+        constraints, the weights are those of the Lagrangian combination,
+        ``(dS/dJ_k + lambda_k) / (1 + sum_j lambda_j)``. For the linear scalarizer this is
+        :meth:`linear_weights`.
+        """
+        from moalign.tradeoff.scalarize import as_rewards
+
+        problems = self.gradient_weight_problems()
+        if problems:
+            raise ConfigError(problems)
+        r = as_rewards(rewards).detach().to("cpu", torch.float64)
+        training = self.scalarizer.training
+        with torch.enable_grad():
+            if training:
+                self.scalarizer(r, self.weights)  # statistics from the samples
+            means = torch.nanmean(r, dim=0, keepdim=True).requires_grad_(True)
+            self.scalarizer.eval()
+            try:
+                value = self.scalarizer(means, self.weights)[0]
+                (grad,) = torch.autograd.grad(value, means, allow_unused=True)
+            finally:
+                self.scalarizer.train(training)
+        g = torch.zeros(self.num_objectives, dtype=torch.float64) if grad is None else grad[0]
+        g = torch.nan_to_num(g)
+        if self.constraints is not None:
+            eye = torch.eye(self.num_objectives, dtype=torch.float64)
+            g = self.constraints.combine(g, eye)
+        return g.numpy()
 
     def linear_weights(self) -> np.ndarray:
         """The per-objective weights of the combined signal when the scalarizer is linear.

@@ -41,14 +41,23 @@ PAIR_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 #: How the masked per-pair losses ``L[i, k]`` become per-objective losses and then one number.
-#: ``n_k`` is the number of pairs of the batch labelled (+1/-1) for objective k.
 #:
-#: - ``"objective"`` (default): ``l_k = sum_i L[i, k] / n_k``, the mean DPO loss over the pairs
-#:   labelled for k; the loss is ``scalarize(l, w)`` (``sum_k w_k l_k`` for the linear
-#:   scalarizer). An objective with no labelled pair in the batch is left out and the weights of
-#:   the others are renormalized (the NaN convention of :mod:`moalign.tradeoff.scalarize`). Weights keep
-#:   their meaning whatever the label frequencies: with disjoint label sets (HH-RLHF helpful
-#:   pairs vs harmless pairs) ``w`` is the share of the gradient each objective gets.
+#: - ``"objective"`` (default): ``l_k = sum_i L[i, k] / N_k``, the mean DPO loss over the pairs
+#:   labelled for k, where ``N_k`` counts the pairs labelled (+1/-1) for k in the whole
+#:   **optimizer step**: every micro-batch of gradient accumulation, on every process. The
+#:   trainer counts them before the step's backward passes (the way transformers' ``Trainer``
+#:   counts tokens for ``num_items_in_batch``) and each micro-batch contributes its share
+#:   ``sum_{i in micro-batch} L[i, k] / N_k``, so the step's gradient is the same however the
+#:   step is split into micro-batches and processes. The loss is ``scalarize(l, w)`` (``sum_k
+#:   w_k l_k`` for the linear scalarizer). The weights are **never renormalized**: an objective
+#:   with no labelled pair in a micro-batch adds 0 to that micro-batch, and one with none in the
+#:   whole step trains at weight 0 that step, its weight not handed to the others. Over steps of
+#:   S pairs drawn at random, objective k's expected coefficient is therefore
+#:   ``w_k * P(N_k > 0)``, with ``P(N_k = 0) = (1 - p_k)^S`` for a share ``p_k`` of pairs labelled
+#:   for k: the asked weights exactly when every objective is as likely to appear in a step
+#:   (disjoint labels split half and half: ``P(N_k = 0) = 1/16`` for both at S = 4), and off
+#:   by the factors ``1 - (1 - p_k)^S`` otherwise (``0.75^32 ~ 1e-4``: accumulate gradients to
+#:   grow S when an objective's labels are rare).
 #: - ``"batch"``: ``l_k = sum_i L[i, k] / B``: unlabelled pairs count as zero loss, so an
 #:   objective's effective weight is ``w_k`` times the fraction of pairs labelled for it.
 #: - ``"pair"``: each pair is scalarized on its own labelled objectives, with the weights
@@ -57,7 +66,7 @@ PAIR_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 #:   per pair the weights then have no effect; use it when pairs carry several labels.
 #:
 #: With per-example weights ``W [B, K]`` (conditioned training) ``"objective"`` and ``"batch"``
-#: are linear: ``sum_k sum_i W[i, k] L[i, k] / n_k`` (resp. ``/ B``).
+#: are linear: ``sum_k sum_i W[i, k] L[i, k] / N_k`` (resp. ``/ B``).
 LABEL_NORMALIZATIONS = ("objective", "batch", "pair")
 
 #: Rows of :func:`objective_stats`.
@@ -101,18 +110,41 @@ def _zero_like_graph(losses: torch.Tensor) -> torch.Tensor:
     return losses.sum() * 0.0
 
 
+def _share_losses(losses: torch.Tensor, mask: torch.Tensor, normalization: str,
+                  counts: torch.Tensor | None) -> torch.Tensor:
+    """This batch's share ``[K]`` of each per-objective loss: ``sum_i L[i, k] / N_k`` (0 where
+    ``N_k = 0``; ``N_k`` from ``counts`` or this batch) or ``sum_i L[i, k] / B``."""
+    total = losses.sum(dim=0)
+    if normalization == "batch":
+        return total / losses.shape[0]
+    if counts is None:
+        counts = mask.sum(dim=0)
+    return total / counts.to(losses.dtype).clamp(min=1)
+
+
 def combine(
     losses: torch.Tensor,
     mask: torch.Tensor,
     weights: torch.Tensor,
     scalarizer,
     normalization: str = "objective",
+    *,
+    counts: torch.Tensor | None = None,
+    parts: int = 1,
 ) -> torch.Tensor:
     """The scalar loss from ``L [B, K]``, its mask and weights ``[K]`` or ``[B, K]``.
 
     ``scalarizer`` is a :class:`moalign.tradeoff.scalarize.Scalarizer` (used on ``-losses``, since
     scalarizers maximize). Per-example weights require the linear form unless
     ``normalization="pair"``. See :data:`LABEL_NORMALIZATIONS`.
+
+    With ``"objective"``, ``counts [K]`` are the pairs labelled for each objective in the whole
+    optimizer step (default: in this batch) and ``parts`` the number of batches the step is
+    split into (micro-batches times processes). The result is this batch's share of the step's
+    loss: the shares of the ``parts`` batches add up to it exactly for a linear scalarizer; a
+    non-linear one sees ``parts`` times the share, this batch's estimate of the step's
+    per-objective losses, and the result is divided by ``parts``. Objectives with nothing
+    labelled add 0 (the weights are never renormalized).
     """
     weights = weights.to(losses.dtype)
     if normalization not in LABEL_NORMALIZATIONS:
@@ -128,13 +160,10 @@ def combine(
         if normalization == "batch":
             denom = torch.full_like(weights[0], float(losses.shape[0]))
         else:
-            denom = mask.sum(dim=0).to(losses.dtype).clamp(min=1)
+            denom = (mask.sum(dim=0) if counts is None else counts).to(losses.dtype).clamp(min=1)
         return ((weights * losses).sum(dim=0) / denom).sum()
-    per_objective = per_objective_losses(losses, mask, normalization)
-    out = _scalarize_losses(scalarizer, per_objective.unsqueeze(0), weights)[0]
-    if not bool(torch.isfinite(out)):
-        return _zero_like_graph(losses)
-    return out
+    share = _share_losses(losses, mask, normalization, counts)
+    return _scalarize_losses(scalarizer, parts * share.unsqueeze(0), weights)[0] / parts
 
 
 def objective_stats(

@@ -48,6 +48,7 @@ from moalign.trainers._dpo_core import (
     LABEL_NORMALIZATIONS,
     PAIR_LOSSES,
     combine,
+    label_signs,
     pair_losses,
     per_objective_losses,
 )
@@ -126,9 +127,11 @@ class MultiObjectiveDPOConfig(DPOConfig):
     label_normalization: str = field(
         default="objective",
         metadata={"help": "Normalization over labelled pairs: 'objective' (l_k = mean loss over "
-                          "the batch's pairs labelled for k), 'batch' (sum over labelled pairs / "
-                          "batch size) or 'pair' (weights renormalized over each pair's labelled "
-                          "objectives). See moalign.trainers._dpo_core.LABEL_NORMALIZATIONS."},
+                          "the pairs labelled for k in the whole optimizer step, all micro-batches "
+                          "and processes; weights never renormalized), 'batch' (sum over labelled "
+                          "pairs / batch size) or 'pair' (weights renormalized over each pair's "
+                          "labelled objectives). See "
+                          "moalign.trainers._dpo_core.LABEL_NORMALIZATIONS."},
     )
     conditioning: str | None = field(
         default=None,
@@ -257,6 +260,10 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
         self._mgda = isinstance(self.tradeoff.schedule, MGDAWeights)
         self._weights_step = -1  # the optimizer step the weights were asked at (-1: not yet)
         self._step_sums = np.zeros((2, k))  # per-objective loss sums and counts of this step
+        # label_normalization "objective" divides by the labelled pairs of the whole optimizer
+        # step, counted by _get_num_items_in_batch; the loss is then already a share of the step
+        self._step_normalized = args.label_normalization == "objective"
+        self._step_counts: torch.Tensor | None = None
 
         if train_dataset is not None:
             check_label_columns(train_dataset, names, need_labels=need, split="train")
@@ -273,6 +280,8 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
                          callbacks=callbacks, optimizers=optimizers,
                          quantization_config=quantization_config, peft_config=peft_config)
         self._finish_init()
+        # Trainer divides a loss by the accumulation steps unless it says it is scaled already
+        self.loss_is_scaled_for_ga = self._step_normalized
 
     # ------------------------------------------------------------------ conditioning
     def _check_condition_column(self, dataset, split: str) -> None:
@@ -378,6 +387,47 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
         self._weights_step = self.state.global_step
         return w
 
+    # ------------------------------------------------------------------ step-wide normalization
+    def _get_num_items_in_batch(self, batch_samples: list, device) -> torch.Tensor | None:
+        """With ``label_normalization="objective"``: ``[K + 1]`` counts for the optimizer step
+        whose micro-batches are ``batch_samples``, summed over processes: the pairs labelled for
+        each objective, then the number of micro-batches.
+
+        ``transformers.Trainer`` calls this once per optimizer step, before the step's forward
+        and backward passes, and hands the result to every :meth:`compute_loss` of the step as
+        ``num_items_in_batch`` (what it does with its own token counts): the same mechanism,
+        counting labelled pairs instead of tokens.
+        """
+        if not self._step_normalized or not batch_samples:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        counts = torch.zeros(len(self._label_columns) + 1, dtype=torch.long)
+        for batch in batch_samples:
+            labels = torch.stack([torch.as_tensor(batch[c]) for c in self._label_columns], dim=1)
+            counts[:-1] += label_signs(labels)[1].sum(dim=0).cpu()
+        counts[-1] = len(batch_samples)
+        counts = counts.to(device)
+        if self.accelerator.num_processes > 1:
+            counts = self.accelerator.reduce(counts, reduction="sum")
+        return counts
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self._step_counts = num_items_in_batch if (
+            self._step_normalized and isinstance(num_items_in_batch, torch.Tensor)) else None
+        try:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            self._step_counts = None
+
+    def _normalizers(self, training: bool, device) -> tuple[torch.Tensor | None, int, float]:
+        """``(counts, parts, scale)`` of this batch's loss: the step's labelled-pair counts per
+        objective and its number of micro-batches over all processes, and the factor that turns
+        the data-parallel gradient mean into a sum. Outside a training step (evaluation, a direct
+        call): this batch alone."""
+        step = self._step_counts
+        if step is None or not training:
+            return None, 1, 1.0
+        return step[:-1].to(device), int(step[-1]), float(self.accelerator.num_processes)
+
     # ------------------------------------------------------------------ loss
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
@@ -394,8 +444,11 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
         else:
             weights = torch.as_tensor(self._step_weights(mode == "train"), dtype=delta.dtype)
         self.tradeoff.scalarizer.train(mode == "train")
-        loss = combine(losses, mask, weights, self.tradeoff.scalarizer, self.args.label_normalization)
-        loss = self._add_aux_loss(loss, outputs, mode)
+        counts, parts, scale = self._normalizers(mode == "train", delta.device)
+        loss = combine(losses, mask, weights, self.tradeoff.scalarizer,
+                       self.args.label_normalization, counts=counts, parts=parts)
+        # the auxiliary loss counts once per step: 1 / parts of it per micro-batch and process
+        loss = self._add_aux_loss(loss * parts, outputs, mode) * (scale / parts)
 
         self._log_standard_metrics(mode, trl_inputs, outputs, seq_len, chosen_lr, rejected_lr,
                                    chosen_logps, rejected_logps)

@@ -8,9 +8,15 @@ on a signal built from **per-objective advantages**:
   objective and one for the KL penalty, and GAE runs on each channel separately
   (:func:`~moalign.trainers.ppo_core.gae`); the terminal reward of objective ``k`` sits on the
   last response token of its channel;
-- the objective advantages ``[tokens, K]`` go through the scalarizer with the schedule's current
-  weights, and, with constraints, through the Lagrangian combination of Safe RLHF (Dai et al.
-  2023); the multipliers take one dual-ascent step per batch;
+- the objective advantages ``[tokens, K]`` are combined with the schedule's current weights,
+  and, with constraints, through the Lagrangian combination of Safe RLHF (Dai et al. 2023); the
+  multipliers take one dual-ascent step per batch;
+- a linear scalarizer (normalizers included) combines the advantages token by token; a
+  **non-linear** one (Tchebycheff) is a function ``S(J)`` of the objectives' expected rewards,
+  which per-token scalarization does not optimize (``S(E[r]) != E[S(r)]``): each batch takes
+  ``dS/dJ`` at its mean rewards as the linear weights of the per-objective advantages, the
+  policy gradient of ``S(J)`` by the chain rule (scalarized expected returns, Hayes et al.
+  2022; Reymond et al. 2023; see :meth:`~moalign.tradeoff.tradeoff.TradeOff.gradient_weights`);
 - the KL penalty to the reference is its own channel: ``-kl_coef * A_kl`` is added after
   scalarization, so it counts once whatever the weights, and its value head never needs to
   know them. Per token (``kl_penalty="token"``) or once per sequence at the last token.
@@ -173,6 +179,9 @@ class MultiObjectivePPOTrainer:
         self.objectives = objectives if isinstance(objectives, ObjectiveSet) else ObjectiveSet(objectives)
         names = self.objectives.names
         self.tradeoff = TradeOff.from_config(names, args, schedule=schedule, scalarizer=scalarizer)
+        problems = self.tradeoff.gradient_weight_problems()
+        if problems:
+            raise ConfigError(problems)
         self.rows = as_prompt_rows(train_dataset, self.objectives.required_columns)
         self.callbacks = list(callbacks)
         set_seed(args.seed)
@@ -317,9 +326,14 @@ class MultiObjectivePPOTrainer:
 
         tokens = mask.bool()
         objective_adv = adv[..., :K].masked_fill(~scored.unsqueeze(1), float("nan"))
-        groups = rollout.groups.to(mask.device).unsqueeze(1).expand_as(mask)
         signal = torch.zeros_like(old_logp)
-        signal[tokens] = self.tradeoff.combine(objective_adv[tokens], groups=groups[tokens]).float()
+        if self.tradeoff.is_linear:  # per token: the weighted sum of the advantages
+            groups = rollout.groups.to(mask.device).unsqueeze(1).expand_as(mask)
+            signal[tokens] = self.tradeoff.combine(objective_adv[tokens], groups=groups[tokens]).float()
+        else:  # S(J) linearized at the global batch's mean rewards
+            coef = torch.as_tensor(self.tradeoff.gradient_weights(self.accelerator.gather(rewards)),
+                                   device=mask.device)
+            signal[tokens] = core.weighted_channels(objective_adv[tokens], coef).float()
         advantages = torch.nan_to_num(signal) - a.kl_coef * adv[..., K]
         if a.whiten_advantages:  # with the statistics of the global batch
             moments = self.accelerator.reduce(core.masked_moments(advantages, mask), "sum")

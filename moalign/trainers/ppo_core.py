@@ -33,6 +33,7 @@ __all__ = [
     "masked_var",
     "masked_whiten",
     "place_at_last_token",
+    "weighted_channels",
 ]
 
 
@@ -209,6 +210,23 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         advantages[:, t] = next_advantage
         next_value = values[:, t]
     return advantages, advantages + values
+
+
+def weighted_channels(signals: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """``sum_k coef_k s_k`` per row of ``signals [N, K]`` with non-negative ``coef [K]``.
+
+    NaN entries (objectives that did not score the row) are left out the way the linear
+    scalarizer leaves them out: the coefficients of the scored entries are scaled up to the
+    total, ``sum_{k scored} coef_k s_k * sum_k coef_k / sum_{k scored} coef_k`` (0 when no
+    scored entry has a positive coefficient). A fully scored row is the plain weighted sum.
+    """
+    scored = ~torch.isnan(signals)
+    c = coef.to(signals.dtype).expand_as(signals)
+    zero = torch.zeros((), dtype=signals.dtype, device=signals.device)
+    kept = torch.where(scored, c, zero).sum(dim=1)
+    total = torch.where(scored, c * signals, zero).sum(dim=1)
+    scale = torch.where(kept > 0, c.sum(dim=1) / kept.clamp(min=1e-30), zero)
+    return total * scale
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 """Two processes (gloo, CPU) give the same training as one process with the same global batch.
 
 ``scripts/dist_check.py`` trains MO-DPO (with and without precomputed reference log-probs of an
-in-memory dataset, and on partially labelled pairs), MODPO, MO-GRPO and MO-PPO for a few steps on a tiny Llama with LoRA, once in
-one process and once under ``torchrun --nproc_per_node 2``, and compares the logged losses
-(rewards for the online trainers) and the trained parameters. A negative control doubles the
-global batch of the two-process run and must be caught.
+in-memory dataset, on partially labelled pairs with ``label_normalization="batch"``, and on
+half-labelled pairs -- each labelled for one objective only -- with the default ``"objective"``
+normalization, with and without gradient accumulation), MODPO, MO-GRPO and MO-PPO for a few
+steps on a tiny Llama with LoRA, once in one process and once under ``torchrun
+--nproc_per_node 2``, and compares the logged losses (rewards for the online trainers) and the
+trained parameters. A negative control doubles the global batch of the two-process run and
+must be caught. (Before the labelled-pair counts covered the whole optimizer step, the
+half-labelled runs differed between 1 and 2 processes by ~1e-2 in the parameters.)
 """
 
 from __future__ import annotations
@@ -83,8 +87,8 @@ def test_example_accelerate_configs_load(name, kind, extra):
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
     rc, report, log = _run(tmp_path)
-    assert set(report) == {"mo-dpo", "mo-dpo-precompute", "mo-dpo-partial", "modpo", "mo-grpo",
-                           "mo-ppo"}, log
+    assert set(report) == {"mo-dpo", "mo-dpo-precompute", "mo-dpo-partial", "mo-dpo-half",
+                           "mo-dpo-half-accumulate", "modpo", "mo-grpo", "mo-ppo"}, log
     for name, r in report.items():
         assert "error" not in r, (name, r.get("error"), log)
         assert r["ok"], (name, r, log)
@@ -95,6 +99,11 @@ def test_two_processes_match_one_process(tmp_path):
     # precomputing reference log-probs changes nothing (same losses as computing them live)
     assert report["mo-dpo-precompute"]["losses_2"] == pytest.approx(
         report["mo-dpo"]["losses_2"], abs=1e-6)
+    # half-labelled data: a step of 8 pairs as 1 x 8, 2 x 4 (accumulated) or 2 processes x 2 x 2
+    # gives the same losses (the labelled-pair counts are those of the whole optimizer step)
+    for runs in ("losses_1", "losses_2"):
+        assert report["mo-dpo-half-accumulate"][runs] == pytest.approx(
+            report["mo-dpo-half"]["losses_1"], abs=1e-5)
 
 
 @pytest.mark.slow

@@ -66,15 +66,48 @@ def test_normalizations_by_hand(batch):
     assert float(got) == pytest.approx((pair0 + dpo(-1.0) + dpo(0.25)) / 3)
 
 
-def test_objective_absent_from_batch_renormalizes(batch):
+def test_objective_absent_from_batch_keeps_its_weight(batch):
+    """No pair labelled for b: b adds 0 and a keeps its weight 0.25 (it does not take b's)."""
     delta, labels = batch
     labels = labels.clone()
     labels[:, 1] = NAN
     losses, mask = pair_losses(delta, labels, BETA)
     got = combine(losses, mask, torch.tensor([0.25, 0.75], dtype=torch.float64),
                   get_scalarizer("linear"), "objective")
-    assert float(got) == pytest.approx((dpo(0.5) + dpo(-1.0)) / 2)
+    assert float(got) == pytest.approx(0.25 * (dpo(0.5) + dpo(-1.0)) / 2)
     assert torch.isnan(per_objective_losses(losses, mask, "objective")[1])
+
+
+def test_step_wide_counts_make_micro_batches_add_up_to_the_whole_step():
+    """A step split into micro-batches (and processes) gives the loss of the whole step when
+    every part divides by the step's labelled-pair counts; per-batch counts do not."""
+    g = torch.Generator().manual_seed(0)
+    delta = torch.randn(12, generator=g, dtype=torch.float64)
+    labels = torch.tensor([[1, NAN], [NAN, -1], [-1, NAN], [NAN, 1], [1, 1], [NAN, NAN],
+                           [NAN, -1], [1, NAN], [NAN, 1], [-1, NAN], [NAN, NAN], [1, -1]],
+                          dtype=torch.float64)
+    losses, mask = pair_losses(delta, labels, BETA)
+    counts = mask.sum(dim=0)
+    lin = get_scalarizer("linear")
+    w = torch.tensor([0.9, 0.1], dtype=torch.float64)
+    whole = combine(losses, mask, w, lin, "objective")
+    chunks = [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12)]  # e.g. 2 processes x GA 2
+    parts = sum(combine(losses[c], mask[c], w, lin, "objective", counts=counts, parts=4)
+                for c in chunks)
+    assert float(parts) == pytest.approx(float(whole), rel=1e-12)
+    per_batch = sum(combine(losses[c], mask[c], w, lin, "objective") for c in chunks) / 4
+    assert abs(float(per_batch) - float(whole)) > 1e-3  # the old per-micro-batch means differ
+    # per-example weights (conditioned training) add up the same way
+    W = torch.rand(12, 2, generator=g, dtype=torch.float64)
+    W = W / W.sum(1, keepdim=True)
+    whole = combine(losses, mask, W, lin, "objective")
+    parts = sum(combine(losses[c], mask[c], W[c], lin, "objective", counts=counts, parts=4)
+                for c in chunks)
+    assert float(parts) == pytest.approx(float(whole), rel=1e-12)
+    # a non-linear scalarizer sees parts x the share: with one part it is the batch's own loss
+    tch = get_scalarizer({"name": "tchebycheff", "ideal": [0.0, 0.0]})
+    assert float(combine(losses, mask, w, tch, "objective", counts=counts, parts=1)) == \
+        pytest.approx(float(combine(losses, mask, w, tch, "objective")))
 
 
 def test_no_labelled_pair_gives_zero_with_gradient():

@@ -25,56 +25,16 @@ from moalign.models import tiny_causal_lm  # noqa: E402
 from moalign.schedule import AnnealedWeights  # noqa: E402
 from moalign.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer  # noqa: E402
 
-BETA = 0.5
-G = 32  # the group-mean baseline scales the reward by (G - 1) / G; 32 keeps that small
-
-
-
-def settings(tmp_path, steps, tok, arm_ids, config_class=MultiObjectiveGRPOConfig, **overrides):
-    values = dict(
-        output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=G,
-        num_generations=G, max_completion_length=1, learning_rate=1e-2,
-        lr_scheduler_type="linear", beta=BETA, scale_rewards="none", loss_type="grpo",
-        use_cpu=True, bf16=False, gradient_checkpointing=False, report_to=[], logging_steps=1,
-        save_strategy="no", seed=0, disable_tqdm=True,
-        generation_kwargs={"suppress_tokens": bandit.suppressed(tok, arm_ids)},
-    )
-    values.update(overrides)
-    return config_class(**values)
-
-
-def dataset(n=4096):
-    return Dataset.from_dict({"prompt": [bandit.PROMPT] * n})
-
-
-def bandit_grpo(tmp_path, steps, silent_second=False, schedule=None, **overrides):
-    model, tok, arm_ids = bandit.reference_policy()
-    ref = bandit.arm_probs(model, tok, arm_ids)
-    trainer = MultiObjectiveGRPOTrainer(
-        model, bandit.objectives(silent_second), settings(tmp_path, steps, tok, arm_ids, **overrides),
-        train_dataset=dataset(), processing_class=tok, schedule=schedule)
-    return trainer, ref, (tok, arm_ids)
-
-
-def policy_probs(trainer, handles):
-    return bandit.arm_probs(trainer.accelerator.unwrap_model(trainer.model), *handles)
+BETA = bandit.BETA
+G = bandit.G
+settings = bandit.grpo_settings
+dataset = bandit.prompts_dataset
+bandit_grpo = bandit.grpo_trainer
+policy_probs = bandit.grpo_policy_probs
 
 
 def expected(probs, column):
     return float(probs @ bandit.REWARDS[:, column])
-
-
-def test_grpo_reaches_kl_regularized_optimum_for_two_weight_vectors(tmp_path):
-    finals = {}
-    for w in ([0.8, 0.2], [0.2, 0.8]):
-        trainer, ref, handles = bandit_grpo(tmp_path / str(w[0]), steps=100, weights=w)
-        target = bandit.optimum(ref, w, BETA)
-        assert bandit.total_variation(ref, target) > 0.15
-        trainer.train()
-        finals[w[0]] = policy_probs(trainer, handles)
-        assert bandit.total_variation(finals[w[0]], target) < 0.1, (finals[w[0]], target)
-    assert finals[0.8][0] > finals[0.2][0] + 0.3
-    assert finals[0.2][1] > finals[0.8][1] + 0.3
 
 
 def test_fixed_weights_match_trl_grpo_exactly(tmp_path):
@@ -159,6 +119,43 @@ def test_normalize_then_sum_is_exposed(tmp_path):
     with pytest.raises(ConfigError, match="multi_objective_aggregation"):
         MultiObjectiveGRPOConfig(output_dir=str(tmp_path), multi_objective_aggregation="max",
                                  use_cpu=True, bf16=False)
+
+
+def hand_advantages(rewards: torch.Tensor, w: torch.Tensor, groups: int, aggregation: str):
+    """GRPO's advantages written out: ``[B]`` from rewards ``[B, K]`` in ``groups`` consecutive
+    groups. ``sum_then_normalize``: the weighted sum, centred and scaled within each group
+    (GRPO, Shao et al. 2024); ``normalize_then_sum``: each objective standardized within its
+    group, weighted and summed, then standardized over the batch (GDPO). Sample standard
+    deviations, + 1e-4 in the denominators."""
+    r = rewards.double().view(groups, -1, rewards.shape[1])
+    if aggregation == "sum_then_normalize":
+        s = r @ w
+        return ((s - s.mean(1, keepdim=True)) / (s.std(1, keepdim=True) + 1e-4)).reshape(-1)
+    z = (r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-4)
+    s = (z @ w).reshape(-1)
+    return (s - s.mean()) / (s.std() + 1e-4)
+
+
+def test_both_aggregations_give_the_hand_computed_advantages(tmp_path):
+    """Two groups of 8 responses: TRL's advantages for each aggregation are the
+    hand-computed ones, and each differs from the other aggregation's formula."""
+    n, groups = 8, 2
+    w = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    for aggregation, other in (("sum_then_normalize", "normalize_then_sum"),
+                               ("normalize_then_sum", "sum_then_normalize")):
+        trainer, _, (tok, _) = bandit_grpo(
+            tmp_path / aggregation, steps=1, weights=w.tolist(), num_generations=n,
+            per_device_train_batch_size=n * groups, scale_rewards="group",
+            multi_objective_aggregation=aggregation)
+        out = trainer._generate_and_score_completions([{"prompt": bandit.PROMPT}] * (n * groups))
+        texts = tok.batch_decode(out["completion_ids"], skip_special_tokens=True)
+        arms = [bandit.ARMS.index(t) for t in texts]
+        assert all(len(set(arms[g * n:(g + 1) * n])) > 1 for g in range(groups))
+        rewards = torch.tensor(bandit.REWARDS[arms])
+        got = out["advantages"].double()
+        expected = hand_advantages(rewards, w, groups, aggregation)
+        assert torch.allclose(got, expected, atol=1e-5), (aggregation, got, expected)
+        assert not torch.allclose(got, hand_advantages(rewards, w, groups, other), atol=1e-2)
 
 
 def test_resume_restores_weights_and_multipliers(tmp_path):
