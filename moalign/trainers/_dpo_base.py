@@ -38,12 +38,13 @@ _TRL_NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rej
 STATE_FILE = "moalign_state.json"
 
 
-def trl_option_problems(args: Any, supported_loss_types: Sequence[str]) -> list[str]:
-    """Problems with DPOConfig options that the multi-objective losses do not implement."""
+def trl_option_problems(args: Any, supported_loss_types: Sequence[str] | None) -> list[str]:
+    """Problems with DPOConfig options that the multi-objective losses do not implement
+    (``supported_loss_types=None``: the caller checks ``loss_type`` itself)."""
     problems = []
     loss_types = [args.loss_type] if isinstance(args.loss_type, str) else list(args.loss_type)
-    unsupported = [t for t in loss_types if t not in supported_loss_types]
-    if unsupported or len(loss_types) != 1:
+    unsupported = [t for t in loss_types if t not in (supported_loss_types or ())]
+    if supported_loss_types is not None and (unsupported or len(loss_types) != 1):
         problems.append(
             f"'loss_type' must be one of {list(supported_loss_types)} (a single loss), got {loss_types}"
         )

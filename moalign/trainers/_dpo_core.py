@@ -6,9 +6,10 @@ Notation. For a batch of B pairs, ``delta[i] = (log pi(c_i) - log pi_ref(c_i)) -
 them). ``labels[i, k]`` is the ``pref_<k>`` value of pair i: +1 (chosen better for objective k),
 -1 (rejected better), 0 (tie) or NaN (unlabelled).
 
-- :func:`pair_losses`: ``L[i, k] = loss(beta * s[i, k] * delta[i])`` where ``s = sign(labels)``,
-  i.e. the DPO loss (Rafailov et al. 2023) of the pair under objective k's own label: a -1 label
-  swaps chosen and rejected. Ties and NaN are masked (``L = 0``, ``mask = False``).
+- :func:`pair_losses`: ``L[i, k]``, the pairwise loss (DPO, Rafailov et al. 2023, by default;
+  every ``loss_type`` of :mod:`moalign.trainers.dpo_losses`) of pair i under objective k's own
+  label: a -1 label swaps chosen and rejected. Ties and NaN are masked (``L = 0``,
+  ``mask = False``).
 - :func:`combine`: the scalar training loss from ``L``, the mask and the weights, under one of
   the :data:`LABEL_NORMALIZATIONS` (documented there).
 - :func:`objective_stats`: per-objective sums and counts for the logged metrics.
@@ -17,14 +18,13 @@ them). ``labels[i, k]`` is the ``pref_<k>`` value of pair i: +1 (chosen better f
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 
+from moalign.trainers.dpo_losses import LENGTH_NORMALIZED, Pair, PairLoss
+
 __all__ = [
     "LABEL_NORMALIZATIONS",
-    "PAIR_LOSSES",
     "STAT_ROWS",
     "combine",
     "label_signs",
@@ -33,12 +33,6 @@ __all__ = [
     "pair_losses",
     "per_objective_losses",
 ]
-
-#: Per-pair preference losses of a scaled signed margin ``z = beta * s * delta``.
-PAIR_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "sigmoid": lambda z: -F.logsigmoid(z),  # DPO, Rafailov et al. 2023
-    "hinge": lambda z: torch.relu(1.0 - z),  # SLiC, Zhao et al. 2023
-}
 
 #: How the masked per-pair losses ``L[i, k]`` become per-objective losses and then one number.
 #:
@@ -81,12 +75,46 @@ def label_signs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pair_losses(
-    delta: torch.Tensor, labels: torch.Tensor, beta: float, loss_type: str = "sigmoid"
+    delta: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float,
+    loss_type: str | PairLoss = "sigmoid",
+    *,
+    logratios: tuple[torch.Tensor, torch.Tensor] | None = None,
+    lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pair, per-objective losses ``L [B, K]`` (0 where masked) and the mask ``[B, K]``."""
+    """Per-pair, per-objective losses ``L [B, K]`` (0 where masked) and the mask ``[B, K]``.
+
+    ``delta [B]`` is the margin ``chosen - rejected`` of the log-ratios; it is all a loss of the
+    margin alone needs (:data:`~moalign.trainers.dpo_losses.MARGIN_ONLY`). The other losses need
+    ``logratios = (chosen [B], rejected [B])`` (which then take the place of ``delta``), the
+    length-normalized ones also ``lengths``, the completion token counts ``(chosen, rejected)``.
+    ``loss_type`` is a loss name or a :class:`~moalign.trainers.dpo_losses.PairLoss` (several
+    weighted losses and their parameters). For each objective the pair is oriented by its label
+    (``win`` = chosen for +1, rejected for -1) before the loss is taken.
+    """
+    loss = PairLoss((loss_type,)) if isinstance(loss_type, str) else loss_type
     sign, mask = label_signs(labels.to(delta.dtype))
-    z = beta * sign * delta.unsqueeze(1)
-    losses = PAIR_LOSSES[loss_type](z)
+    if logratios is None:
+        if not loss.margin_only:
+            raise ValueError(f"loss {loss.types} needs logratios=(chosen, rejected), not only "
+                             "their margin")
+        chosen, rejected = delta, torch.zeros_like(delta)  # a loss of win - lose sees delta
+    else:
+        chosen, rejected = logratios
+    if lengths is None and LENGTH_NORMALIZED.intersection(loss.types):
+        raise ValueError(f"loss {loss.types} needs lengths=(chosen, rejected) token counts")
+    swap = sign < 0
+
+    def orient(c: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c, r = c.unsqueeze(1), r.unsqueeze(1)
+        return torch.where(swap, r, c), torch.where(swap, c, r)
+
+    win, lose = orient(chosen, rejected)
+    n_win = n_lose = None
+    if lengths is not None:
+        n_win, n_lose = orient(*(n.to(delta.dtype) for n in lengths))
+    losses = loss(Pair(win, lose, n_win, n_lose), beta)
     return torch.where(mask, losses, torch.zeros_like(losses)), mask
 
 

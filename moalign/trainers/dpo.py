@@ -1,9 +1,11 @@
 """Multi-objective DPO: weighted per-objective DPO losses, and weight-conditioned DPO.
 
 :class:`MultiObjectiveDPOTrainer` is a ``trl.DPOTrainer`` whose loss is ``sum_k w_k l_k``, with
-``l_k`` the DPO loss (Rafailov et al. 2023) of each pair under objective k's own label
-(``pref_<k>`` column: +1 as is, -1 with chosen and rejected swapped, 0/NaN left out), normalized
-over the labelled pairs as :data:`~moalign.trainers._dpo_core.LABEL_NORMALIZATIONS` documents.
+``l_k`` the pairwise loss of ``loss_type`` (DPO, Rafailov et al. 2023, by default; IPO, robust
+DPO, EXO, NCA, SPPO, APO, DiscoPOP, ...: :mod:`moalign.trainers.dpo_losses`) of each pair under
+objective k's own label (``pref_<k>`` column: +1 as is, -1 with chosen and rejected swapped,
+0/NaN left out), normalized over the labelled pairs as
+:data:`~moalign.trainers._dpo_core.LABEL_NORMALIZATIONS` documents.
 All K losses come from **one** policy forward pass and one reference pass (or precomputed
 reference log-probs), since they differ only in the sign each label gives the same margin.
 
@@ -46,12 +48,12 @@ from moalign.trainers._dpo_base import (
 )
 from moalign.trainers._dpo_core import (
     LABEL_NORMALIZATIONS,
-    PAIR_LOSSES,
     combine,
     label_signs,
     pair_losses,
     per_objective_losses,
 )
+from moalign.trainers.dpo_losses import PAIRWISE, REFUSED, PairLoss, loss_type_problems
 from moalign.weights import weight_problems
 
 __all__ = ["MultiObjectiveDPOConfig", "MultiObjectiveDPOTrainer"]
@@ -101,6 +103,14 @@ class MultiObjectiveDPOConfig(DPOConfig):
     ``use_cpu=True, bf16=False``.
     """
 
+    loss_type: list[str] = field(
+        default_factory=lambda: ["sigmoid"],
+        metadata={"help": "The pairwise loss applied to each objective's orientation of a pair "
+                          f"(moalign.trainers.dpo_losses): one of {list(PAIRWISE)}, or a list "
+                          "summed with `loss_weights` as in TRL. Ties (label 0) are skipped for "
+                          "every loss; `label_smoothing` is read by robust and exo_pair only. "
+                          "Refused: " + "; ".join(f"{k} ({v})" for k, v in REFUSED.items()) + "."},
+    )
     objectives: list[str] | None = field(
         default=None,
         metadata={"help": "Objective names, in order. Each needs a `pref_<name>` column "
@@ -166,7 +176,10 @@ class MultiObjectiveDPOConfig(DPOConfig):
         from moalign.tradeoff.schedule import MGDAWeights
 
         problems = _objective_problems(self.objectives)
-        problems += trl_option_problems(self, tuple(PAIR_LOSSES))
+        problems += trl_option_problems(self, None)
+        problems += loss_type_problems(  # is the default ideal loss 0 filled in for Tchebycheff?
+            self.loss_type, self.loss_weights, self.label_smoothing, self.discopop_tau,
+            ideal_at_zero=_scalarizer_spec(self.scalarizer, 1) is not self.scalarizer)
         if problems and not isinstance(self.objectives, (list, tuple)):
             return problems
         k = len(self.objectives or [])
@@ -247,6 +260,7 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
         names = list(args.objectives)
         k = len(names)
         self._mo_names = tuple(names)
+        self._pair_loss = PairLoss.from_config(args)
         self._label_columns = tuple(pref_column(n) for n in names)
         self._conditioned = args.conditioning == "prompt"
         self._mo_columns = self._label_columns + ((WEIGHTS_COLUMN,) if self._conditioned else ())
@@ -436,7 +450,9 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
             self._logratios(model, trl_inputs)
         delta = chosen_lr - rejected_lr
         labels = torch.stack([extra[c] for c in self._label_columns], dim=1).to(delta.dtype)
-        losses, mask = pair_losses(delta, labels, self.beta, self.loss_types[0])
+        lengths = trl_inputs["completion_mask"].sum(dim=1).chunk(2, dim=0)
+        losses, mask = pair_losses(delta, labels, self.beta, self._pair_loss,
+                                   logratios=(chosen_lr, rejected_lr), lengths=lengths)
         if self._conditioned:
             weights = extra[WEIGHTS_COLUMN].to(delta.dtype)
         elif self._mgda and mode == "train":

@@ -45,7 +45,7 @@ def config(tmp_path, **fields):
          "set scalarizer: linear"),
         ({"objectives": ["a", "b"], "condition_style": "suffix"}, "'condition_style'"),
         ({"objectives": ["a", "b"], "dirichlet_alpha": 0.0}, "'dirichlet_alpha'"),
-        ({"objectives": ["a"], "loss_type": "ipo"}, "'loss_type' must be one of"),
+        ({"objectives": ["a"], "loss_type": "simpo"}, "'loss_type' must be one of"),
         ({"objectives": ["a"], "ld_alpha": 0.5}, "'ld_alpha'"),
     ],
 )
