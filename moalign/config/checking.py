@@ -10,6 +10,9 @@ whole mapping **before any model or data loads** and raises one
   ``__post_init__`` reports;
 - :func:`load_command_config` does both for a config whose ``problems()`` method lists what it
   finds wrong (``moalign sft`` and ``moalign reward``);
+- :func:`range_problems` checks numeric keys against their allowed :class:`Range` (steps, batch
+  sizes, rates, evaluation counts, lengths), naming the key and the range; the tables of ranges
+  live with the configs that own the keys;
 - the domain checks live with their domain and return problem lists the commands combine:
   :func:`moalign.models.model_problems`, :func:`moalign.data.dataset_problems`,
   :func:`moalign.objective.objective_problems`, :func:`moalign.models.lora_problems`,
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +35,7 @@ from moalign.errors import ConfigError
 T = TypeVar("T")
 
 __all__ = [
+    "Range",
     "build_checked",
     "check_fields",
     "defaults_of",
@@ -38,6 +43,7 @@ __all__ = [
     "keys_epilog",
     "load_command_config",
     "raise_problems",
+    "range_problems",
     "read_config",
 ]
 
@@ -62,6 +68,75 @@ def raise_problems(problems: Iterable[str], source: str | None) -> None:
     unique = list(dict.fromkeys(problems))
     if unique:
         raise ConfigError(unique, source=source)
+
+
+# --------------------------------------------------------------------------------------------
+# Numeric ranges
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric key allows: ``low`` / ``high`` bounds (inclusive, or exclusive with
+    ``low_open`` / ``high_open``), ``also`` values allowed outside them (``note`` says what they
+    mean, e.g. TRL's ``max_steps: -1``), and ``None`` when ``none``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    also: tuple[float, ...] = ()
+    note: str = ""
+    none: bool = False
+
+    def describe(self) -> str:
+        if self.low is not None and self.high is not None:
+            text = (f"in {'(' if self.low_open else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if self.high_open else ']'}")
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            text = f"{'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            text = "a finite number"
+        extra = [f"{v:g}{': ' + self.note if self.note else ''}" for v in self.also]
+        if self.none:
+            extra.append("null")
+        return text + (f" (or {', '.join(extra)})" if extra else "")
+
+    def allows(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+def range_problems(values: Any, ranges: Mapping[str, Range], *, prefix: str = "") -> list[str]:
+    """``'<key>' must be <range>, got <value>`` for each key of ``ranges`` whose value in
+    ``values`` (a mapping, or an object's attributes) is a number outside its range. Keys that
+    are absent, and values that are not numbers (the type check reports those), are skipped."""
+    problems = []
+    for key, allowed in ranges.items():
+        if isinstance(values, Mapping):
+            if key not in values:
+                continue
+            value = values[key]
+        elif hasattr(values, key):
+            value = getattr(values, key)
+        else:
+            continue
+        if value is None:
+            if not allowed.none:
+                problems.append(f"{prefix}'{key}' must be {allowed.describe()}, got null")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not allowed.allows(value):
+            problems.append(f"{prefix}'{key}' must be {allowed.describe()}, got {value!r}")
+    return problems
 
 
 # --------------------------------------------------------------------------------------------

@@ -117,7 +117,29 @@ def load_dataset(spec: str | Mapping[str, Any], *, hub: bool = False) -> Any:
         raise DataError(f"dataset '{spec}': {_mixed_column(list(records)) or exc}") from None
     if len(ds) == 0:
         raise DataError(f"dataset '{spec}' is empty: it has no rows")
-    return ds
+    return _drop_degenerate(ds, str(spec))
+
+
+def _drop_degenerate(ds: Any, name: str) -> Any:
+    """A preference file (prompt, chosen, rejected) through the ``canonical`` adapter's drop
+    of pairs that say nothing (chosen == rejected, an empty reply, no label at all): the report
+    is printed when something was dropped, and nothing left is an error naming the dataset."""
+    from moalign.data.adapters import CANONICAL
+    from moalign.data.schema import CORE_COLUMNS, validate_preference_dataset
+
+    if not all(c in ds.column_names for c in CORE_COLUMNS):
+        return ds  # prompts (gsm8k-style)
+    try:
+        validate_preference_dataset(ds, require_labels_for=[])
+    except DataError:
+        return ds  # malformed rows: the commands' row checks name the row and the column
+    result = CANONICAL.convert(ds)
+    if result.report.n_dropped:
+        print(f"dataset '{name}': {result.report}", file=sys.stderr)
+    if len(result.dataset) == 0:
+        raise DataError(f"dataset '{name}': nothing trainable remains after dropping degenerate "
+                        f"pairs ({result.report})")
+    return result.dataset
 
 
 def _mixed_column(rows: list[dict[str, Any]]) -> str | None:

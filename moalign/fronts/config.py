@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from moalign.config.checking import (
+    Range,
     build_checked,
     check_fields,
     defaults_of,
     did_you_mean,
     raise_problems,
+    range_problems,
 )
 from moalign.data.catalog import dataset_columns, dataset_problems
 from moalign.errors import ConfigError
@@ -53,6 +55,13 @@ DEFAULT_TRAIN: dict[str, Any] = {
 REFERENCE_NAMES = ("baseline", "chance")
 #: Prompts longer than this many tokens keep their end (so completions are never cut).
 DEFAULT_MAX_PROMPT_TOKENS = 96
+#: Allowed ranges of FrontConfig's numbers, of its ``generation`` settings and of ``report.<name>.n``.
+RANGES = {"train_pairs": Range(low=1, none=True), "eval_pairs": Range(low=1),
+          "eval_prompts": Range(low=1), "max_length": Range(low=1), "seed": Range(low=0)}
+GENERATION_RANGES = {"max_new_tokens": Range(low=1), "batch_size": Range(low=1),
+                     "temperature": Range(low=0, low_open=True),
+                     "top_p": Range(low=0, high=1, low_open=True),
+                     "max_prompt_length": Range(low=1, none=True), "seed": Range(low=0)}
 #: Keys of ``FrontConfig.train`` that the trace sets itself.
 _TRACE_OWNED_TRAIN_KEYS = ("objectives", "weights", "conditioning", "seed", "output_dir",
                            "use_cpu", "disable_tqdm")
@@ -150,6 +159,9 @@ class FrontConfig:
             if repeated:
                 problems.append(f"'weights' has vectors that agree to 2 decimals ({repeated}); "
                                 "points are named by their weights, so make them distinct")
+        problems += range_problems(self, RANGES)
+        if isinstance(self.generation, Mapping):
+            problems += range_problems(self.generation, GENERATION_RANGES, prefix="generation: ")
         problems += self._reference_problems()
         problems += bootstrap_problems(self.bootstrap)
         if problems:
@@ -211,11 +223,19 @@ def _report_problems(report: Any) -> list[str]:
         unknown = sorted(set(entry) - {"spec", "dataset", "n"})
         for u in unknown:
             problems.append(f"'{where}': unknown key '{u}'{did_you_mean(u, ['spec', 'dataset', 'n'])}")
+        problems += range_problems(entry, {"n": Range(low=1)}, prefix=f"{where}: ")
         dataset = entry.get("dataset", "gsm8k")
         problems += dataset_problems(dataset, f"{where}.dataset")
         problems += objective_problems([entry.get("spec", name)], labels="scorer", columns=None,
                                        key=where)
     return problems
+
+
+def _trace_train_ranges() -> dict[str, Range]:
+    from moalign.trainers.ranges import DPO_RANGES
+
+    # a front's runs are compared at a fixed number of steps: no "-1: use epochs" here
+    return {**DPO_RANGES, "max_steps": Range(low=1), "max_prompt_tokens": Range(low=1)}
 
 
 def resolve_front_config(data: Mapping[str, Any], *, source: str | None = None):
@@ -246,7 +266,10 @@ def resolve_front_config(data: Mapping[str, Any], *, source: str | None = None):
                 train.pop(owned)
                 problems.append(f"'train': '{owned}' is set by the trace itself; use the top-level "
                                 "keys (objectives, weights, seed) instead")
-        problems += check_fields([_Extra, MultiObjectiveDPOConfig], train, prefix="train: ")[1]
+        train_good, train_problems = check_fields([_Extra, MultiObjectiveDPOConfig], train,
+                                                  prefix="train: ")
+        problems += train_problems
+        problems += range_problems(train_good, _trace_train_ranges(), prefix="train: ")
     problems += lora_problems(view.get("lora"))
     problems += generation_problems(view.get("generation"))
     problems += _report_problems(view.get("report"))

@@ -54,6 +54,7 @@ from moalign.trainers._dpo_core import (
     per_objective_losses,
 )
 from moalign.trainers.dpo_losses import PAIRWISE, REFUSED, PairLoss, loss_type_problems
+from moalign.trainers.ranges import DPO_RANGES, trainer_range_problems
 from moalign.weights import weight_problems
 
 __all__ = ["MultiObjectiveDPOConfig", "MultiObjectiveDPOTrainer"]
@@ -176,6 +177,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
         from moalign.tradeoff.schedule import MGDAWeights
 
         problems = _objective_problems(self.objectives)
+        problems += trainer_range_problems(self, DPO_RANGES)
         problems += trl_option_problems(self, None)
         problems += loss_type_problems(  # is the default ideal loss 0 filled in for Tchebycheff?
             self.loss_type, self.loss_weights, self.label_smoothing, self.discopop_tau,

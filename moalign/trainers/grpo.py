@@ -44,6 +44,7 @@ from moalign.config.fields import doc, document_fields
 from moalign.errors import CheckpointError, ConfigError, DataError
 from moalign.objective import ObjectiveSet
 from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
+from moalign.trainers.ranges import GRPO_RANGES, trainer_range_problems
 from moalign.weights import as_weights
 
 __all__ = ["MultiObjectiveGRPOConfig", "MultiObjectiveGRPOTrainer"]
@@ -79,8 +80,10 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
         "(default: <output_dir>/reference).")
 
     def __post_init__(self) -> None:
+        problems = trainer_range_problems(self, GRPO_RANGES)  # before TRL's own checks
+        if problems:
+            raise ConfigError(problems, source=type(self).__name__)
         super().__post_init__()
-        problems = []
         if self.multi_objective_aggregation not in _AGGREGATIONS:
             problems.append(f"'multi_objective_aggregation' must be one of {list(_AGGREGATIONS)}, "
                             f"got {self.multi_objective_aggregation!r}")

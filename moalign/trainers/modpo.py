@@ -37,6 +37,7 @@ from moalign.trainers._dpo_base import (
 )
 from moalign.trainers._dpo_core import modpo_pair_losses, pair_losses
 from moalign.trainers.dpo import _objective_problems
+from moalign.trainers.ranges import DPO_RANGES, trainer_range_problems
 from moalign.weights import weight_problems
 
 __all__ = [
@@ -180,6 +181,7 @@ class MODPOConfig(DPOConfig):
     def __post_init__(self):
         problems = _objective_problems(self.objectives)
         problems += trl_option_problems(self, ("sigmoid",))
+        problems += trainer_range_problems(self, DPO_RANGES)
         if self.weights is not None and isinstance(self.objectives, (list, tuple)):
             problems += weight_problems(self.weights, len(self.objectives))
             if not problems and not float(self.weights[0]) > 0:

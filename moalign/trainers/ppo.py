@@ -56,6 +56,7 @@ from moalign.trainers.checkpointing import (
     restore_rng,
     rng_state,
 )
+from moalign.trainers.ranges import PPO_RANGES, trainer_range_problems
 from moalign.trainers.rollout import (
     PromptSampler,
     Rollout,
@@ -131,17 +132,7 @@ class MultiObjectivePPOConfig:
     lagrangian_max: float | None = doc(None, "Upper bound of the multipliers (None: unbounded).")
 
     def __post_init__(self) -> None:
-        problems = []
-        for name in ("max_steps", "batch_size", "num_samples_per_prompt", "max_new_tokens",
-                     "ppo_epochs", "mini_batch_size", "logging_steps"):
-            if getattr(self, name) < 1:
-                problems.append(f"'{name}' must be >= 1, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            problems.append(f"'temperature' must be > 0, got {self.temperature}")
-        if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
-            problems.append(f"'gamma' and 'lam' must be in [0, 1], got {self.gamma}, {self.lam}")
-        if self.kl_coef < 0:
-            problems.append(f"'kl_coef' must be >= 0, got {self.kl_coef}")
+        problems = trainer_range_problems(self, PPO_RANGES)
         if self.kl_estimator not in core.KL_ESTIMATORS:
             problems.append(f"'kl_estimator' must be one of {list(core.KL_ESTIMATORS)}")
         if self.kl_penalty not in ("token", "sequence"):
