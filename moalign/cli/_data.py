@@ -15,6 +15,7 @@ import numpy as np
 from moalign.cli.train_config import ResolvedTrain
 from moalign.data import catalog
 from moalign.data.selection import first_labelled
+from moalign.trainers.runs import check_prompt_columns, prompt_rows
 
 __all__ = ["ROW_CHECKS", "check_prompt_columns", "preference_data", "prompt_data", "training_split"]
 
@@ -54,19 +55,6 @@ def _check_preference_rows(ds: Any, resolved: ResolvedTrain) -> None:
     validate_preference_dataset(ds, objectives=present, require_labels_for=need)
 
 
-def check_prompt_columns(ds: Any, objectives: Any, dataset: str, reader: str) -> None:
-    """A ``prompt`` column (read by ``reader``) and every column the objectives read."""
-    from moalign.errors import DataError
-    from moalign.objective import ObjectiveSet
-
-    needed = {"prompt": reader, **{c: f"objective '{o.__name__}'"
-                                   for o in ObjectiveSet(objectives) for c in o.required_columns}}
-    for column, who in needed.items():
-        if column not in ds.column_names:
-            raise DataError(f"dataset '{dataset}' has no column '{column}' (needed by {who}; "
-                            f"columns: {', '.join(ds.column_names)})")
-
-
 def _check_prompt_rows(ds: Any, resolved: ResolvedTrain) -> None:
     check_prompt_columns(ds, resolved.run.objectives, catalog.describe_spec(resolved.run.dataset),
                          f"trainer '{resolved.run.trainer}'")
@@ -103,12 +91,7 @@ def preference_data(resolved: ResolvedTrain, train: Any, tokenizer: Any) -> Any:
 
 
 def prompt_data(resolved: ResolvedTrain, train: Any, tokenizer: Any) -> Any:
-    """Training prompts for online trainers (with the columns objectives read, e.g. ``answer``)."""
-    from moalign.data import truncate_prompts
-
+    """Training prompts for online trainers (with the columns objectives read, e.g. ``answer``):
+    :func:`moalign.trainers.runs.prompt_rows`, as front traces shape theirs."""
     run = resolved.run
-    if run.max_examples is not None:
-        train = train.select(range(min(len(train), run.max_examples)))
-    keep = [c for c in train.column_names
-            if c not in ("chosen", "rejected") and not c.startswith("pref_")]
-    return truncate_prompts(train.select_columns(keep), tokenizer, run.max_prompt_tokens)[0]
+    return prompt_rows(train, tokenizer, run.max_prompt_tokens, run.max_examples)

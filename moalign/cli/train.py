@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,50 +41,22 @@ def _lora(run: TrainRunConfig) -> Any:
     return None if run.lora is None else lora_config(**run.lora)
 
 
-def _train_offline(resolved: ResolvedTrain, model: Any, tokenizer: Any, ds: Any,
-                   out: Path) -> tuple[list[dict], int]:
-    """DPO family: a TRL-based trainer; saves its (peft) model."""
-    trainer = resolved.spec.trainer_class()(
-        model=model, args=resolved.args, train_dataset=ds, processing_class=tokenizer,
-        peft_config=_lora(resolved.run))
-    if not resolved.run.progress:
-        from transformers.trainer_callback import PrinterCallback
+def _fit(resolved: ResolvedTrain, model: Any, tokenizer: Any, ds: Any,
+         out: Path) -> tuple[list[dict], int]:
+    """Any trainer (:func:`moalign.trainers.runs.train_and_save`, as front traces train);
+    saves its policy (the adapter, or the whole model with ``lora: null``) into ``out``."""
+    from moalign.trainers.runs import train_and_save
 
-        trainer.remove_callback(PrinterCallback)
-    trainer.train()
-    trainer.model.save_pretrained(str(out))
-    return list(trainer.state.log_history), int(trainer.state.global_step)
-
-
-def _train_online(resolved: ResolvedTrain, model: Any, tokenizer: Any, ds: Any,
-                  out: Path) -> tuple[list[dict], int]:
-    """PPO / GRPO: objectives given as the trainer's objectives (or TRL ``reward_funcs``)."""
-    from moalign.objective import ObjectiveSet
-
-    cls = resolved.spec.trainer_class()
-    objectives = ObjectiveSet(resolved.run.objectives)
-    params = inspect.signature(cls).parameters
-    kwargs: dict[str, Any] = {"args": resolved.args, "train_dataset": ds,
-                              "processing_class": tokenizer, "peft_config": _lora(resolved.run)}
-    if "reward_funcs" in params:
-        kwargs["reward_funcs"] = list(objectives)
-    else:
-        kwargs["objectives"] = objectives
-    trainer = cls(model=model, **kwargs)
-    result = trainer.train()
-    state = getattr(trainer, "state", None)
-    log = list(getattr(state, "log_history", None) or (result if isinstance(result, list) else []))
-    steps = int(getattr(state, "global_step", None) or getattr(trainer, "step", 0))
-    policy = (trainer.accelerator.unwrap_model(trainer.policy) if hasattr(trainer, "policy")
-              else trainer.model)
-    policy.save_pretrained(str(out))
-    return log, steps
+    record = train_and_save(resolved.spec, resolved.args, model, tokenizer, ds, out,
+                            objectives=resolved.run.objectives, peft_config=_lora(resolved.run),
+                            print_metrics=resolved.run.progress)
+    return record["log"], record["steps"]
 
 
 #: kind of data -> (data preparation, training function)
 RUNNERS = {
-    "preference": (preference_data, _train_offline),
-    "prompts": (prompt_data, _train_online),
+    "preference": (preference_data, _fit),
+    "prompts": (prompt_data, _fit),
 }
 
 

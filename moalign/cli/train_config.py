@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from moalign.config.checking import (
-    build_checked,
     check_fields,
     defaults_of,
     did_you_mean,
@@ -25,6 +24,7 @@ from moalign.models.lora import lora_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
 from moalign.trainers.registry import TRAINERS, TrainerSpec
+from moalign.trainers.runs import trainer_defaults  # the CPU-sized defaults live with the trainers
 
 __all__ = ["TRAIN_RECORD", "ResolvedTrain", "TrainRunConfig", "resolve_train_config",
            "trainer_defaults"]
@@ -35,14 +35,6 @@ TRAIN_RECORD = "train.json"
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {
     "preference": {"dataset": "hh-rlhf", "objectives": ["helpfulness", "harmlessness"]},
     "prompts": {"dataset": "gsm8k", "objectives": ["reasoning_accuracy", "length"]},
-}
-#: Trainer-config defaults sized for a CPU, per kind of data; each applies only where the chosen
-#: config has the field, and the YAML overrides it.
-_PROMPT_DEFAULTS: dict[str, Any] = {
-    "max_steps": 8, "batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 2, "max_new_tokens": 48,
-    "save_final": False, "logging_steps": 1, "per_device_train_batch_size": 4,
-    "num_generations": 4, "max_completion_length": 48, "bf16": False,
-    "gradient_checkpointing": False, "save_strategy": "no", "report_to": "none",
 }
 
 
@@ -146,37 +138,6 @@ def _column_problems(kind: str, columns: frozenset[str] | None, dataset: str) ->
             for c in ROW_COLUMNS[kind] if c not in columns]
 
 
-def _tradeoff_problems(args: Any, objectives: list) -> list[str]:
-    """Every trainer combines its objectives (weights, schedule, scalarizer, constraints) in a
-    :class:`~moalign.tradeoff.tradeoff.TradeOff`; the online ones build it when they start, after
-    the policy has loaded, so build it now: e.g. a constraint on an objective that is not
-    trained is reported up front. (The DPO-family configs check theirs when they are built.)"""
-    if not hasattr(args, "constraints"):
-        return []
-    from moalign.errors import MoalignError
-    from moalign.objective import ObjectiveSet
-    from moalign.tradeoff.tradeoff import TradeOff
-
-    try:
-        TradeOff.from_config(ObjectiveSet(objectives).names, args)
-    except MoalignError as exc:
-        return [str(exc)]
-    return []
-
-
-def trainer_defaults(kind: str) -> dict[str, Any]:
-    """The CPU-sized trainer defaults of a kind of data (see :data:`_PROMPT_DEFAULTS`)."""
-    import torch
-
-    if kind == "preference":
-        from moalign.fronts.config import DEFAULT_TRAIN
-
-        base = dict(DEFAULT_TRAIN)
-    else:
-        base = dict(_PROMPT_DEFAULTS)
-    return {**base, "use_cpu": not torch.cuda.is_available()}
-
-
 def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) -> ResolvedTrain:
     """Validate a ``moalign train`` mapping completely (see the module docstring)."""
     problems: list[str] = []
@@ -227,21 +188,18 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
     problems += _output_problems(run.output_dir, run.overwrite)
     args = None
     if cfg_cls is not None:
-        fields = {f.name for f in dataclasses.fields(cfg_cls) if f.init}
-        values = {k: v for k, v in trainer_defaults(kind).items() if k in fields}
-        values.update({k: v for k, v in good.items() if k not in run_fields})
-        for key, value in spec.fixed.items():
-            if key in values and key in data and values[key] != value:
-                problems.append(f"'{key}' is fixed to {value!r} by trainer '{trainer}', got "
-                                f"{values[key]!r}")
-            values[key] = value
+        from moalign.trainers.runs import build_args
+
+        given = {k: v for k, v in good.items() if k not in run_fields}
         shared = {"objectives": run.objectives, "output_dir": str(Path(run.output_dir) / "trainer")}
         if run.weights is not None and not bad_weights:
             shared["weights"] = run.weights
-        values.update({k: v for k, v in shared.items() if k in fields})
-        args, found = build_checked(cfg_cls, values)
-        problems += found
-        if args is not None and not problems:
-            problems += _tradeoff_problems(args, run.objectives)
+        names = None
+        if not problems and kind == "prompts":  # DPO-family configs check their trade-off
+            from moalign.objective import ObjectiveSet
+
+            names = ObjectiveSet(run.objectives).names
+        args, found = build_args(spec, given, shared, names=names)
+        problems += [p.replace("by this trainer", f"by trainer '{trainer}'") for p in found]
     raise_problems(problems, source)
     return ResolvedTrain(run, spec, args, columns)

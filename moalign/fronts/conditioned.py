@@ -1,6 +1,8 @@
 """The ``conditioned`` method: one run of a policy that reads its weight vector in the prompt,
 evaluated with every weight vector of the front shown to it (Rewards-in-Context, Yang et al.
-2024). The text is :func:`moalign.tradeoff.conditioning.apply_condition`, as in training.
+2024; with ``grpo`` / ``ppo``, its online form: each training prompt shows a Dirichlet-drawn
+weight vector and its reward is scalarized with those weights). The text is
+:func:`moalign.tradeoff.conditioning.apply_condition`, as in training.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ __all__ = ["policies"]
 
 
 def policies(ctx: Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
-    """Train the conditioned run once; yield one point per weight vector shown in the prompt."""
+    """Train the conditioned run once (conditioned DPO, GRPO or PPO: each training example
+    shows its own Dirichlet-drawn weights); yield one point per weight vector shown in the
+    prompt."""
     name = ctx.run("conditioned", conditioning="prompt")
-    model = ctx.adapter(name)
-    objectives = ctx.cfg.objectives
+    run = ctx.policy(name)
+    objectives = ctx.names
     style = ctx.cfg.train.get("condition_style", "system")  # as in training
-    for w in ctx.cfg.weight_vectors():
+    for w in ctx.weight_vectors():
         def transform(prompt: Any, w: np.ndarray = w) -> Any:
             return apply_condition(prompt, w, objectives, style=style)
 
-        yield format_weights(w), w, Policy(model, adapter=name, transform_prompt=transform,
-                                           checkpoint="runs/conditioned/adapter")
+        yield format_weights(w), w, Policy(run.model, adapter=run.adapter,
+                                           transform_prompt=transform, checkpoint=run.checkpoint)

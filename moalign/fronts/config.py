@@ -7,7 +7,6 @@ one :class:`~moalign.errors.ConfigError` naming every problem.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,10 +25,18 @@ from moalign.config.checking import (
 from moalign.data.catalog import dataset_columns, dataset_problems
 from moalign.errors import ConfigError
 from moalign.evaluation.core import generation_problems
+from moalign.fronts.plan import (
+    DEFAULT_MAX_PROMPT_TOKENS,
+    combination_problems,
+    default_metric,
+    is_online,
+)
 from moalign.models.lora import lora_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
+from moalign.objective.registry import objective_name
 from moalign.pareto.bootstrap import DEFAULT_BOOTSTRAP, bootstrap_problems
+from moalign.trainers.runs import TRAINER_DEFAULTS
 from moalign.weights import as_weights, format_weights
 
 __all__ = ["DEFAULT_MAX_PROMPT_TOKENS", "DEFAULT_TRAIN", "METHOD_NAMES", "REFERENCE_NAMES",
@@ -37,24 +44,11 @@ __all__ = ["DEFAULT_MAX_PROMPT_TOKENS", "DEFAULT_TRAIN", "METHOD_NAMES", "REFERE
 
 #: The methods that make a front's policies (each a module of :mod:`moalign.fronts`).
 METHOD_NAMES = ("sweep", "soup", "conditioned", "decoding")
-#: Trainer settings every front run starts from (``FrontConfig.train`` overrides them).
-DEFAULT_TRAIN: dict[str, Any] = {
-    "beta": 0.1,
-    "learning_rate": 5e-4,
-    "max_steps": 12,
-    "per_device_train_batch_size": 4,
-    "gradient_accumulation_steps": 1,
-    "max_length": 192,
-    "logging_steps": 1,
-    "bf16": False,
-    "gradient_checkpointing": False,
-    "save_strategy": "no",
-    "report_to": "none",
-}
+#: Trainer settings every DPO-family front run starts from (``FrontConfig.train`` overrides them;
+#: the RL trainers start from ``TRAINER_DEFAULTS["prompts"]``), as in ``moalign train``.
+DEFAULT_TRAIN: dict[str, Any] = TRAINER_DEFAULTS["preference"]
 #: Named reference points of the hypervolume (``FrontConfig.reference_point``).
 REFERENCE_NAMES = ("baseline", "chance")
-#: Prompts longer than this many tokens keep their end (so completions are never cut).
-DEFAULT_MAX_PROMPT_TOKENS = 96
 #: Allowed ranges of FrontConfig's numbers, of its ``generation`` settings and of ``report.<name>.n``.
 RANGES = {"train_pairs": Range(low=1, none=True), "eval_pairs": Range(low=1),
           "eval_prompts": Range(low=1), "max_length": Range(low=1), "seed": Range(low=0)}
@@ -62,9 +56,6 @@ GENERATION_RANGES = {"max_new_tokens": Range(low=1), "batch_size": Range(low=1),
                      "temperature": Range(low=0, low_open=True),
                      "top_p": Range(low=0, high=1, low_open=True),
                      "max_prompt_length": Range(low=1, none=True), "seed": Range(low=0)}
-#: Keys of ``FrontConfig.train`` that the trace sets itself.
-_TRACE_OWNED_TRAIN_KEYS = ("objectives", "weights", "conditioning", "seed", "output_dir",
-                           "use_cpu", "disable_tqdm")
 
 
 @dataclass
@@ -73,29 +64,45 @@ class FrontConfig:
 
     #: How the front's policies are made: ``sweep``, ``soup``, ``conditioned`` or ``decoding``.
     method: str = "soup"
-    #: Objectives, in order. Training reads the ``pref_<name>`` columns of the dataset.
-    objectives: list[str] = field(default_factory=lambda: ["helpfulness", "harmlessness"])
+    #: The trainer of the front's runs: ``mo_dpo`` (conditioned DPO with ``conditioned``),
+    #: ``modpo`` (sweep only), ``grpo`` or ``ppo`` (online: trained on the dataset's prompts,
+    #: rewarded by the objectives). ``moalign trace --help`` says what each method trains.
+    trainer: str = "mo_dpo"
+    #: Objectives, in order: names or ``load_objective`` specs (``"name:key=value"``, a dict
+    #: with ``name``, ``"package.module:Class"``). The DPO family reads each one's
+    #: ``pref_<name>`` label column; the RL trainers are rewarded by them, and they score the
+    #: ``generation`` metric (one loaded copy serves both).
+    objectives: list[str | dict[str, Any]] = field(
+        default_factory=lambda: ["helpfulness", "harmlessness"])
     #: Starting (SFT) checkpoint: a local folder, ``"smollm2"`` (the embedded one) or ``"tiny"``.
     model: str = "smollm2"
     #: Preference data: ``"hh-rlhf"`` (bundled helpful + harmless) or a path / hub id.
     dataset: str = "hh-rlhf"
     #: Where runs, points, ``front.json`` and ``front.png`` go.
     output_dir: str = "front"
-    #: Weight vectors of the front; default: ``simplex_grid(K, grid)``.
-    weights: list[list[float]] | None = None
+    #: Weight vectors of the front; default: ``simplex_grid(K, grid)``. ``adaptive``: start with
+    #: that grid, then place each next point (up to ``points``) where the measured front has
+    #: its largest hypervolume gap (resumable: the choices are kept in ``adaptive.json``).
+    weights: list[list[float]] | str | None = None
     #: Resolution of the default simplex grid (K=2, grid=4 gives 5 points).
     grid: int = 4
-    #: Training pairs per objective (taken from the training split); ``None`` uses all.
+    #: With ``weights: adaptive``: the number of points of the front (starting grid included).
+    points: int | None = None
+    #: Training pairs per objective (DPO family) or training prompts (RL trainers), taken from
+    #: the training split; ``None`` uses all.
     train_pairs: int | None = 256
     #: Fraction of pairs held out for evaluation (split seeded by ``seed``).
     test_size: float = 0.2
-    #: Fields of the DPO trainer config (``beta``, ``learning_rate``, ``max_steps``, ...).
+    #: Fields of the trainer's config (``learning_rate``, ``max_steps``, ``beta``, ...; checked
+    #: against that config class), plus ``max_prompt_tokens``.
     train: dict[str, Any] = field(default_factory=dict)
     #: LoRA settings (peft ``LoraConfig`` fields); the reference is the adapter-free base.
-    lora: dict[str, Any] = field(default_factory=lambda: {"r": 16, "lora_alpha": 32})
+    #: ``null``: full fine-tuning (a soup then interpolates the runs' weights).
+    lora: dict[str, Any] | None = field(default_factory=lambda: {"r": 16, "lora_alpha": 32})
     #: How each point is scored: ``"implicit"`` (held-out implicit-reward accuracy per
     #: objective, generation-free) or ``"generation"`` (generate and score with objectives).
-    metric: str = "implicit"
+    #: Default: ``implicit`` for the DPO family, ``generation`` for ``grpo`` / ``ppo``.
+    metric: str | None = None
     #: Held-out pairs per objective for the ``implicit`` metric.
     eval_pairs: int = 64
     #: Held-out prompts for the ``generation`` metric.
@@ -135,9 +142,15 @@ class FrontConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        if self.metric is None:
+            self.metric = default_metric(self.trainer)
+        names = [objective_name(o) for o in self.objectives or []]
+        #: the objectives' names (front.json, label columns, conditioning text), in order
+        self.objective_names = [n if n is not None else str(o)
+                                for n, o in zip(names, self.objectives or [])]
         if self.method not in METHOD_NAMES:
             problems.append(f"'method' must be one of {sorted(METHOD_NAMES)}, got {self.method!r}")
-        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+        if not self.objectives or len(set(self.objective_names)) != len(self.objectives):
             problems.append(f"'objectives' must be distinct names, got {self.objectives!r}")
         if self.metric not in ("implicit", "generation"):
             problems.append(f"'metric' must be 'implicit' or 'generation', got {self.metric!r}")
@@ -148,12 +161,12 @@ class FrontConfig:
             problems.append(f"'grid' must be between 1 and 100, got {self.grid}")
         if not 0 < self.test_size < 1:
             problems.append(f"'test_size' must be in (0, 1), got {self.test_size}")
-        for i, w in enumerate(self.weights or []):
+        for i, w in enumerate(self.weights if isinstance(self.weights, list) else []):
             try:
                 as_weights(w, len(self.objectives), name=f"weights[{i}]")
             except ValueError as exc:
                 problems.append(str(exc))
-        if self.weights and not problems:
+        if isinstance(self.weights, list) and self.weights and not problems:
             ids = [format_weights(as_weights(w, len(self.objectives))) for w in self.weights]
             repeated = sorted({i for i in ids if ids.count(i) > 1})
             if repeated:
@@ -162,6 +175,8 @@ class FrontConfig:
         problems += range_problems(self, RANGES)
         if isinstance(self.generation, Mapping):
             problems += range_problems(self.generation, GENERATION_RANGES, prefix="generation: ")
+        if not problems:
+            problems += combination_problems(self)
         problems += self._reference_problems()
         problems += bootstrap_problems(self.bootstrap)
         if problems:
@@ -204,9 +219,11 @@ class FrontConfig:
         return self.reference_point
 
     def weight_vectors(self) -> np.ndarray:
+        """The given weight vectors, else the simplex grid (for ``weights: adaptive``: the
+        starting grid; the trace chooses the rest)."""
         from moalign.pareto.indicators import simplex_grid
 
-        if self.weights:
+        if isinstance(self.weights, list) and self.weights:
             return np.array([as_weights(w, len(self.objectives)) for w in self.weights])
         return simplex_grid(len(self.objectives), self.grid)
 
@@ -231,11 +248,12 @@ def _report_problems(report: Any) -> list[str]:
     return problems
 
 
-def _trace_train_ranges() -> dict[str, Range]:
-    from moalign.trainers.ranges import DPO_RANGES
+def _trace_train_ranges(trainer: str) -> dict[str, Range]:
+    from moalign.trainers import ranges
 
+    table = {"grpo": ranges.GRPO_RANGES, "ppo": ranges.PPO_RANGES}.get(trainer, ranges.DPO_RANGES)
     # a front's runs are compared at a fixed number of steps: no "-1: use epochs" here
-    return {**DPO_RANGES, "max_steps": Range(low=1), "max_prompt_tokens": Range(low=1)}
+    return {**table, "max_steps": Range(low=1), "max_prompt_tokens": Range(low=1)}
 
 
 def resolve_front_config(data: Mapping[str, Any], *, source: str | None = None):
@@ -247,29 +265,28 @@ def resolve_front_config(data: Mapping[str, Any], *, source: str | None = None):
     problems += model_problems(view["model"])
     problems += dataset_problems(view["dataset"])
     columns = dataset_columns(view["dataset"]) if isinstance(view["dataset"], str) else None
-    problems += objective_problems(view["objectives"], labels="column", columns=columns,
-                                   dataset=view["dataset"])
-    if view.get("metric") == "generation" and isinstance(view["objectives"], list):
+    online = is_online(view["trainer"])
+    problems += objective_problems(view["objectives"], labels="scorer" if online else "column",
+                                   columns=columns, dataset=view["dataset"])
+    metric = view.get("metric") or default_metric(view["trainer"])
+    if metric == "generation" and isinstance(view["objectives"], list):
         scorers = view.get("scorers") or {}
-        problems += objective_problems([scorers.get(o, o) for o in view["objectives"]],
-                                       labels="scorer", columns=None, key="scorers")
+        given = [(scorers.get(objective_name(o) or "", o), o) for o in view["objectives"]]
+        # an RL front's objectives were checked as scorers above: only replacements remain
+        replaced = [s for s, o in given if not online or s is not o]
+        if replaced:
+            problems += objective_problems(replaced, labels="scorer", columns=None,
+                                           key="scorers")
     if isinstance(view.get("train"), Mapping):
-        from moalign.trainers import MultiObjectiveDPOConfig
+        from moalign.fronts.runs import train_problems
 
-        @dataclasses.dataclass
-        class _Extra:
-            max_prompt_tokens: int = 96
-
-        train = dict(view["train"])
-        for owned in _TRACE_OWNED_TRAIN_KEYS:
-            if owned in train:
-                train.pop(owned)
-                problems.append(f"'train': '{owned}' is set by the trace itself; use the top-level "
-                                "keys (objectives, weights, seed) instead")
-        train_good, train_problems = check_fields([_Extra, MultiObjectiveDPOConfig], train,
-                                                  prefix="train: ")
-        problems += train_problems
-        problems += range_problems(train_good, _trace_train_ranges(), prefix="train: ")
+        # every train: key against the trainer's config class; with the rest of the file
+        # sound, a trial config of the first run too
+        problems += train_problems(view, trial=cfg if cfg is not None and not problems else None)
+        train_good = {k: v for k, v in view["train"].items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        problems += range_problems(train_good, _trace_train_ranges(view["trainer"]),
+                                   prefix="train: ")
     problems += lora_problems(view.get("lora"))
     problems += generation_problems(view.get("generation"))
     problems += _report_problems(view.get("report"))

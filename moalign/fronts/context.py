@@ -1,15 +1,18 @@
-"""What the methods of a front share: the data splits, the starting policy, trained LoRA runs.
+"""What the methods of a front share: the data splits, the starting policy, the objectives,
+trained runs and the weight vectors of the points.
 
 :class:`Context` loads (and checks) the data before the model, trains each run once from a copy
-of the pristine base (:func:`train_lora_run`), keeps finished runs on disk (resumable) and
-loads their adapters into one peft model. :class:`Policy` says how to query one point.
+of the pristine base (:func:`moalign.fronts.runs.train_run`, any trainer), keeps finished runs
+on disk (resumable) and loads them back: LoRA adapters into one peft model (wrapped around a
+copy of the base, so the base stays pristine and runs may follow evaluated points, as in an
+adaptive sweep), fully fine-tuned models one at a time. :class:`Policy` says how to query one
+point.
 """
 
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from moalign.data.selection import first_labelled
-from moalign.errors import ConfigError
-from moalign.fronts.config import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_TRAIN, FrontConfig
-from moalign.storage.checkpoints import check_adapter, read_json
+from moalign.fronts import runs
+from moalign.fronts.config import FrontConfig
+from moalign.fronts.plan import ADAPTIVE
+from moalign.storage.checkpoints import check_adapter, check_model_folder, read_json
 from moalign.storage.files import atomic_directory, atomic_write_json
+from moalign.trainers.registry import TRAINERS
 
-__all__ = ["Context", "Policy", "load_preference_splits", "train_lora_run"]
+__all__ = ["Context", "Policy", "load_preference_splits", "load_prompt_splits"]
 
 
 @dataclass
@@ -42,35 +47,75 @@ class Policy:
 
 
 class Context:
-    """What a method needs: the base model, data splits, trained runs and their adapters."""
+    """What a method needs: the base model, data splits, objectives, trained runs."""
 
     def __init__(self, cfg: FrontConfig, out: Path):
         from moalign.models import specs
 
         self.cfg, self.out = cfg, out
-        self.train_ds, self.test_ds = load_preference_splits(cfg)  # bad data: before the model
+        self.spec = TRAINERS[cfg.trainer]
+        self.names = list(cfg.objective_names)
+        self._objectives: Any = None
+        if self.spec.data == "prompts":  # bad data: before the model
+            self.train_ds, self.test_ds = load_prompt_splits(cfg, self.objective_set())
+        else:
+            self.train_ds, self.test_ds = load_preference_splits(cfg)
         self.base, self.tokenizer = specs.load_model_spec(cfg.model, seed=cfg.seed)
         self.base.eval()
-        self.peft: Any = None  # the base wrapped with every loaded adapter (after training)
+        self.peft: Any = None  # a copy of the base wrapped with every loaded adapter
         self.train_seconds, self.train_steps = 0.0, 0
+        #: ``(weights, scores)`` of every evaluated point, in order (filled by the trace)
+        self.measured: list[tuple[np.ndarray, dict[str, float]]] = []
+        #: the hypervolume's reference point (set by the trace before the points)
+        self.reference_point: list[float] | None = None
+
+    # ---------------------------------------------------------------- objectives
+
+    def objective_set(self) -> Any:
+        """The objectives, loaded once: the rewards of the RL runs and the default scorers of
+        the ``generation`` metric are the same objects (a reward model is loaded once)."""
+        if self._objectives is None:
+            from moalign.objective import ObjectiveSet
+
+            self._objectives = ObjectiveSet(list(self.cfg.objectives))
+        return self._objectives
+
+    def scorer_set(self) -> Any:
+        """The scorers of the ``generation`` metric: ``FrontConfig.scorers`` where given, the
+        loaded objectives (:meth:`objective_set`) otherwise."""
+        if getattr(self, "_scorers", None) is None:
+            from moalign.errors import ConfigError
+            from moalign.objective import ObjectiveSet
+
+            given = self.cfg.scorers
+            if not given and self.spec.data == "prompts":
+                self._scorers = self.objective_set()
+            else:
+                loaded = self.objective_set().objectives if self.spec.data == "prompts" else None
+                specs = [given[n] if n in given else (loaded[i] if loaded else spec)
+                         for i, (n, spec) in enumerate(zip(self.names, self.cfg.objectives))]
+                self._scorers = ObjectiveSet(specs)
+            if self._scorers.names != tuple(self.names):
+                raise ConfigError(f"scorers {list(self._scorers.names)} must be named like the "
+                                  f"objectives {self.names}")
+        return self._scorers
+
+    # ---------------------------------------------------------------- runs
 
     def run(self, run_id: str, **trainer_fields: Any) -> str:
-        """Train (or find, when finished before) the LoRA run ``run_id``; return its id.
-
-        Every run starts from a copy of the pristine base, so call all of them before
-        :meth:`adapter` wraps the base.
-        """
+        """Train (or find, when finished before) the run ``run_id``; return its id."""
         folder = self.out / "runs" / run_id
         if not (folder / "run.json").is_file():
-            if self.peft is not None:
-                raise RuntimeError("train every run before loading adapters")
             with atomic_directory(folder, overwrite=True) as tmp:
-                info = train_lora_run(self.cfg, self.base, self.tokenizer, self.train_ds, tmp,
-                                      run_id=run_id, **trainer_fields)
+                info = runs.train_run(self, tmp, run_id=run_id, **trainer_fields)
                 atomic_write_json(tmp / "run.json", info)
         info = read_json(folder / "run.json", required=("seconds", "steps"), what="run record",
                          hint=f"delete '{folder}' to retrain it")
-        check_adapter(folder / "adapter")  # damaged weights are reported, never loaded
+        # damaged weights are reported, never loaded
+        if self.cfg.lora is None:
+            check_model_folder(folder / "model")
+        else:
+            check_adapter(folder / "adapter")
         self.train_seconds += float(info["seconds"])
         self.train_steps += int(info["steps"])
         return run_id
@@ -78,20 +123,45 @@ class Context:
     def per_objective_runs(self) -> list[str]:
         """One run per objective, trained at that objective's vertex of the simplex (the
         policies ``soup`` interpolates and ``decoding`` mixes)."""
-        k = len(self.cfg.objectives)
+        k = len(self.names)
         return [self.run(f"only_{name}", weights=np.eye(k)[i].tolist())
-                for i, name in enumerate(self.cfg.objectives)]
+                for i, name in enumerate(self.names)]
 
     def adapter(self, run_id: str) -> Any:
-        """The peft model with run ``run_id``'s adapter loaded (under that name)."""
+        """The peft model with LoRA run ``run_id``'s adapter loaded (under that name)."""
         path = str(self.out / "runs" / run_id / "adapter")
         if self.peft is None:
             from peft import PeftModel
 
-            self.peft = PeftModel.from_pretrained(self.base, path, adapter_name=run_id)
+            self.peft = PeftModel.from_pretrained(copy.deepcopy(self.base), path,
+                                                  adapter_name=run_id)
         elif run_id not in self.peft.peft_config:
             self.peft.load_adapter(path, adapter_name=run_id)
         return self.peft
+
+    def full_model(self, run_id: str) -> Any:
+        """Fully fine-tuned run ``run_id``'s model, loaded from its folder."""
+        return runs.load_run_model(self, self.out / "runs" / run_id / "model")
+
+    def policy(self, run_id: str, **fields: Any) -> Policy:
+        """A run as a point's policy (its adapter, or its own model)."""
+        where = f"runs/{run_id}/{runs.run_weights_folder(self.cfg)}"
+        if self.cfg.lora is None:
+            return Policy(self.full_model(run_id), adapter=None, checkpoint=where, **fields)
+        return Policy(self.adapter(run_id), adapter=run_id, checkpoint=where, **fields)
+
+    # ---------------------------------------------------------------- points
+
+    def weight_vectors(self) -> Iterator[np.ndarray]:
+        """The points' weight vectors, in order: the configured grid, or for ``weights:
+        adaptive`` the starting grid and then each next vector chosen from the points measured
+        so far (:mod:`moalign.fronts.adaptive`; consume lazily, after each evaluation)."""
+        if self.cfg.weights == ADAPTIVE:
+            from moalign.fronts.adaptive import adaptive_weights
+
+            yield from adaptive_weights(self)
+        else:
+            yield from self.cfg.weight_vectors()
 
 
 def load_preference_splits(cfg: Any):
@@ -101,75 +171,28 @@ def load_preference_splits(cfg: Any):
     """
     from moalign.data import catalog, train_test_split_pairs, validate_preference_dataset
 
+    names = list(cfg.objective_names)
     ds = catalog.load_dataset(cfg.dataset)
-    validate_preference_dataset(ds, objectives=list(cfg.objectives))
+    validate_preference_dataset(ds, objectives=names)
     split = train_test_split_pairs(ds, test_size=cfg.test_size, seed=cfg.seed)
     train, test = split["train"].shuffle(seed=cfg.seed), split["test"]
     if cfg.train_pairs is not None:
-        train = train.select(first_labelled(train, list(cfg.objectives), cfg.train_pairs))
+        train = train.select(first_labelled(train, names, cfg.train_pairs))
     return train, test
 
 
-def train_lora_run(cfg: Any, base: Any, tokenizer: Any, train_ds: Any, out_dir: Path, *,
-                   run_id: str, weights: list[float] | None = None,
-                   conditioning: str | None = None) -> dict[str, Any]:
-    """Train one LoRA MO-DPO run from a copy of ``base``; save the adapter in ``out_dir/adapter``.
+def load_prompt_splits(cfg: Any, objectives: Any):
+    """``(train, test)`` prompt splits for an RL front, seeded; rows need a ``prompt`` and the
+    columns the objectives read. The training split keeps its first ``cfg.train_pairs``
+    prompts (after shuffling)."""
+    from moalign.data import catalog, train_test_split_pairs
+    from moalign.trainers.runs import check_prompt_columns
 
-    With ``weights``, pairs labelled for no objective of positive weight are dropped first
-    (they would contribute nothing). Returns ``{"seconds", "steps", "weights", "final_loss"}``.
-    """
-    import torch
-    from peft import LoraConfig
-
-    from moalign.data import pref_column, truncate_prompts
-    from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
-
-    fields = {**DEFAULT_TRAIN, **cfg.train}
-    max_prompt = fields.pop("max_prompt_tokens", DEFAULT_MAX_PROMPT_TOKENS)
-    ds = train_ds
-    if weights is not None:
-        active = [pref_column(n) for n, w in zip(cfg.objectives, weights) if w > 0]
-        labelled = np.zeros(len(ds), dtype=bool)
-        for column in active:
-            lab = np.asarray(ds[column], dtype=np.float64)
-            labelled |= np.isfinite(lab) & (lab != 0)
-        ds = ds.select(np.flatnonzero(labelled).tolist())
-    ds, _ = truncate_prompts(ds, tokenizer, max_prompt)
-    try:
-        args = MultiObjectiveDPOConfig(
-            output_dir=str(out_dir / "trainer"), objectives=list(cfg.objectives),
-            weights=weights, conditioning=conditioning, seed=cfg.seed,
-            use_cpu=not torch.cuda.is_available(), disable_tqdm=not cfg.progress, **fields,
-        )
-    except TypeError as exc:
-        raise ConfigError(f"'train': {exc}") from None
-    lora = LoraConfig(task_type="CAUSAL_LM", **{"target_modules": "all-linear", **cfg.lora})
-    model = copy.deepcopy(base).train()
-    trainer = MultiObjectiveDPOTrainer(model=model, args=args, train_dataset=ds,
-                                       processing_class=tokenizer, peft_config=lora)
-    # a front prints its own summary: keep the progress bar, not a dict per logged step
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    if trainer.pop_callback(ProgressCallback) is not None:
-        trainer.add_callback(_bar_only())
-    start = time.perf_counter()
-    result = trainer.train()
-    seconds = time.perf_counter() - start
-    trainer.model.save_pretrained(str(out_dir / "adapter"))
-    return {"run": run_id, "seconds": seconds, "steps": int(trainer.state.global_step),
-            "weights": weights, "conditioning": conditioning, "pairs": len(ds),
-            "final_loss": float(result.training_loss)}
-
-
-def _bar_only():
-    """A ``ProgressCallback`` subclass (built on demand: transformers is imported late)."""
-    from transformers.trainer_callback import ProgressCallback
-
-    class BarOnly(ProgressCallback):
-        """The Trainer's progress bar without the metrics it prints at every log."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            return None
-
-    return BarOnly
+    ds = catalog.load_dataset(cfg.dataset)
+    check_prompt_columns(ds, objectives, catalog.describe_spec(cfg.dataset),
+                         f"trainer '{cfg.trainer}'")
+    split = train_test_split_pairs(ds, test_size=cfg.test_size, seed=cfg.seed)
+    train, test = split["train"].shuffle(seed=cfg.seed), split["test"]
+    if cfg.train_pairs is not None:
+        train = train.select(range(min(len(train), cfg.train_pairs)))
+    return train, test

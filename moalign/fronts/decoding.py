@@ -132,11 +132,17 @@ def generate_mixture(
 
 def policies(ctx: Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
     """The ``decoding`` method: the per-objective runs, mixed token by token at each weight
-    vector (no policy of its own: evaluated with the ``generation`` metric)."""
+    vector (no policy of its own: evaluated with the ``generation`` metric). LoRA runs share
+    one base (``(peft model, adapter)`` pairs); fully fine-tuned runs are K models."""
     runs = ctx.per_objective_runs()
-    model = [ctx.adapter(r) for r in runs][-1]
-    for w in ctx.cfg.weight_vectors():
+    if ctx.cfg.lora is None:
+        members: list[Any] = [ctx.full_model(r) for r in runs]
+        model = members[0]
+    else:
+        model = [ctx.adapter(r) for r in runs][-1]
+        members = [(model, r) for r in runs]
+    for w in ctx.weight_vectors():
         def generate(model: Any, tokenizer: Any, prompts: Any, w: np.ndarray = w, **kw: Any):
-            return generate_mixture([(model, r) for r in runs], w, tokenizer, prompts, **kw)
+            return generate_mixture(members, w, tokenizer, prompts, **kw)
 
         yield format_weights(w), w, Policy(model, adapter=None, generate=generate)

@@ -16,7 +16,7 @@ import numpy as np
 
 from moalign.data import catalog
 from moalign.data.selection import first_labelled, labelled_indices
-from moalign.errors import ConfigError, DataError
+from moalign.errors import DataError
 from moalign.fronts.config import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_TRAIN
 
 __all__ = ["evaluate_front_policy", "heldout_fingerprint"]
@@ -33,14 +33,14 @@ def _eval_pairs(cfg: Any, ctx: Any):
         from moalign.data import truncate_prompts
         from moalign.evaluation.core import labelled_rows
 
-        for name in cfg.objectives:
+        for name in cfg.objective_names:
             if labelled_indices(ctx.test_ds, name).size == 0:
                 raise DataError(f"no held-out pair is labelled for objective '{name}'; "
                                 "raise test_size or check the dataset's pref_ columns")
-        keep = first_labelled(ctx.test_ds, list(cfg.objectives), cfg.eval_pairs)
+        keep = first_labelled(ctx.test_ds, list(cfg.objective_names), cfg.eval_pairs)
         rows, _ = truncate_prompts(ctx.test_ds.select(keep), ctx.tokenizer,
                                    _max_prompt_tokens(cfg))
-        ctx._eval_pairs = labelled_rows(rows, list(cfg.objectives))
+        ctx._eval_pairs = labelled_rows(rows, list(cfg.objective_names))
     return ctx._eval_pairs
 
 
@@ -58,18 +58,26 @@ def _reference_logprobs(cfg: Any, ctx: Any, rows: list[dict[str, Any]]):
 
 def _eval_prompts(cfg: Any, ctx: Any) -> list[Any]:
     """``eval_prompts`` distinct held-out prompts, taken in turn from each objective's pairs
-    (so every objective's prompts are represented), cut as in training."""
+    (so every objective's prompts are represented; a prompt dataset without labels: in
+    order), cut as in training. Their rows are kept in ``ctx._eval_rows`` (the columns the
+    scorers read come from there)."""
     if getattr(ctx, "_eval_prompts", None) is None:
         from moalign.data import truncate_prompt
 
-        queues = [list(labelled_indices(ctx.test_ds, name)) for name in cfg.objectives]
-        seen, prompts = set(), []
+        names = list(cfg.objective_names)
+        if all(f"pref_{n}" in ctx.test_ds.column_names for n in names):
+            queues = [list(labelled_indices(ctx.test_ds, name)) for name in names]
+        else:
+            queues = [list(range(len(ctx.test_ds)))]
+        seen, prompts, ctx._eval_rows = set(), [], []
         while len(prompts) < cfg.eval_prompts and any(queues):
             for queue in queues:
                 while queue:
-                    prompt = ctx.test_ds[int(queue.pop(0))]["prompt"]
+                    row = int(queue.pop(0))
+                    prompt = ctx.test_ds[row]["prompt"]
                     if repr(prompt) not in seen:
                         seen.add(repr(prompt))
+                        ctx._eval_rows.append(row)
                         prompts.append(truncate_prompt(prompt, ctx.tokenizer,
                                                        _max_prompt_tokens(cfg)))
                         break
@@ -138,21 +146,18 @@ def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
         if policy.transform_prompt is None:  # one reference pass serves every point
             reference = _reference_logprobs(cfg, ctx, rows)
         per, _ = implicit_reward_outcomes(
-            policy.model, ctx.tokenizer, rows, list(cfg.objectives), beta=beta,
+            policy.model, ctx.tokenizer, rows, list(cfg.objective_names), beta=beta,
             max_length=cfg.max_length, transform_prompt=policy.transform_prompt,
             reference_logprobs=reference)
     else:
-        from moalign.objective import ObjectiveSet
-
-        scorers = ObjectiveSet([cfg.scorers.get(o, o) for o in cfg.objectives])
-        if scorers.names != tuple(cfg.objectives):
-            raise ConfigError(f"scorers {list(scorers.names)} must be named like the "
-                              f"objectives {list(cfg.objectives)}")
+        scorers = ctx.scorer_set()  # loaded once per trace (for RL: the training objectives)
         prompts = _eval_prompts(cfg, ctx)
         completions = _generate(cfg, ctx, policy, prompts)
-        per = scorers.score(prompts, completions).values.double().numpy()
-    scores, stderr, _ = summarize(list(cfg.objectives), per)
-    unscored = [o for o in cfg.objectives if not np.isfinite(scores[o])]
+        rows = ctx.test_ds.select(ctx._eval_rows)
+        columns = {c: list(rows[c]) for c in scorers.required_columns}
+        per = scorers.score(prompts, completions, **columns).values.double().numpy()
+    scores, stderr, _ = summarize(list(cfg.objective_names), per)
+    unscored = [o for o in cfg.objective_names if not np.isfinite(scores[o])]
     if unscored:
         raise DataError(f"no held-out example could be scored for {', '.join(unscored)}: every "
                         "score was None (check the scorer and the evaluation data)")

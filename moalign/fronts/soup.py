@@ -105,14 +105,32 @@ def soup_state_dicts(
 
 
 def policies(ctx: Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
-    """The ``soup`` method: one run per objective, then the exact soup at every weight vector.
+    """The ``soup`` method: one run per objective, then the exact soup at every weight vector:
+    of the LoRA updates (:func:`soup_adapter`), or with ``lora: null`` of the fully fine-tuned
+    weights (:func:`soup_state_dicts`, Rewarded Soups' original form; the policy at a vertex is
+    that run's model exactly).
 
-    Consumed lazily: a point's policy is valid until the next one replaces the soup adapter.
+    Consumed lazily: a point's policy is valid until the next one replaces the soup.
     """
     runs = ctx.per_objective_runs()
+    if ctx.cfg.lora is None:
+        yield from _full_soups(ctx, runs)
+        return
     model = [ctx.adapter(r) for r in runs][-1]
-    for w in ctx.cfg.weight_vectors():
+    for w in ctx.weight_vectors():
         pid = format_weights(w)
         name = soup_adapter(model, runs, w, name="soup")
         # peft saves a named adapter in a subfolder of that name
         yield pid, w, Policy(model, adapter=name, checkpoint=f"points/{pid}/adapter/{name}")
+
+
+def _full_soups(ctx: Context, runs: list[str]) -> Iterator[tuple[str, np.ndarray, Policy]]:
+    """Soups of fully fine-tuned runs: ``Σ_k w_k θ_k`` loaded into one copy of the base (not
+    saved: a point is its runs and its weights)."""
+    import copy
+
+    states = [ctx.full_model(r).state_dict() for r in runs]
+    model = copy.deepcopy(ctx.base).eval()
+    for w in ctx.weight_vectors():
+        model.load_state_dict(soup_state_dicts(states, w))
+        yield format_weights(w), w, Policy(model, adapter=None)

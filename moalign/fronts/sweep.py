@@ -15,9 +15,8 @@ __all__ = ["policies"]
 
 
 def policies(ctx: Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
-    """Train one run per weight vector of the front, then yield each run as a point."""
-    grid = ctx.cfg.weight_vectors()
-    names = [ctx.run(format_weights(w).replace(".", "_"), weights=w.tolist()) for w in grid]
-    for w, name in zip(grid, names):
-        yield format_weights(w), w, Policy(ctx.adapter(name), adapter=name,
-                                           checkpoint=f"runs/{name}/adapter")
+    """One run of the front's trainer per weight vector, each yielded as its point once trained
+    (consumed lazily: an adaptive front chooses the next vector from the points measured)."""
+    for w in ctx.weight_vectors():
+        name = ctx.run(format_weights(w).replace(".", "_"), weights=w.tolist())
+        yield format_weights(w), w, ctx.policy(name)

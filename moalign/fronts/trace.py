@@ -3,23 +3,31 @@
 :func:`trace_front` is the one entry point. A :class:`FrontConfig` says which **method** makes the
 policies of the front (each a small function in :data:`METHODS`):
 
-- ``sweep``: one MO-DPO run per weight vector (the MORLHF / MODPO baseline);
-- ``soup``: one run per objective, then LoRA interpolation for every weight vector
-  (Rewarded Soups, Ramé et al. 2023; :mod:`moalign.fronts.soup`);
-- ``conditioned``: one conditioned-DPO run, evaluated with every weight vector shown in the
+- ``sweep``: one run per weight vector (the MORLHF / MODPO baseline);
+- ``soup``: one run per objective, then exact interpolation (of the LoRA updates, or of the
+  weights with ``lora: null``) for every weight vector (Rewarded Soups, Ramé et al. 2023;
+  :mod:`moalign.fronts.soup`);
+- ``conditioned``: one conditioned run, evaluated with every weight vector shown in the
   prompt (Rewards-in-Context, Yang et al. 2024; :mod:`moalign.tradeoff.conditioning`);
 - ``decoding``: the per-objective runs of ``soup``, mixed token by token at generation time
   (MOD, Shi et al. 2024; :mod:`moalign.fronts.decoding`).
 
+and ``trainer`` which trainer trains the runs (``mo_dpo``, ``modpo``, ``grpo``, ``ppo``; the
+combinations and their costs: :mod:`moalign.fronts.plan`). With ``weights: adaptive`` each point
+after a starting grid goes where the measured front's gap is largest
+(:mod:`moalign.fronts.adaptive`).
+
 Layout of ``output_dir``::
 
     config.json          the resolved configuration (a rerun must match it)
-    runs/<run>/          trained LoRA adapters, each with run.json (seconds, steps)
+    runs/<run>/          trained runs: adapter/ (LoRA) or model/ (lora: null), run.json
+                         (trainer, seconds, steps)
     points/<id>/         point.json (scores, stderr, cost), scores.jsonl (one line per
                          held-out example, one key per objective, null: not scored)
                          [+ the soup adapter]
     baseline/            point.json and scores.jsonl of the starting (SFT) policy, measured
                          the same way
+    adaptive.json        (weights: adaptive) every weight vector chosen, with the gap it filled
     front.json           the ParetoFront (README schema, with the paired-bootstrap intervals
                          computed from the scores.jsonl files), front.png its plot
 
@@ -79,6 +87,8 @@ def _check_resume(out: Path, cfg: FrontConfig) -> dict[str, Any]:
     current = json.loads(json.dumps(current, default=_jsonable))  # tuples, arrays -> lists
     if saved.is_file():
         before = read_json(saved, what="trace configuration")
+        before.setdefault("trainer", "mo_dpo")  # traced before fronts had other trainers
+        before.setdefault("points", None)
         changed = sorted(k for k in set(before) | set(current)
                          if k not in _STATISTICS_KEYS and before.get(k) != current.get(k))
         if changed:
@@ -125,7 +135,7 @@ def _reference(cfg: FrontConfig, baseline: dict[str, Any] | None) -> tuple[list[
     ref = cfg.reference()
     if ref == "baseline":
         assert baseline is not None  # FrontConfig refuses baseline without include_baseline
-        return [float(baseline["scores"][o]) for o in cfg.objectives], "baseline"
+        return [float(baseline["scores"][o]) for o in cfg.objective_names], "baseline"
     if ref == "chance":
         return [0.5] * len(cfg.objectives), "chance"
     return [float(x) for x in ref], "explicit"
@@ -149,10 +159,11 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     if not (out / "config.json").is_file():
         atomic_write_json(out / "config.json", current)
     eval_seconds = 0.0
+    names = list(cfg.objective_names)
 
     def evaluate(folder: Path, policy: Policy, save_adapter: bool) -> dict[str, Any]:
         nonlocal eval_seconds
-        done = _load_point(folder, list(cfg.objectives))
+        done = _load_point(folder, names)
         if done is None:
             policy.activate()
             start = time.perf_counter()
@@ -165,7 +176,7 @@ def trace_front(config: FrontConfig | dict[str, Any]):
                     policy.model.save_pretrained(str(tmp / "adapter"),
                                                  selected_adapters=[policy.adapter])
                 atomic_write_text(tmp / SCORES_FILE,
-                                  per_example_text(per_example, list(cfg.objectives)))
+                                  per_example_text(per_example, names))
                 atomic_write_json(tmp / "point.json", result)
             done = result
         eval_seconds += float(done["eval_seconds"])
@@ -174,22 +185,27 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     baseline = None
     if cfg.include_baseline:  # before any adapter is loaded: the base is the SFT policy
         baseline = evaluate(out / "baseline", Policy(ctx.base, adapter=None), False)
+    ref, kind = _reference(cfg, baseline)
+    ctx.reference_point = ref  # an adaptive front measures its gaps against it
     points = []
     # consumed lazily: a soup policy is only valid until the next one replaces its adapter
     iterator: Any = METHODS[cfg.method](ctx)
     if cfg.progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(iterator, total=len(cfg.weight_vectors()), desc=f"front ({cfg.method})",
+        total = cfg.points if cfg.weights == "adaptive" else len(cfg.weight_vectors())
+        iterator = tqdm(iterator, total=total, desc=f"front ({cfg.trainer} {cfg.method})",
                         unit="point")
     for pid, w, policy in iterator:
         res = evaluate(out / "points" / pid, policy, save_adapter=cfg.method == "soup")
+        ctx.measured.append((np.asarray(w, dtype=np.float64), res["scores"]))
         points.append(FrontPoint(id=pid, weights=[float(x) for x in w], scores=res["scores"],
                                  stderr=res["stderr"], checkpoint=policy.checkpoint,
                                  per_example=f"points/{pid}/{res['per_example']}",
                                  metadata=res.get("metadata", {})))
-    ref, kind = _reference(cfg, baseline)
     metadata: dict[str, Any] = {"model": cfg.model, "dataset": cfg.dataset, "metric": cfg.metric,
+                                "trainer": cfg.trainer,
+                                "fine_tuning": "full" if cfg.lora is None else "lora",
                                 "seed": cfg.seed, "reference": kind,
                                 "heldout": heldout_fingerprint(cfg, ctx)}
     if baseline is not None:
@@ -198,7 +214,7 @@ def trace_front(config: FrontConfig | dict[str, Any]):
                                 **({"report": baseline["metadata"]["report"]}
                                    if baseline.get("metadata", {}).get("report") else {})}
     front = ParetoFront(
-        objectives=list(cfg.objectives), points=points, method=cfg.method, reference_point=ref,
+        objectives=names, points=points, method=cfg.method, reference_point=ref,
         cost={"train_seconds": round(ctx.train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
               "train_steps": ctx.train_steps},
         metadata=metadata,

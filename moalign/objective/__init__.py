@@ -18,6 +18,7 @@ from moalign.objective.registry import (
     describe_objectives,
     get_objective_class,
     load_objective,
+    objective_name,
     refresh_entry_points,
     register_objective,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "describe_objectives",
     "get_objective_class",
     "load_objective",
+    "objective_name",
     "objective_problems",
     "refresh_entry_points",
     "register_objective",

@@ -7,17 +7,17 @@ from typing import Any
 
 from moalign.config.checking import did_you_mean
 from moalign.errors import MoalignError
-from moalign.objective.registry import available_objectives, load_objective
+from moalign.objective.registry import available_objectives, load_objective, objective_name
 
 __all__ = ["objective_problems"]
 
 
 def _objective_name(spec: Any) -> str | None:
+    if isinstance(spec, str) and ":" in spec and "." in spec.split(":")[0]:
+        return objective_name(spec) or spec  # an explicit class: its name, or the path
     if isinstance(spec, Mapping):
         return spec.get("name")
-    if isinstance(spec, str):
-        return spec if ":" in spec and "." in spec.split(":")[0] else spec.partition(":")[0].strip()
-    return None
+    return objective_name(spec) if isinstance(spec, str) else None
 
 
 def _instantiate(spec: Any, key: str) -> list[str]:

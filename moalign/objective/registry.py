@@ -27,6 +27,7 @@ __all__ = [
     "describe_objectives",
     "get_objective_class",
     "load_objective",
+    "objective_name",
     "refresh_entry_points",
     "register_objective",
 ]
@@ -159,6 +160,29 @@ def load_objective(spec: str | Mapping[str, Any] | Objective, **kwargs: Any) -> 
     cls = get_objective_class(name)
     spec_kwargs.update(kwargs)
     return _build(cls, spec_kwargs, name)
+
+
+def objective_name(spec: Any) -> str | None:
+    """The name of the objective a spec builds, without building it: a dict's ``name``, the
+    part of ``"name:key=value"`` before the colon, an explicit ``"package.module:Class"``'s
+    class name (its ``name`` attribute; the class is imported, as the user asked), an
+    :class:`Objective`'s own name; ``None`` for anything else or a class that cannot be
+    imported (:func:`load_objective` then says why)."""
+    if isinstance(spec, Objective):
+        return spec.__name__
+    if isinstance(spec, Mapping):
+        name = spec.get("name")
+        return name if isinstance(name, str) else None
+    if not isinstance(spec, str):
+        return None
+    if re.match(r"^[\w.]+\.[\w.]*:[A-Za-z_]\w*$", spec.strip()):
+        module_name, _, attr = spec.strip().partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except Exception:
+            return None
+        return (getattr(cls, "name", "") or attr) if isinstance(cls, type) else None
+    return spec.partition(":")[0].strip()
 
 
 def _build(cls: type[Objective], kwargs: dict[str, Any], name: str) -> Objective:

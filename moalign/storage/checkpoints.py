@@ -172,16 +172,23 @@ def check_model_folder(folder: str | os.PathLike) -> None:
         check_safetensors(weights)
 
 
-def check_trainer_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
+def check_trainer_checkpoint(folder: str | os.PathLike,
+                             required: Sequence[str] = ()) -> dict[str, Any]:
     """Validate a ``checkpoint-<step>`` folder of a Hugging Face / TRL trainer (or of
     :class:`~moalign.trainers.MultiObjectivePPOTrainer`); return its trainer state.
 
-    The ``Trainer`` writes ``trainer_state.json`` last, so its absence means the save was cut
-    short. Every ``*.safetensors`` file must be whole and every moalign state file must parse.
+    The ``Trainer`` writes ``trainer_state.json`` last (moalign's trainers write their own
+    state files before it), so its absence means the save was cut short. Every
+    ``*.safetensors`` file must be whole, every moalign state file must parse, and each file
+    named in ``required`` (what the resuming trainer reads, e.g. ``moalign_state.json``) must be
+    there.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint '{folder}' does not exist")
+    for name in required:
+        if not (folder / name).is_file():
+            raise CheckpointError(f"checkpoint '{folder}' is incomplete: no {name}")
     state_file = folder / "trainer_state.json"
     if not state_file.is_file():
         raise CheckpointError(f"checkpoint '{folder}' is incomplete: no trainer_state.json (the "
@@ -200,9 +207,10 @@ def check_trainer_checkpoint(folder: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+def latest_checkpoint(output_dir: str | os.PathLike, required: Sequence[str] = ()) -> Path | None:
     """The newest ``checkpoint-<step>`` under ``output_dir`` that passes
-    :func:`check_trainer_checkpoint`; incomplete or corrupt ones are skipped with a warning.
+    :func:`check_trainer_checkpoint` (with ``required``); incomplete or corrupt ones are skipped
+    with a warning.
     ``None`` when there is none (use it instead of ``transformers.trainer_utils.
     get_last_checkpoint``, which returns a half-written folder as readily as a whole one)."""
     root = Path(output_dir)
@@ -212,7 +220,7 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
                     if p.is_dir() and (m := _CHECKPOINT.match(p.name))), reverse=True)
     for _, path in found:
         try:
-            check_trainer_checkpoint(path)
+            check_trainer_checkpoint(path, required)
         except CheckpointError as exc:
             logger.warning("skipping checkpoint: %s", exc)
             continue

@@ -29,6 +29,8 @@ from trl import DPOTrainer
 from moalign.data.schema import LABEL_VALUES, pref_column
 from moalign.errors import CheckpointError, DataError
 from moalign.trainers._dpo_core import STAT_ROWS, objective_stats
+from moalign.trainers.resume import ValidatedResume
+from moalign.trainers.resume import ValidatedResume
 
 __all__ = ["ColumnsCollator", "check_label_columns", "trl_option_problems"]
 
@@ -129,7 +131,7 @@ class ColumnsCollator:
         return batch
 
 
-class _MultiObjectiveDPOBase(DPOTrainer):
+class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
     """``trl.DPOTrainer`` with extra columns carried to the loss and per-objective metrics.
 
     Subclasses set ``self._mo_columns`` (before ``super().__init__``), ``self._mo_names``
@@ -348,7 +350,9 @@ class _MultiObjectiveDPOBase(DPOTrainer):
         self.tradeoff.load_state_dict(state.get("tradeoff", state))
 
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        # the state goes in first: the Trainer writes trainer_state.json last, and a folder
+        # without it is never resumed (moalign.trainers.resume), so a kill at any moment leaves
+        # either a whole checkpoint or one that is skipped
         state = self._moalign_state()
         if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -357,7 +361,9 @@ class _MultiObjectiveDPOBase(DPOTrainer):
 
             folder = os.path.join(self._get_output_dir(trial=trial),
                                   f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
             atomic_write_json(os.path.join(folder, STATE_FILE), state)
+        super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
@@ -365,4 +371,8 @@ class _MultiObjectiveDPOBase(DPOTrainer):
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as fh:
                 self._load_moalign_state(json.load(fh))
+
+    resume_required = (STATE_FILE,)
+
+    resume_required = (STATE_FILE,)
 

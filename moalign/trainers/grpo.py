@@ -45,6 +45,7 @@ from moalign.errors import CheckpointError, ConfigError, DataError
 from moalign.objective import ObjectiveSet
 from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
 from moalign.trainers.ranges import GRPO_RANGES, trainer_range_problems
+from moalign.trainers.resume import ValidatedResume
 from moalign.weights import as_weights
 
 __all__ = ["MultiObjectiveGRPOConfig", "MultiObjectiveGRPOTrainer"]
@@ -100,7 +101,7 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
 document_fields(MultiObjectiveGRPOConfig, only_own=True)
 
 
-class MultiObjectiveGRPOTrainer(GRPOTrainer):
+class MultiObjectiveGRPOTrainer(ValidatedResume, GRPOTrainer):
     """``trl.GRPOTrainer`` trained on K objectives with scheduled weights and constraints.
 
     ``objectives`` is an :class:`~moalign.objective.ObjectiveSet` or what builds one (names,
@@ -150,8 +151,7 @@ class MultiObjectiveGRPOTrainer(GRPOTrainer):
         for key, value in self.tradeoff.metrics(means, log_rewards=False).items():
             self._metrics[mode][key].append(value)
 
-    def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+    def _save_checkpoint(self, model, trial):  # the state before trainer_state.json: see resume.py
         if self.args.should_save:
             from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -159,8 +159,12 @@ class MultiObjectiveGRPOTrainer(GRPOTrainer):
 
             folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             path = os.path.join(self._get_output_dir(trial=trial), folder, _STATE)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             atomic_write_json(path, {"objectives": list(self.objective_set.names),
                                      "tradeoff": self.tradeoff.state_dict()})
+        super()._save_checkpoint(model, trial)
+
+    resume_required = (_STATE,)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         super()._load_optimizer_and_scheduler(checkpoint)

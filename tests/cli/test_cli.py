@@ -139,7 +139,7 @@ def test_demo_tiny_stores_per_example_scores_and_intervals(tiny_demo):
 
 
 def test_demo_rerun_reuses_finished_points(tiny_demo, monkeypatch):
-    import moalign.fronts.context
+    import moalign.fronts.runs
     import moalign.fronts.trace
 
     out = tiny_demo["dir"]
@@ -151,7 +151,7 @@ def test_demo_rerun_reuses_finished_points(tiny_demo, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished run or point was recomputed")
 
-    monkeypatch.setattr(moalign.fronts.context, "train_lora_run", forbidden)
+    monkeypatch.setattr(moalign.fronts.runs, "train_run", forbidden)
     monkeypatch.setattr(moalign.fronts.trace, "evaluate_front_policy", forbidden)
     rc, stdout, stderr, wall = _run(["demo", "--tiny", "--output", str(out), "--quiet"])
     assert rc == 0, stderr

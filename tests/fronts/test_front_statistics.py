@@ -141,7 +141,7 @@ def test_a_broken_reference_pass_shows_in_the_baseline(tmp_path, monkeypatch):
 
 
 def test_rerun_with_other_statistics_settings_evaluates_nothing(still, monkeypatch):
-    import moalign.fronts.context
+    import moalign.fronts.runs
     import moalign.fronts.trace
     from moalign.fronts.trace import trace_front
 
@@ -150,7 +150,7 @@ def test_rerun_with_other_statistics_settings_evaluates_nothing(still, monkeypat
     def forbidden(*args, **kwargs):
         raise AssertionError("a finished run or point was recomputed")
 
-    monkeypatch.setattr(moalign.fronts.context, "train_lora_run", forbidden)
+    monkeypatch.setattr(moalign.fronts.runs, "train_run", forbidden)
     monkeypatch.setattr(moalign.fronts.trace, "evaluate_front_policy", forbidden)
     again = trace_front({**cfg, "bootstrap": {"resamples": 500, "seed": 3},
                          "reference_point": "chance"})
