@@ -30,7 +30,6 @@ from moalign.data.schema import LABEL_VALUES, pref_column
 from moalign.errors import CheckpointError, DataError
 from moalign.trainers._dpo_core import STAT_ROWS, objective_stats
 from moalign.trainers.resume import ValidatedResume
-from moalign.trainers.resume import ValidatedResume
 
 __all__ = ["ColumnsCollator", "check_label_columns", "trl_option_problems"]
 
@@ -371,8 +370,6 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as fh:
                 self._load_moalign_state(json.load(fh))
-
-    resume_required = (STATE_FILE,)
 
     resume_required = (STATE_FILE,)
 
