@@ -254,6 +254,16 @@ def _children(folder: Path) -> Iterable[Path]:
         if folder.is_dir() else []
 
 
+def _spec_name(spec: Any) -> str | None:
+    """The objective name of a ``load_objective`` spec saved in a trace's config.json (None for
+    an explicit ``package.module:Class``, whose name only its class knows)."""
+    if isinstance(spec, dict):
+        return spec.get("name")
+    if not isinstance(spec, str) or "." in spec.partition(":")[0]:
+        return None
+    return spec.partition(":")[0].strip()
+
+
 def scan_trace(output_dir: str | os.PathLike) -> TraceStatus:
     """Inspect a :func:`~moalign.fronts.trace.trace_front` folder without loading any model."""
     out = Path(output_dir)
@@ -270,7 +280,9 @@ def scan_trace(output_dir: str | os.PathLike) -> TraceStatus:
     objectives: list[str] = []
     if (out / "config.json").exists():
         try:
-            objectives = list(read_json(out / "config.json").get("objectives") or [])
+            objectives = [_spec_name(o) for o in
+                          read_json(out / "config.json").get("objectives") or []]
+            objectives = [o for o in objectives if o]
         except CheckpointError as exc:
             status.problems.append(str(exc))
 
@@ -284,8 +296,9 @@ def scan_trace(output_dir: str | os.PathLike) -> TraceStatus:
     for run in _children(out / "runs"):
         if not (run / "run.json").exists():
             status.partial.append(run)
-        elif check(read_json, run / "run.json", required=("seconds", "steps")) and \
-                check(check_adapter, run / "adapter"):
+        elif check(read_json, run / "run.json", required=("seconds", "steps")) and (
+                check(check_model_folder, run / "model") if (run / "model").is_dir()
+                else check(check_adapter, run / "adapter")):  # a full fine-tune, or LoRA
             status.runs.append(run.name)
     for point in [*_children(out / "points"), *([out / "baseline"] if (out / "baseline").is_dir() else [])]:
         if not (point / "point.json").exists():
