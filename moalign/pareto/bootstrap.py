@@ -46,6 +46,7 @@ import numpy as np
 from moalign.config.checking import did_you_mean
 from moalign.errors import CheckpointError
 from moalign.pareto.indicators import ParetoError, hypervolume
+from moalign.storage.checkpoints import read_text
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -351,12 +352,7 @@ def read_per_example(path: str | os.PathLike, objectives: Sequence[str]) -> np.n
     """Per-example scores ``[N, K]`` (NaN for ``null``) from a file of :func:`per_example_text`;
     :class:`~moalign.errors.CheckpointError` naming the file and line otherwise."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CheckpointError(f"per-example scores '{path}' do not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"per-example scores '{path}' cannot be read ({exc})") from None
+    text = read_text(path, "per-example scores")
     rows = []
     for i, line in enumerate(text.splitlines(), start=1):
         try:

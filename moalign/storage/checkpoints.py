@@ -34,6 +34,7 @@ __all__ = [
     "is_temporary",
     "latest_checkpoint",
     "read_json",
+    "read_text",
     "scan_trace",
     "stale_temporaries",
 ]
@@ -82,13 +83,20 @@ def read_json(path: str | os.PathLike, *, required: Sequence[str] = (),
         raise CheckpointError(f"{exc}; {hint}") from None
 
 
-def _read_json(path: Path, required: Sequence[str], what: str) -> dict[str, Any]:
+def read_text(path: str | os.PathLike, what: str) -> str:
+    """The UTF-8 text of a file a run wrote; :class:`CheckpointError` naming ``what`` and the
+    file when it is missing or unreadable."""
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CheckpointError(f"{what} '{path}' is missing") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{what} '{path}' cannot be read ({exc})") from None
+
+
+def _read_json(path: Path, required: Sequence[str], what: str) -> dict[str, Any]:
+    text = read_text(path, what)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -20,6 +20,8 @@ import math
 import re
 from typing import Any
 
+from moalign.verify.normalize import _matching_brace
+
 __all__ = [
     "GREEK",
     "Unsupported",
@@ -86,15 +88,11 @@ _Unsupported = Unsupported
 
 
 def _group(s: str, i: int) -> tuple[str, int]:
-    depth = 0
-    for j in range(i, len(s)):
-        if s[j] == "{":
-            depth += 1
-        elif s[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return s[i + 1 : j], j + 1
-    raise _Unsupported("unbalanced braces")
+    """The braced group opening at ``s[i]`` and the index after it."""
+    j = _matching_brace(s, i)
+    if j < 0:
+        raise _Unsupported("unbalanced braces")
+    return s[i + 1 : j], j + 1
 
 
 def _argument(s: str, i: int) -> tuple[str, int]:

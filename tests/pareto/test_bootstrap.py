@@ -222,5 +222,5 @@ def test_per_example_files_round_trip_exactly(tmp_path):
         with pytest.raises(CheckpointError, match=match) as info:
             read_per_example(path, ["a", "b"])
         assert str(path) in str(info.value)
-    with pytest.raises(CheckpointError, match="do not exist"):
+    with pytest.raises(CheckpointError, match="is missing"):
         read_per_example(tmp_path / "none.jsonl", ["a", "b"])
