@@ -22,7 +22,7 @@ from moalign.config.checking import (
     raise_problems,
     range_problems,
 )
-from moalign.data.catalog import dataset_columns, dataset_problems
+from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.errors import ConfigError
 from moalign.evaluation.core import generation_problems
 from moalign.fronts.plan import (
@@ -76,8 +76,10 @@ class FrontConfig:
         default_factory=lambda: ["helpfulness", "harmlessness"])
     #: Starting (SFT) checkpoint: a local folder, ``"smollm2"`` (the embedded one) or ``"tiny"``.
     model: str = "smollm2"
-    #: Preference data: ``"hh-rlhf"`` (bundled helpful + harmless) or a path / hub id.
-    dataset: str = "hh-rlhf"
+    #: Data: ``"hh-rlhf"`` (bundled helpful + harmless), another bundled name, a file in the
+    #: canonical schema, or ``{source: <hub id or path>, adapter: <name>, split, config,
+    #: columns, options}`` (``moalign datasets`` lists the adapters).
+    dataset: str | dict[str, Any] = "hh-rlhf"
     #: Where runs, points, ``front.json`` and ``front.png`` go.
     output_dir: str = "front"
     #: Weight vectors of the front; default: ``simplex_grid(K, grid)``. ``adaptive``: start with
@@ -264,10 +266,11 @@ def resolve_front_config(data: Mapping[str, Any], *, source: str | None = None):
     view = {**defaults_of(FrontConfig), **good}
     problems += model_problems(view["model"])
     problems += dataset_problems(view["dataset"])
-    columns = dataset_columns(view["dataset"]) if isinstance(view["dataset"], str) else None
+    columns = (dataset_columns(view["dataset"])
+               if isinstance(view["dataset"], (str, Mapping)) else None)
     online = is_online(view["trainer"])
     problems += objective_problems(view["objectives"], labels="scorer" if online else "column",
-                                   columns=columns, dataset=view["dataset"])
+                                   columns=columns, dataset=describe_spec(view["dataset"]))
     metric = view.get("metric") or default_metric(view["trainer"])
     if metric == "generation" and isinstance(view["objectives"], list):
         scorers = view.get("scorers") or {}

@@ -76,3 +76,33 @@ def test_trace_example_runs_on_the_tiny_model(name, tmp_path):
                "--eval_pairs", "8", "--quiet"])
     assert rc == 0
     assert len(json.loads((out / "front.json").read_text())["points"]) == 2
+
+
+PKU_ROWS = [{"prompt": f"Question {i}?", "response_0": f"A careful answer {i}.",
+             "response_1": f"A risky answer {i}.", "better_response_id": i % 2,
+             "safer_response_id": 0, "is_response_0_safe": True, "is_response_1_safe": i % 3 == 0}
+            for i in range(24)]
+
+
+def test_pku_front_example_traces_from_a_local_copy(tmp_path):
+    data = tmp_path / "pku.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in PKU_ROWS))
+    out = tmp_path / "front"
+    rc = main(["trace", "--config", str(EXAMPLES / "trace_pku.yaml"), "--model", "tiny",
+               "--dataset.source", str(data), "--output_dir", str(out), "--grid", "1",
+               "--train.max_steps", "1", "--train_pairs", "8", "--eval_pairs", "4", "--quiet"])
+    assert rc == 0
+    front = json.loads((out / "front.json").read_text())
+    assert front["metadata"]["dataset"]["adapter"] == "pku-saferlhf" and len(front["points"]) == 2
+
+
+def test_pku_front_example_with_its_hub_id_offline_fails_fast(tmp_path, monkeypatch, capsys):
+    import time
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    rc = main(["trace", "--config", str(EXAMPLES / "trace_pku.yaml"), "--model", "tiny",
+               "--output_dir", str(tmp_path / "front")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "offline" in err and "local copy" in err and "Traceback" not in err
+    assert time.perf_counter() - start < 10 and not (tmp_path / "front").exists()
