@@ -145,8 +145,11 @@ def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
         reference = None
         if policy.transform_prompt is None:  # one reference pass serves every point
             reference = _reference_logprobs(cfg, ctx, rows)
+        # a full fine-tune (no adapter to disable) is measured against the starting model
+        start = None if hasattr(policy.model, "disable_adapter") else ctx.base
         per, _ = implicit_reward_outcomes(
-            policy.model, ctx.tokenizer, rows, list(cfg.objective_names), beta=beta,
+            policy.model, ctx.tokenizer, rows, list(cfg.objective_names), ref_model=start,
+            beta=beta,
             max_length=cfg.max_length, transform_prompt=policy.transform_prompt,
             reference_logprobs=reference)
     else:

@@ -41,7 +41,7 @@ FRONT_TRAINERS = ("mo_dpo", "modpo", "grpo", "ppo")
 #: The online (RL) ones: trained on prompts, rewarded by the objectives.
 RL_TRAINERS = ("grpo", "ppo")
 #: Trainers with a conditioned form (``method: conditioned``).
-CONDITIONED_TRAINERS = ("mo_dpo",)
+CONDITIONED_TRAINERS = ("mo_dpo", "grpo", "ppo")
 #: ``FrontConfig.weights`` value that places each next point where the front's gap is largest.
 ADAPTIVE = "adaptive"
 #: Keys of ``FrontConfig.train`` that the trace sets itself, run by run.

@@ -15,6 +15,9 @@ advantages:
   (``weights/<k>``), multipliers (``lagrange/<k>``) and constraint slacks
   (``constraint/<k>/slack``) are logged next to TRL's per-reward means (``rewards/<k>/mean``).
 
+With ``conditioning="prompt"`` each prompt shows its own Dirichlet-drawn weights and its
+completions' rewards are weighted by them (:mod:`moalign.trainers.conditioned_rl`).
+
 The fixed weights are the config's ``weights``, as in every moalign trainer config; TRL's own
 field ``reward_weights`` must stay unset (the trainer fills TRL's weights itself, batch by
 batch), and setting it is a :class:`~moalign.errors.ConfigError` pointing to ``weights``.
@@ -43,7 +46,15 @@ from trl import GRPOConfig, GRPOTrainer
 from moalign.config.fields import doc, document_fields
 from moalign.errors import CheckpointError, ConfigError, DataError
 from moalign.objective import ObjectiveSet
+from moalign.tradeoff.conditioning import WEIGHTS_COLUMN
 from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
+from moalign.trainers.conditioned_rl import (
+    ConditioningFields,
+    PerCompletionWeights,
+    condition_prompts,
+    conditioning_problems,
+    row_weights,
+)
 from moalign.trainers.ranges import GRPO_RANGES, trainer_range_problems
 from moalign.trainers.resume import ValidatedResume
 from moalign.weights import as_weights
@@ -58,7 +69,7 @@ _REWARD_WEIGHTS = ("'reward_weights' is TRL's field, which this trainer sets its
 
 @refuse_renamed_fields
 @dataclass
-class MultiObjectiveGRPOConfig(GRPOConfig):
+class MultiObjectiveGRPOConfig(GRPOConfig, ConditioningFields):
     """Configuration of :class:`MultiObjectiveGRPOTrainer`: TRL's ``GRPOConfig`` plus the
     trade-off, with the field names of every moalign trainer config. ``weights`` are the fixed
     objective weights and must lie on the simplex (default: uniform); TRL's ``reward_weights``
@@ -92,6 +103,7 @@ class MultiObjectiveGRPOConfig(GRPOConfig):
             problems.append(_REWARD_WEIGHTS)
         if self.weights is not None and self.schedule is not None:
             problems.append("give either 'weights' or 'schedule', not both")
+        problems += conditioning_problems(self)
         if problems:
             raise ConfigError(problems, source=type(self).__name__)
         if self.weights is not None:
@@ -121,6 +133,8 @@ class MultiObjectiveGRPOTrainer(ValidatedResume, GRPOTrainer):
         objective_set = objectives if isinstance(objectives, ObjectiveSet) else ObjectiveSet(objectives)
         tradeoff = TradeOff.from_config(objective_set.names, args, schedule=schedule)
         _check_columns(train_dataset, objective_set.required_columns)
+        if args.conditioning is not None:  # each prompt shows the weights of its rewards
+            train_dataset = condition_prompts(train_dataset, objective_set.names, args)
         model = _with_loadable_name(model, args, kwargs.get("peft_config"))
         super().__init__(model=model, reward_funcs=list(objective_set.objectives), args=args,
                          train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -142,6 +156,11 @@ class MultiObjectiveGRPOTrainer(ValidatedResume, GRPOTrainer):
             weights = self.tradeoff.ask()
             self.tradeoff.update_multipliers(rewards)
             self.reward_weights = self._current_reward_weights()
+            if self.args.conditioning is not None:  # each completion: its prompt's weights
+                rows = torch.as_tensor(row_weights([x[WEIGHTS_COLUMN] for x in inputs]))
+                rows = self.accelerator.gather(rows.to(rewards.device, torch.float32))
+                self.reward_weights = PerCompletionWeights(rows)
+                weights = self.tradeoff.set_weights(rows.double().mean(0).cpu().numpy())
             self.tradeoff.tell({"weights": weights, "rewards": means})
         self._log_tradeoff(mode, means)
         return rewards

@@ -49,6 +49,7 @@ from moalign.objective import ObjectiveSet
 from moalign.storage.checkpoints import latest_checkpoint
 from moalign.storage.files import atomic_directory, atomic_write_json, jsonable
 from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
+from moalign.trainers import conditioned_rl as rl
 from moalign.trainers import ppo_core as core
 from moalign.trainers.checkpointing import (
     is_peft_model,
@@ -77,7 +78,7 @@ _STATE = "trainer_state.json"
 @refuse_renamed_fields
 @document_fields
 @dataclass
-class MultiObjectivePPOConfig:
+class MultiObjectivePPOConfig(rl.ConditioningFields):
     """Configuration of :class:`MultiObjectivePPOTrainer` (one iteration = rollouts + PPO epochs)."""
 
     # run
@@ -139,6 +140,7 @@ class MultiObjectivePPOConfig:
             problems.append(f"'kl_penalty' must be 'token' or 'sequence', got {self.kl_penalty!r}")
         if self.weights is not None and self.schedule is not None:
             problems.append("give either 'weights' or 'schedule', not both")
+        problems += rl.conditioning_problems(self)
         if problems:
             raise ConfigError(problems)
         if self.weights is not None:
@@ -174,6 +176,8 @@ class MultiObjectivePPOTrainer:
         if problems:
             raise ConfigError(problems)
         self.rows = as_prompt_rows(train_dataset, self.objectives.required_columns)
+        if args.conditioning is not None:  # each prompt shows the weights of its rewards
+            self.rows = rl.condition_prompts(self.rows, names, args)
         self.callbacks = list(callbacks)
         set_seed(args.seed)
         self.accelerator = Accelerator(cpu=args.use_cpu, mixed_precision=args.mixed_precision)
@@ -318,7 +322,13 @@ class MultiObjectivePPOTrainer:
         tokens = mask.bool()
         objective_adv = adv[..., :K].masked_fill(~scored.unsqueeze(1), float("nan"))
         signal = torch.zeros_like(old_logp)
-        if self.tradeoff.is_linear:  # per token: the weighted sum of the advantages
+        if a.conditioning is not None:  # per token: its prompt's weights (conditioned_rl)
+            coef = torch.as_tensor(rl.row_weights(rollout.columns[rl.WEIGHTS_COLUMN]),
+                                   device=mask.device)
+            self.tradeoff.set_weights(coef.mean(0).cpu().numpy())  # logged as weights/<k>
+            signal[tokens] = core.weighted_channels(objective_adv[tokens], coef.unsqueeze(1).expand(
+                *mask.shape, K)[tokens]).float()
+        elif self.tradeoff.is_linear:  # per token: the weighted sum of the advantages
             groups = rollout.groups.to(mask.device).unsqueeze(1).expand_as(mask)
             signal[tokens] = self.tradeoff.combine(objective_adv[tokens], groups=groups[tokens]).float()
         else:  # S(J) linearized at the global batch's mean rewards

@@ -136,6 +136,27 @@ def test_ppo_sweep_points_follow_their_weights(tmp_path):
     assert record["trainer"] == "ppo" and record["steps"] == 6
 
 
+@pytest.mark.parametrize("trainer", ["grpo", "ppo"])
+def test_conditioned_rl_front_is_one_run_shown_every_weight_vector(trainer, tmp_path):
+    """Conditioned GRPO / PPO: one run whose prompts showed Dirichlet-drawn weights (their
+    rewards weighted by them: tests/trainers/test_conditioned_rl.py), evaluated with each
+    weight vector of the front shown in the prompt. (The tiny model does not learn to read the
+    condition in a few steps, so the points are not expected to differ.)"""
+    from moalign.fronts.trace import trace_front
+
+    out = tmp_path / "conditioned"
+    train = {**(ascii_task.GRPO_TRAIN if trainer == "grpo" else ascii_task.PPO_TRAIN),
+             "max_steps": 2, "dirichlet_alpha": 0.5}
+    trace_front(ascii_task.front_config(out, trainer=trainer, method="conditioned", train=train))
+    front = _front(out)
+    assert front["method"] == "conditioned" and front["metadata"]["trainer"] == trainer
+    assert [p.name for p in (out / "runs").iterdir()] == ["conditioned"]
+    record = json.loads((out / "runs" / "conditioned" / "run.json").read_text())
+    assert record["conditioning"] == "prompt" and record["trainer"] == trainer
+    assert [p["id"] for p in front["points"]] == ["w1.00-0.00", "w0.50-0.50", "w0.00-1.00"]
+    assert all(p["checkpoint"] == "runs/conditioned/model" for p in front["points"])
+
+
 def test_decoding_mixes_fully_fine_tuned_grpo_runs(tmp_path):
     from moalign.fronts.trace import trace_front
 
@@ -200,6 +221,8 @@ def test_train_fields_are_checked_against_the_chosen_trainer():
 @pytest.mark.parametrize("changes, match", [
     ({"trainer": "modpo", "method": "soup"}, "MODPO trains on the first objective"),
     ({"trainer": "modpo", "method": "conditioned"}, "has no conditioned form"),
+    ({"trainer": "grpo", "method": "conditioned", "objectives": OBJ,
+      "train": {"constraints": {"ascii_share": 0.5}}}, "conditioning draws a weight vector"),
     ({"trainer": "modpo", "method": "sweep"}, "w_0 > 0.*give 'weights' explicitly"),
     ({"trainer": "modpo", "method": "sweep", "weights": "adaptive", "points": 6},
      "adaptive candidates include w_0 = 0"),
@@ -243,3 +266,23 @@ def test_defaults_and_objective_specs():
              objectives=["length:target=5", {"name": "length", "target": 9}])
     _refused("unknown objective 'lenght'.*did you mean 'length'", trainer="grpo",
              dataset="gsm8k", objectives=["lenght", "reasoning_accuracy"])
+
+
+def test_fully_fine_tuned_dpo_fronts_measure_against_the_starting_model(tmp_path):
+    """lora: null for sweep and conditioned DPO: the implicit reward's reference is the
+    starting model (were it the trained model itself, every pair would tie at 0.5)."""
+    from moalign.fronts.trace import trace_front
+
+    for method in ("sweep", "conditioned"):
+        out = tmp_path / method
+        trace_front({"method": method, "model": "tiny", "lora": None, "grid": 1,
+                     "train_pairs": 16, "eval_pairs": 16, "max_length": 96, "progress": False,
+                     "output_dir": str(out),
+                     "train": {"max_steps": 2, "learning_rate": 1e-2, "max_length": 96,
+                               "max_prompt_tokens": 48}})
+        front = _front(out)
+        assert front["metadata"]["fine_tuning"] == "full" and len(front["points"]) == 2
+        assert (out / "runs" / ("conditioned" if method == "conditioned" else "w1_00-0_00")
+                / "model").is_dir()
+        scores = [s for p in front["points"] for s in p["scores"].values()]
+        assert any(abs(s - 0.5) > 1e-9 for s in scores), (method, scores)

@@ -43,6 +43,7 @@ CASES = {
     "grpo-sweep": dict(trainer="grpo", method="sweep", grid=2),
     "grpo-soup": dict(trainer="grpo", method="soup", grid=2),
     "ppo-sweep": dict(trainer="ppo", method="sweep", grid=1),
+    "conditioned-grpo": dict(trainer="grpo", method="conditioned", grid=2),
     "adaptive-grpo-sweep": dict(trainer="grpo", method="sweep", grid=1, weights="adaptive",
                                 points=4, reference_point=[0.0, 0.0]),
 }
