@@ -15,7 +15,8 @@ from moalign.cli._output import quiet_library_output
 from moalign.config.checking import keys_epilog, read_config
 from moalign.fronts.config import FrontConfig, resolve_front_config
 
-HELP = "trace a Pareto front (sweep | soup | conditioned | decoding); resumable"
+HELP = ("trace a Pareto front (sweep | soup | conditioned | decoding) with any trainer (mo_dpo | "
+        "modpo | grpo | ppo); resumable")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "output_dir, grid, train, lora, metric, ...); --key value overrides "
                              "any key, e.g. --train.max_steps 4")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.epilog = keys_epilog(FrontConfig)
+    import textwrap
+
+    from moalign.fronts.plan import TRAINER_METHOD_TABLE
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the table's lines
+    parser.epilog = TRAINER_METHOD_TABLE + "\n\n" + textwrap.fill(keys_epilog(FrontConfig), 90)
 
 
 def describe_outputs(front: Any, output_dir: str | Path) -> str:

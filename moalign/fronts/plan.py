@@ -33,7 +33,7 @@ from moalign.config.checking import did_you_mean
 from moalign.models.lora import soup_lora_problems
 
 __all__ = ["ADAPTIVE", "CONDITIONED_TRAINERS", "DEFAULT_MAX_PROMPT_TOKENS", "FRONT_TRAINERS", "RL_TRAINERS",
-           "TRACE_OWNED_TRAIN_KEYS", "FrontOnlyTrainFields", "combination_problems",
+           "TRACE_OWNED_TRAIN_KEYS", "TRAINER_METHOD_TABLE", "FrontOnlyTrainFields", "combination_problems",
            "default_metric", "is_online"]
 
 #: Trainers a front can be traced with (``FrontConfig.trainer``).
@@ -51,6 +51,26 @@ TRACE_OWNED_TRAIN_KEYS = ("objectives", "weights", "schedule", "conditioning", "
 DEFAULT_MAX_PROMPT_TOKENS = 96
 #: Methods whose runs sit at the simplex's vertices (one per objective).
 _VERTEX_METHODS = ("soup", "decoding")
+
+
+#: What each trainer x method trains, and what a point costs (``moalign trace --help``, README).
+TRAINER_METHOD_TABLE = """\
+what each trainer x method trains (N weight vectors, K objectives):
+
+  trainer  sweep             soup / decoding        conditioned
+  mo_dpo   N MO-DPO runs     K runs (one per        1 conditioned-DPO run
+  modpo    N MODPO runs      objective) for both;   refused
+           (w_0 > 0 only)    modpo: refused
+  grpo     N MO-GRPO runs    K runs                 1 conditioned-GRPO run
+  ppo      N MO-PPO runs     K runs                 1 conditioned-PPO run
+
+training: runs x train.max_steps steps (an RL step also generates its rollouts); a point
+costs its evaluation (metric implicit: log-probs of eval_pairs pairs, the DPO default;
+metric generation: eval_prompts replies scored by the objectives, the RL default) plus: soup
+one interpolation, conditioned a prompt rewrite, decoding K forward passes per generated
+token. weights: adaptive trains one run per point like a sweep, placed where the measured
+front has its largest hypervolume gap. lora: null fine-tunes every weight (a soup then
+interpolates the weights)."""
 
 
 def is_online(trainer: str) -> bool:

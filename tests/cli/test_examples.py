@@ -18,6 +18,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "configs"
 TRAIN = ["mo_dpo.yaml", "conditioned_dpo.yaml", "modpo.yaml", "grpo_gsm8k.yaml",
          "ppo_constrained.yaml"]
 TRACE = ["trace_tiny.yaml", "trace_soup.yaml"]
+#: fronts traced with an RL trainer, and the overrides that keep them to seconds on tiny
+RL_TRACE = {"trace_grpo_sweep.yaml": ["--train.max_completion_length", "8"],
+            "trace_grpo_soup.yaml": ["--train.max_completion_length", "8"],
+            "trace_conditioned_grpo.yaml": ["--train.max_completion_length", "8"],
+            "trace_ppo_lagrangian.yaml": ["--train.max_new_tokens", "8"]}
 UF_ROWS = [{"instruction": f"Explain {w}.", "completions": [
     {"response": f"{w} is explained well.", "annotations": {
         "helpfulness": {"Rating": "5"}, "honesty": {"Rating": str(2 + i % 3)}}},
@@ -42,7 +47,7 @@ def reward_models(tmp_path_factory, monkeypatch):
 
 
 def test_every_example_is_covered():
-    covered = {*TRAIN, *TRACE, "mo_dpo_ultrafeedback.yaml", "ppo_constrained.yaml", "sft.yaml",
+    covered = {*TRAIN, *TRACE, *RL_TRACE, "mo_dpo_ultrafeedback.yaml", "ppo_constrained.yaml", "sft.yaml",
                "reward_helpfulness.yaml", "reward_harmlessness.yaml", "trace_pku.yaml"}
     assert {p.name for p in EXAMPLES.glob("*.yaml")} <= covered
 
@@ -106,3 +111,19 @@ def test_pku_front_example_with_its_hub_id_offline_fails_fast(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert rc != 0 and "offline" in err and "local copy" in err and "Traceback" not in err
     assert time.perf_counter() - start < 10 and not (tmp_path / "front").exists()
+
+
+@pytest.mark.parametrize("name", sorted(RL_TRACE))
+def test_rl_trace_example_runs_on_the_tiny_model(name, tmp_path):
+    from moalign.config import load_yaml
+
+    out = tmp_path / "front"
+    rc = main(["trace", "--config", str(EXAMPLES / name), "--model", "tiny", "--output_dir",
+               str(out), "--grid", "1", "--train.max_steps", "1", "--train_pairs", "8",
+               "--eval_prompts", "4", "--generation.max_new_tokens", "8", "--quiet",
+               *RL_TRACE[name]])
+    assert rc == 0
+    front = json.loads((out / "front.json").read_text())
+    given = load_yaml(EXAMPLES / name)
+    assert front["metadata"]["trainer"] == given["trainer"] and front["method"] == given["method"]
+    assert len(front["points"]) == len(given.get("weights") or [0, 0])
