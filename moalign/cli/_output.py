@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["format_table", "print_summary", "quiet_library_output"]
+__all__ = ["format_table", "print_summary", "quiet_library_output", "throughput_line"]
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 4) -> str:
@@ -30,6 +30,18 @@ def print_summary(rows: list[tuple[str, Any]]) -> None:
             m, s = divmod(int(round(value)), 60)
             value = f"{m}m{s:02d}s" if m else f"{s}s"
         print(f"{key:<{width}}  {value}")
+
+
+#: kind of work -> its unit, for the throughput line
+UNITS = {"logprob": "tokens scored", "generation": "tokens generated", "scoring": "replies scored"}
+
+
+def throughput_line(rates: dict[str, Any]) -> str:
+    """``throughput: 612 tokens scored/s (80.2 s), ...`` from ``Throughput.rates()``: what
+    evaluation computed per second of each kind of work, and the seconds it took."""
+    parts = [f"{r['per_second']:,.0f} {UNITS.get(kind, kind)}/s ({r['seconds']:.1f} s)"
+             for kind, r in rates.items() if r.get("seconds")]
+    return "throughput: " + ", ".join(parts) if parts else ""
 
 
 class quiet_library_output:

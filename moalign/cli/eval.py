@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moalign.cli._output import format_table, quiet_library_output
+from moalign.cli._output import format_table, quiet_library_output, throughput_line
 from moalign.cli.train_config import TRAIN_RECORD
 from moalign.config.checking import (
     build_checked,
@@ -32,7 +32,8 @@ from moalign.config.checking import (
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.errors import CheckpointError
-from moalign.evaluation.core import generation_problems
+from moalign.evaluation.generation import generation_problems
+from moalign.models.precision import precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
 from moalign.storage.files import jsonable
@@ -77,6 +78,9 @@ class EvalConfig:
     generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 48})
     #: Seed of the split and of sampling.
     seed: int = 0
+    #: Numeric precision of log-probs, generation and reward scoring: ``auto`` (bfloat16 where
+    #: the machine runs it fast, else float32), ``float32`` or ``bfloat16``.
+    precision: str = "auto"
     #: Also write the results to this JSON file.
     output: str | None = None
     #: Show a progress bar while generating.
@@ -139,6 +143,7 @@ def resolve_eval_config(data: dict[str, Any], *, source: str | None = None) -> E
     problems += objective_problems(cfg.objectives, labels=labels, dataset=describe_spec(cfg.dataset),
                                    columns=dataset_columns(cfg.dataset))
     problems += generation_problems(cfg.generation)
+    problems += precision_problems(cfg.precision)
     raise_problems(problems, source)
     return cfg
 
@@ -221,9 +226,12 @@ def _evaluate_implicit(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -> 
         from moalign.models.specs import load_model_spec
 
         ref_model = load_model_spec(cfg.reference, seed=cfg.seed)[0].eval()
-    res = implicit_reward_accuracy(model, tokenizer, pairs, list(cfg.objectives),
-                                   ref_model=ref_model, beta=cfg.beta, batch_size=cfg.batch_size,
-                                   max_length=cfg.max_length)
+    from moalign.models.inference import inference_weights
+
+    with inference_weights(ref_model, precision_of(cfg) if ref_model is not None else None):
+        res = implicit_reward_accuracy(model, tokenizer, pairs, list(cfg.objectives),
+                                       ref_model=ref_model, beta=cfg.beta,
+                                       batch_size=cfg.batch_size, max_length=cfg.max_length)
     return {"scores": {k: v["accuracy"] for k, v in res.items()},
             "stderr": {k: v["stderr"] for k, v in res.items()},
             "n": {k: v["n"] for k, v in res.items()},
@@ -234,13 +242,30 @@ def _evaluate_implicit(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -> 
 EVALUATORS = {"generation": _evaluate_generation, "implicit": _evaluate_implicit}
 
 
+def precision_of(cfg: EvalConfig) -> str:
+    """The precision ``cfg`` resolves to on this machine."""
+    from moalign.models.precision import resolve_precision
+
+    return resolve_precision(cfg.precision)
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Load the policy, evaluate it; returns the result written with ``output``."""
+    from moalign.evaluation.batching import measure_throughput
+    from moalign.models.inference import inference_weights
+    from moalign.models.precision import precision_scope
+
     start = time.perf_counter()
     ds = _rows(cfg)  # bad data fails here, before the model loads
+    precision = precision_of(cfg)
     model, tokenizer = load_evaluated_policy(cfg)
-    result = EVALUATORS[cfg.metric](cfg, model, tokenizer, ds)
+    # the adapter is merged for generation; the implicit metric disables it for the reference
+    merge = cfg.metric == "generation"
+    with (precision_scope(precision), measure_throughput() as meter,
+          inference_weights(model, precision, merge=merge)):
+        result = EVALUATORS[cfg.metric](cfg, model, tokenizer, ds)
     return jsonable({"config": asdict(cfg), "metric": cfg.metric, **result,
+                     "precision": precision, "throughput": meter.rates(),
                      "seconds": round(time.perf_counter() - start, 3)})
 
 
@@ -250,11 +275,15 @@ def summary(result: dict[str, Any]) -> str:
     rows = [[name, result["scores"][name], result["stderr"][name], result["n"][name]]
             for name in result["scores"]]
     split = "held-out split" if cfg["split"] == "test" else "all rows"
-    return "\n".join([
+    lines = [
         f"{cfg['model']}{' + ' + cfg['adapter'] if cfg['adapter'] else ''} on {describe_spec(cfg['dataset'])} "
-        f"({split}), {result['metric']} metric, {result['seconds']:.1f} s",
+        f"({split}), {result['metric']} metric, {result['seconds']:.1f} s, "
+        f"{result.get('precision', 'float32')}",
         format_table(["objective", what, "± stderr", "n"], rows),
-    ])
+    ]
+    rates = throughput_line(result.get("throughput") or {})
+    return "\n".join(lines + ([rates] if rates else []))
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -281,6 +310,9 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     data, source = read_config(args.config, {**overrides, **declared})
     with quiet_library_output(args.debug, progress=data.get("progress", True) is not False):
         cfg = resolve_eval_config(data, source=source)
+        from moalign.models.precision import describe_precision
+
+        print(f"precision: {describe_precision(cfg.precision)}", flush=True)
         result = evaluate(cfg)
     print(summary(result))
     if cfg.output:

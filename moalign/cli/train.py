@@ -122,6 +122,7 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
         to_dict = getattr(args, "to_dict", None)
         record = jsonable({
             "trainer": run.trainer, "model": run.model, "dataset": run.dataset,
+            "precision": "bfloat16" if getattr(args, "bf16", False) else "float32",
             "objectives": run.objectives, "weights": run.weights, "lora": run.lora,
             "examples": len(ds), "steps": steps, "seconds": round(time.perf_counter() - start, 3),
             "metrics": objective_metrics(log, run.objectives), "run": dataclasses.asdict(run),
@@ -163,12 +164,26 @@ def summary(record: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def precision_line(resolved: ResolvedTrain) -> str:
+    """Which precision the run trains in, and why (the first line ``moalign train`` prints)."""
+    from moalign.models.precision import describe_precision, resolve_precision
+
+    bf16 = getattr(resolved.args, "bf16", None)
+    if not isinstance(bf16, bool):
+        return "float32 (this trainer has no bf16 setting)"
+    used = "bfloat16" if bf16 else "float32"
+    if resolved.run.precision == "auto" and used != resolve_precision("auto"):
+        return f"{used} (bf16: {str(bf16).lower()} in the config)"
+    return describe_precision(resolved.run.precision, used)
+
+
 def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     data, source = read_config(args.config, overrides)
     if args.quiet:
         data["progress"] = False
     with quiet_library_output(args.debug, progress=data.get("progress", True) is not False):
         resolved = resolve_train_config(data, source=source)
+        print(f"precision: {precision_line(resolved)}", flush=True)
         record = train(resolved)
     if record:  # empty on the other processes of a multi-process run
         print(summary(record))

@@ -21,6 +21,7 @@ from moalign.config.checking import (
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.models.lora import lora_problems
+from moalign.models.precision import precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
 from moalign.trainers.registry import TRAINERS, TrainerSpec
@@ -67,6 +68,11 @@ class TrainRunConfig:
     test_size: float = 0.2
     #: Prompts longer than this many tokens keep their end.
     max_prompt_tokens: int = 96
+    #: Training precision, given to the trainer's ``bf16`` field (autocast; float32 weights):
+    #: ``auto`` (bfloat16 where the machine runs it fast: CUDA with bf16, a CPU with AMX-BF16 /
+    #: AVX512-BF16; else float32), ``float32`` or ``bfloat16``. An explicit ``bf16`` decides
+    #: under ``auto``.
+    precision: str = "auto"
     #: Show progress bars.
     progress: bool = True
 
@@ -138,6 +144,24 @@ def _column_problems(kind: str, columns: frozenset[str] | None, dataset: str) ->
             for c in ROW_COLUMNS[kind] if c not in columns]
 
 
+def _precision_into(given: dict[str, Any], precision: str, cfg_cls: Any) -> list[str]:
+    """Set the trainer's ``bf16`` from ``precision`` (TRL trains in bfloat16 autocast, on the
+    CPU too with ``use_cpu``), unless ``bf16`` is given; a contradiction is a problem."""
+    problems = precision_problems(precision)
+    if problems or "bf16" not in {f.name for f in dataclasses.fields(cfg_cls)}:
+        return problems
+    bf16 = given.get("bf16")
+    if isinstance(bf16, bool):
+        if precision != "auto" and bf16 != (precision == "bfloat16"):
+            problems.append(f"'bf16: {str(bf16).lower()}' contradicts 'precision: {precision}'; "
+                            "drop bf16 (precision sets it)")
+        return problems
+    from moalign.models.precision import resolve_precision
+
+    given["bf16"] = resolve_precision(precision) == "bfloat16"
+    return problems
+
+
 def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) -> ResolvedTrain:
     """Validate a ``moalign train`` mapping completely (see the module docstring)."""
     problems: list[str] = []
@@ -191,6 +215,7 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
         from moalign.trainers.runs import build_args
 
         given = {k: v for k, v in good.items() if k not in run_fields}
+        problems += _precision_into(given, run.precision, cfg_cls)
         shared = {"objectives": run.objectives, "output_dir": str(Path(run.output_dir) / "trainer")}
         if run.weights is not None and not bad_weights:
             shared["weights"] = run.weights

@@ -1,9 +1,15 @@
 """Evaluation: generation, scoring with standard errors, and implicit-reward accuracy.
 
-- :mod:`moalign.evaluation.core`: :func:`generate_completions`, :func:`evaluate_policy` (score
-  generated replies with an :class:`~moalign.objective.ObjectiveSet`), :func:`pair_logprobs` and
-  :func:`implicit_reward_accuracy` (how often ``beta * (log pi - log pi_ref)`` ranks the
-  labelled-better reply first), :func:`mean_and_stderr`;
+- :mod:`moalign.evaluation.generation`: :func:`generate_completions` (batched longest prompts
+  first, KV cache), :func:`render_prompt`, :func:`generation_problems`;
+- :mod:`moalign.evaluation.logprobs`: :func:`sequence_logprobs` and :func:`pair_logprobs`,
+  tokenized as DPO training tokenizes;
+- :mod:`moalign.evaluation.core`: :func:`evaluate_policy` (score generated replies with an
+  :class:`~moalign.objective.ObjectiveSet`), :func:`implicit_reward_accuracy` (how often
+  ``beta * (log pi - log pi_ref)`` ranks the labelled-better reply first),
+  :func:`mean_and_stderr`;
+- :mod:`moalign.evaluation.batching`: length-sorted batches under a token budget, and the
+  throughput of a run (:func:`measure_throughput`);
 - :mod:`moalign.evaluation.hf_evaluate`: objectives as offline ``evaluate`` metrics.
 """
 
@@ -12,11 +18,14 @@ from __future__ import annotations
 from moalign._lazy import attach, exports_of
 
 _EXPORTS = exports_of({
-    "core": ["PolicyEvaluation", "evaluate_policy", "generate_completions", "generation_problems",
-             "implicit_reward_accuracy", "implicit_reward_outcomes", "labelled_rows",
-             "mean_and_stderr", "pair_logprobs", "render_prompt", "sequence_logprobs",
-             "summarize"],
+    "batching": ["DEFAULT_MAX_BATCH_TOKENS", "Throughput", "length_batches",
+                 "measure_throughput"],
+    "core": ["PolicyEvaluation", "evaluate_policy", "implicit_reward_accuracy",
+             "implicit_reward_outcomes", "labelled_rows", "mean_and_stderr",
+             "score_completions", "summarize"],
+    "generation": ["generate_completions", "generation_problems", "render_prompt"],
     "hf_evaluate": ["ObjectiveMetric", "objective_metric"],
+    "logprobs": ["pair_logprobs", "sequence_logprobs"],
 })
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = attach(__name__, _EXPORTS)

@@ -1,10 +1,10 @@
 """Evaluating a policy: generate on held-out prompts and score every objective.
 
-- :func:`generate_completions`: batched generation with left padding, seeded sampling or greedy
-  decoding, chat template applied to conversational prompts;
+- :func:`~moalign.evaluation.generation.generate_completions` (generation) and
+  :func:`~moalign.evaluation.logprobs.pair_logprobs` (log-probabilities) are the building blocks;
 - :func:`evaluate_policy`: generation + :class:`~moalign.objective.ObjectiveSet` scoring -> mean
   and standard error per objective (:class:`PolicyEvaluation`);
-- :func:`sequence_logprobs` and :func:`implicit_reward_accuracy`: the generation-free metric
+- :func:`implicit_reward_accuracy`: the generation-free metric
   for DPO-family policies (Rafailov et al. 2023): the implicit reward
   ``beta * (log pi(y|x) - log pi_ref(y|x))`` ranks the labelled-better reply first, measured per
   objective on held-out pairs.
@@ -20,21 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from moalign.objective import ObjectiveSet, as_text
+from moalign.evaluation.batching import record
+from moalign.evaluation.generation import generate_completions
+from moalign.evaluation.logprobs import pair_logprobs
+from moalign.objective import ObjectiveSet
 
 __all__ = [
-    "generation_problems",
     "summarize",
     "PolicyEvaluation",
     "evaluate_policy",
-    "generate_completions",
     "implicit_reward_accuracy",
     "implicit_reward_outcomes",
     "labelled_rows",
     "mean_and_stderr",
-    "pair_logprobs",
-    "render_prompt",
-    "sequence_logprobs",
+    "score_completions",
 ]
 
 
@@ -50,99 +49,6 @@ def mean_and_stderr(values: Sequence[float] | np.ndarray) -> tuple[float, float,
         return float("nan"), float("nan"), 0
     se = float(x.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
     return float(x.mean()), se, n
-
-
-def render_prompt(tokenizer: Any, prompt: Any) -> str:
-    """Text fed to the model for ``prompt``.
-
-    Chat-message prompts go through the tokenizer's chat template with the generation prompt
-    appended; plain strings are used as they are.
-    """
-    if isinstance(prompt, str):
-        return prompt
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
-    return "".join(f"{m['role']}: {m['content']}\n" for m in prompt) + "assistant: "
-
-
-def _device_of(model: Any):
-    import torch
-
-    try:
-        return next(model.parameters()).device
-    except StopIteration:  # pragma: no cover - a model without parameters
-        return torch.device("cpu")
-
-
-def generate_completions(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[Any],
-    *,
-    max_new_tokens: int = 48,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    batch_size: int = 8,
-    seed: int = 0,
-    max_prompt_length: int | None = None,
-    logits_processor: Any = None,
-    progress: bool = False,
-) -> list[str]:
-    """Generate one completion per prompt (left padding, batched) and decode it.
-
-    Sampling is seeded per batch (``seed + batch index``), so results do not depend on what ran
-    before. ``max_prompt_length`` keeps the last tokens of long prompts.
-    """
-    import torch
-
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError("batch_size and max_new_tokens must be positive")
-    texts = [render_prompt(tokenizer, p) for p in prompts]
-    device = _device_of(model)
-    old_side, old_trunc = tokenizer.padding_side, getattr(tokenizer, "truncation_side", "right")
-    tokenizer.padding_side = "left"
-    tokenizer.truncation_side = "left"
-    out: list[str] = []
-    starts = range(0, len(texts), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="generating", unit="batch")
-    was_training = model.training
-    model.eval()
-    try:
-        for b, start in enumerate(starts):
-            chunk = texts[start : start + batch_size]
-            enc = tokenizer(
-                chunk,
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-                truncation=max_prompt_length is not None,
-                max_length=max_prompt_length,
-            ).to(device)
-            gen_kwargs: dict[str, Any] = dict(
-                max_new_tokens=max_new_tokens,
-                do_sample=do_sample,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            if do_sample:
-                gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-            else:
-                gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-            if logits_processor is not None:
-                gen_kwargs["logits_processor"] = logits_processor
-            with torch.random.fork_rng(devices=[]), torch.no_grad():
-                torch.manual_seed(seed + b)
-                ids = model.generate(**enc, **gen_kwargs)
-            new = ids[:, enc["input_ids"].shape[1] :]
-            out.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
-    finally:
-        tokenizer.padding_side, tokenizer.truncation_side = old_side, old_trunc
-        model.train(was_training)
-    return out
 
 
 @dataclass
@@ -169,6 +75,16 @@ def summarize(names: Sequence[str], per_example: np.ndarray) -> tuple[dict, dict
         m, se, n = mean_and_stderr(per_example[:, k])
         scores[name], stderr[name], counts[name] = m, se, n
     return scores, stderr, counts
+
+
+def score_completions(objectives: ObjectiveSet, prompts: Sequence[Any],
+                      completions: Sequence[Any], **columns: Any) -> np.ndarray:
+    """``[N, K]`` scores (NaN: unscored) of completions by an objective set, timed as
+    ``scoring`` work (examples per second) of :func:`~moalign.evaluation.batching.record`."""
+    with record("scoring") as units:
+        rewards = objectives.score(list(prompts), list(completions), **columns)
+        units.append(len(completions))
+    return rewards.values.double().numpy()
 
 
 def evaluate_policy(
@@ -199,8 +115,7 @@ def evaluate_policy(
             raise ValueError(f"column '{name}' has {len(values)} values for {len(prompts)} prompts")
     start = time.perf_counter()
     completions = (generate or generate_completions)(model, tokenizer, prompts, **generation)
-    rewards = objective_set.score(list(prompts), completions, **columns)
-    per_example = rewards.values.double().numpy()
+    per_example = score_completions(objective_set, list(prompts), completions, **columns)
     scores, stderr, counts = summarize(objective_set.names, per_example)
     return PolicyEvaluation(
         objectives=objective_set.names,
@@ -211,124 +126,6 @@ def evaluate_policy(
         completions=list(completions),
         seconds=time.perf_counter() - start,
     )
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _completion_ids(tokenizer: Any, prompt: Any, completions: Sequence[Any]):
-    """Untruncated ``(prompt ids, [ids of each completion])``, as the DPO trainers see them.
-
-    Plain text (prompt and completions strings) follows TRL's DPO tokenization: EOS appended to
-    a completion that does not end with it, prompt + completion tokenized as one text with the
-    tokenizer's special tokens (a BOS, if it adds one), and every completion starting where the
-    first of them parts from the prompt tokenized alone (tokens can merge across the boundary).
-    Otherwise (unchanged) prompt and completion are tokenized apart, without special tokens: a
-    conversational prompt through the chat template, and a conversational completion as the
-    text the template appends for its assistant turn.
-    """
-    if isinstance(prompt, str) and all(isinstance(c, str) for c in completions):
-        eos = tokenizer.eos_token
-        p = tokenizer(prompt)["input_ids"]
-        full = [tokenizer(prompt + (c if not eos or c.endswith(eos) else c + eos))["input_ids"]
-                for c in completions]
-        n = min([len(p)] + [_common_prefix(p, f) for f in full])
-        return p[:n], [f[n:] for f in full]
-    prompt_text = render_prompt(tokenizer, prompt)
-    p = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    out = []
-    for completion in completions:
-        completion_text = as_text(completion)
-        if (not isinstance(completion, str) and not isinstance(prompt, str)
-                and getattr(tokenizer, "chat_template", None)):
-            full = tokenizer.apply_chat_template(
-                list(prompt) + [{"role": "assistant", "content": completion_text}], tokenize=False
-            )
-            if full.startswith(prompt_text):
-                completion_text = full[len(prompt_text) :]
-        out.append(tokenizer(completion_text, add_special_tokens=False)["input_ids"])
-    return p, out
-
-
-def _truncate(p: list[int], c: list[int], max_length: int) -> tuple[list[int], list[int]]:
-    """At most ``max_length`` ids together: the completion is cut from the right (as TRL's
-    trainers do), so the start of the prompt, where a weight condition lives, is kept; only a
-    prompt longer than ``max_length - 1`` ids on its own is cut, from the left, to leave room
-    for one completion token."""
-    if len(p) > max_length - 1:
-        p = p[len(p) - (max_length - 1) :]
-    return p, c[: max_length - len(p)]
-
-
-def _tokenize_pair(tokenizer: Any, prompt: Any, completion: Any, max_length: int):
-    """Token ids of prompt and completion (see :func:`_completion_ids`), at most
-    ``max_length`` together (see :func:`_truncate`)."""
-    p, (c,) = _completion_ids(tokenizer, prompt, [completion])
-    return _truncate(p, c, max_length)
-
-
-def _logprobs_of_ids(model: Any, pairs: Sequence[tuple[list[int], list[int]]], pad: int,
-                     batch_size: int) -> np.ndarray:
-    """``sum log p(c | p)`` for each ``(p, c)`` of token ids, right-padded batches."""
-    import torch
-
-    device = _device_of(model)
-    out = np.zeros(len(pairs), dtype=np.float64)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
-            width = max(len(p) + len(c) for p, c in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            attn = torch.zeros_like(ids)
-            comp = torch.zeros_like(ids, dtype=torch.bool)
-            for i, (p, c) in enumerate(chunk):
-                seq = list(p) + list(c)
-                ids[i, : len(seq)] = torch.tensor(seq)
-                attn[i, : len(seq)] = 1
-                comp[i, len(p) : len(seq)] = True
-            ids, attn, comp = ids.to(device), attn.to(device), comp.to(device)
-            with torch.no_grad():
-                logits = model(input_ids=ids, attention_mask=attn).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            tok = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-            summed = (tok * comp[:, 1:]).sum(-1)
-            out[start : start + len(chunk)] = summed.double().cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out
-
-
-def _pad_id(tokenizer: Any) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-
-def sequence_logprobs(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[Any],
-    completions: Sequence[Any],
-    *,
-    batch_size: int = 8,
-    max_length: int = 512,
-) -> np.ndarray:
-    """Sum of ``log p(completion tokens | prompt)`` for each pair, shape ``[N]`` (float64).
-
-    Tokenized as the DPO trainers tokenize (TRL): plain-text completions end with EOS (appended
-    when missing) and are tokenized together with their prompt; conversational prompts use the
-    chat template, and a conversational completion is the text the template appends for an
-    assistant turn. Long completions are cut from the right; a prompt too long on its own from
-    the left.
-    """
-    pairs = [_tokenize_pair(tokenizer, p, c, max_length) for p, c in zip(prompts, completions)]
-    return _logprobs_of_ids(model, pairs, _pad_id(tokenizer), batch_size)
 
 
 def _reference_context(model: Any, ref_model: Any):
@@ -343,31 +140,6 @@ def _reference_context(model: Any, ref_model: Any):
     )
 
 
-def pair_logprobs(
-    model: Any,
-    tokenizer: Any,
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    batch_size: int = 8,
-    max_length: int = 512,
-    transform_prompt: Callable[[Any], Any] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(log p(chosen | prompt), log p(rejected | prompt))`` for preference rows, ``[N]`` each.
-
-    Tokenized as the DPO trainers tokenize a pair (see :func:`sequence_logprobs`); for plain
-    text, chosen and rejected start where the first of them parts from the prompt, as in TRL.
-    """
-    chosen, rejected = [], []
-    for r in rows:
-        prompt = transform_prompt(r["prompt"]) if transform_prompt else r["prompt"]
-        p, (c, j) = _completion_ids(tokenizer, prompt, [r["chosen"], r["rejected"]])
-        chosen.append(_truncate(p, c, max_length))
-        rejected.append(_truncate(p, j, max_length))
-    pad = _pad_id(tokenizer)
-    return (_logprobs_of_ids(model, chosen, pad, batch_size),
-            _logprobs_of_ids(model, rejected, pad, batch_size))
-
-
 def implicit_reward_accuracy(
     model: Any,
     tokenizer: Any,
@@ -376,7 +148,7 @@ def implicit_reward_accuracy(
     *,
     ref_model: Any = None,
     beta: float = 0.1,
-    batch_size: int = 8,
+    batch_size: int = 64,
     max_length: int = 512,
     transform_prompt: Callable[[Any], Any] | None = None,
     reference_logprobs: tuple[np.ndarray, np.ndarray] | None = None,
@@ -418,7 +190,7 @@ def implicit_reward_outcomes(
     *,
     ref_model: Any = None,
     beta: float = 0.1,
-    batch_size: int = 8,
+    batch_size: int = 64,
     max_length: int = 512,
     transform_prompt: Callable[[Any], Any] | None = None,
     reference_logprobs: tuple[np.ndarray, np.ndarray] | None = None,
@@ -468,18 +240,3 @@ def labelled_rows(dataset: Any, objectives: Sequence[str]) -> list[dict[str, Any
 
 def _labelled(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and value != 0
-
-
-def generation_problems(settings: Any, key: str = "generation") -> list[str]:
-    """Unknown keys of a ``generation`` mapping (arguments of
-    :func:`moalign.evaluation.generate_completions`)."""
-    if not isinstance(settings, Mapping):
-        return []
-    import inspect
-
-    from moalign.config.checking import did_you_mean
-
-    allowed = [p for p in inspect.signature(generate_completions).parameters
-               if p not in ("model", "tokenizer", "prompts", "logits_processor")]
-    return [f"'{key}': unknown generation setting '{name}'{did_you_mean(name, allowed)} "
-            f"(settings: {', '.join(allowed)})" for name in settings if name not in allowed]

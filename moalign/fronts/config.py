@@ -24,7 +24,7 @@ from moalign.config.checking import (
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.errors import ConfigError
-from moalign.evaluation.core import generation_problems
+from moalign.evaluation.generation import generation_problems
 from moalign.fronts.plan import (
     DEFAULT_MAX_PROMPT_TOKENS,
     combination_problems,
@@ -32,6 +32,7 @@ from moalign.fronts.plan import (
     is_online,
 )
 from moalign.models.lora import lora_problems
+from moalign.models.precision import precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
 from moalign.objective.registry import objective_name
@@ -139,6 +140,11 @@ class FrontConfig:
     max_length: int = 256
     #: Seed of splits, training and sampling.
     seed: int = 0
+    #: Numeric precision of training (TRL's ``bf16`` autocast) and evaluation (log-probs,
+    #: generation, reward scoring): ``auto`` (bfloat16 where the machine runs it fast: CUDA
+    #: with bf16, a CPU with AMX-BF16 / AVX512-BF16; else float32), ``float32``, ``bfloat16``.
+    #: Under ``auto`` an explicit ``train.bf16`` decides. Stored as ``metadata.precision``.
+    precision: str = "auto"
     #: Show progress bars.
     progress: bool = True
 
@@ -181,6 +187,7 @@ class FrontConfig:
             problems += combination_problems(self)
         problems += self._reference_problems()
         problems += bootstrap_problems(self.bootstrap)
+        problems += self._precision_problems()
         if problems:
             raise ConfigError(problems)
         self.bootstrap = {**DEFAULT_BOOTSTRAP, **self.bootstrap}
@@ -213,6 +220,24 @@ class FrontConfig:
                     "default reference point: give reference_point as numbers"]
         self.reference_point = ref
         return []
+
+    def _precision_problems(self) -> list[str]:
+        problems = precision_problems(self.precision)
+        bf16 = self.train.get("bf16") if isinstance(self.train, Mapping) else None
+        if not problems and self.precision != "auto" and isinstance(bf16, bool) and (
+                bf16 != (self.precision == "bfloat16")):
+            problems.append(f"'train.bf16: {str(bf16).lower()}' contradicts 'precision: "
+                            f"{self.precision}'; drop train.bf16 (precision sets it)")
+        return problems
+
+    def resolved_precision(self) -> str:
+        """``float32`` or ``bfloat16`` on this machine (see ``precision``)."""
+        from moalign.models.precision import resolve_precision
+
+        bf16 = self.train.get("bf16")
+        if self.precision == "auto" and isinstance(bf16, bool):
+            return "bfloat16" if bf16 else "float32"
+        return resolve_precision(self.precision)
 
     def reference(self) -> str | list[float]:
         """The reference point to use: ``"baseline"``, ``"chance"`` or numbers."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from moalign.evaluation.core import render_prompt
+from moalign.evaluation.generation import render_prompt
 from moalign.fronts.context import Context, Policy
 from moalign.weights import as_weights, format_weights
 

@@ -44,15 +44,29 @@ def _eval_pairs(cfg: Any, ctx: Any):
     return ctx._eval_pairs
 
 
+def _precision(ctx: Any) -> str:
+    """The resolved precision of the trace (``trace_front`` sets it; float32 otherwise)."""
+    return getattr(ctx, "precision", None) or "float32"
+
+
+def _reference_pass(cfg: Any, ctx: Any, model: Any, rows: list[dict[str, Any]],
+                    transform_prompt: Any = None):
+    """Log-probs of the held-out pairs under the starting policy: ``model`` with its adapters
+    disabled (a peft model) or as it is, in the trace's precision."""
+    from moalign.evaluation.logprobs import pair_logprobs
+    from moalign.models.inference import inference_weights
+
+    off = model.disable_adapter() if hasattr(model, "disable_adapter") else _nullcontext()
+    with off, inference_weights(model, _precision(ctx)):
+        return pair_logprobs(model, ctx.tokenizer, rows, max_length=cfg.max_length,
+                             transform_prompt=transform_prompt)
+
+
 def _reference_logprobs(cfg: Any, ctx: Any, rows: list[dict[str, Any]]):
     """Log-probs of the held-out pairs under the starting policy, computed once per trace."""
     if getattr(ctx, "_reference_logprobs", None) is None:
-        from moalign.evaluation.core import pair_logprobs
-
         model = ctx.peft if ctx.peft is not None else ctx.base
-        with model.disable_adapter() if ctx.peft is not None else _nullcontext():
-            ctx._reference_logprobs = pair_logprobs(model, ctx.tokenizer, rows,
-                                                    max_length=cfg.max_length)
+        ctx._reference_logprobs = _reference_pass(cfg, ctx, model, rows)
     return ctx._reference_logprobs
 
 
@@ -88,7 +102,7 @@ def _eval_prompts(cfg: Any, ctx: Any) -> list[Any]:
 
 
 def _generate(cfg: Any, ctx: Any, policy: Any, prompts: list[Any]) -> list[str]:
-    from moalign.evaluation.core import generate_completions
+    from moalign.evaluation.generation import generate_completions
 
     if policy.transform_prompt is not None:
         prompts = [policy.transform_prompt(p) for p in prompts]
@@ -135,35 +149,43 @@ def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
     reference pass, so it scores 0.5 per pair only because the two passes agree (a broken
     reference path would show here), not because 0.5 is written down.
     """
-    from moalign.evaluation.core import summarize
+    from moalign.evaluation.core import score_completions, summarize
+    from moalign.models.inference import inference_weights
+
+    def weights():  # a single policy with its adapter merged (float32), a mixture as it is
+        return inference_weights(policy.model, _precision(ctx), merge=policy.generate is None)
 
     if cfg.metric == "implicit":
         from moalign.evaluation.core import implicit_reward_outcomes
 
         beta = float({**DEFAULT_TRAIN, **cfg.train}["beta"])
         rows = _eval_pairs(cfg, ctx)
-        reference = None
         if policy.transform_prompt is None:  # one reference pass serves every point
             reference = _reference_logprobs(cfg, ctx, rows)
-        # a full fine-tune (no adapter to disable) is measured against the starting model
-        start = None if hasattr(policy.model, "disable_adapter") else ctx.base
-        per, _ = implicit_reward_outcomes(
-            policy.model, ctx.tokenizer, rows, list(cfg.objective_names), ref_model=start,
-            beta=beta,
-            max_length=cfg.max_length, transform_prompt=policy.transform_prompt,
-            reference_logprobs=reference)
+        else:  # the condition is part of the prompt: the reference sees it too
+            start = policy.model if hasattr(policy.model, "disable_adapter") else ctx.base
+            reference = _reference_pass(cfg, ctx, start, rows, policy.transform_prompt)
+        with weights():  # the reference pass (adapters disabled) is done before merging
+            per, _ = implicit_reward_outcomes(
+                policy.model, ctx.tokenizer, rows, list(cfg.objective_names), beta=beta,
+                max_length=cfg.max_length, transform_prompt=policy.transform_prompt,
+                reference_logprobs=reference)
     else:
         scorers = ctx.scorer_set()  # loaded once per trace (for RL: the training objectives)
         prompts = _eval_prompts(cfg, ctx)
-        completions = _generate(cfg, ctx, policy, prompts)
+        with weights():
+            completions = _generate(cfg, ctx, policy, prompts)
         rows = ctx.test_ds.select(ctx._eval_rows)
-        columns = {c: list(rows[c]) for c in scorers.required_columns}
-        per = scorers.score(prompts, completions, **columns).values.double().numpy()
+        per = score_completions(scorers, prompts, completions,
+                                **{c: list(rows[c]) for c in scorers.required_columns})
     scores, stderr, _ = summarize(list(cfg.objective_names), per)
     unscored = [o for o in cfg.objective_names if not np.isfinite(scores[o])]
     if unscored:
         raise DataError(f"no held-out example could be scored for {', '.join(unscored)}: every "
                         "score was None (check the scorer and the evaluation data)")
-    metadata = {"report": _report(cfg, ctx, policy)} if cfg.report else {}
+    metadata = {}
+    if cfg.report:
+        with weights():
+            metadata["report"] = _report(cfg, ctx, policy)
     return {"scores": scores, "stderr": {o: float(np.nan_to_num(v)) for o, v in stderr.items()},
             "per_example": per, "metadata": metadata}

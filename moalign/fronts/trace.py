@@ -39,6 +39,7 @@ stored per-example scores, so a rerun that changes them recomputes front.json al
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -79,14 +80,17 @@ _STATISTICS_KEYS = ("bootstrap", "reference_point")
 # --------------------------------------------------------------------------------------------
 
 
-def _check_resume(out: Path, cfg: FrontConfig) -> dict[str, Any]:
-    """A rerun must use the same configuration (except cosmetic fields); returns the
-    configuration to save in ``config.json``."""
+def _check_resume(out: Path, cfg: FrontConfig, precision: str = "float32") -> dict[str, Any]:
+    """A rerun must use the same configuration (except cosmetic fields) and the same resolved
+    precision (``auto`` may resolve otherwise on another machine); returns the configuration
+    to save in ``config.json``."""
     saved = out / "config.json"
     current = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
     current = json.loads(json.dumps(current, default=_jsonable))  # tuples, arrays -> lists
+    current["precision"] = precision
     if saved.is_file():
         before = read_json(saved, what="trace configuration")
+        before.setdefault("precision", "float32")  # traced before precision existed
         before.setdefault("trainer", "mo_dpo")  # traced before fronts had other trainers
         before.setdefault("points", None)
         changed = sorted(k for k in set(before) | set(current)
@@ -141,6 +145,30 @@ def _reference(cfg: FrontConfig, baseline: dict[str, Any] | None) -> tuple[list[
     return [float(x) for x in ref], "explicit"
 
 
+def throughput_cost(meter: Any) -> dict[str, float]:
+    """``cost`` keys of what evaluation computed for the front's points (stored with each
+    point, so a resumed trace reports the same): ``<kind>_per_second`` and ``<kind>_seconds``
+    for ``logprob`` (tokens scored), ``generation`` (tokens generated) and ``scoring``
+    (replies scored)."""
+    out = {}
+    for kind, rate in meter.rates().items():
+        out[f"{kind}_per_second"], out[f"{kind}_seconds"] = rate["per_second"], rate["seconds"]
+    return out
+
+
+def _run_config(cfg: FrontConfig, precision: str) -> FrontConfig:
+    """The configuration the runs train with: in bfloat16, TRL's own ``bf16`` field (autocast
+    over float32 weights, on the CPU too) where the trainer's config has one and ``train``
+    does not set it; the trainers' defaults say float32."""
+    if precision != "bfloat16" or "bf16" in cfg.train:
+        return cfg
+    from moalign.trainers.registry import TRAINERS
+
+    fields = {f.name for f in dataclasses.fields(
+        TRAINERS[getattr(cfg, "trainer", "mo_dpo")].config_class())}
+    return dataclasses.replace(cfg, train={**cfg.train, "bf16": True}) if "bf16" in fields else cfg
+
+
 def trace_front(config: FrontConfig | dict[str, Any]):
     """Train and evaluate the policies of a front; write and return the :class:`ParetoFront`.
 
@@ -153,8 +181,20 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"'output_dir': '{out}' exists and is not a folder")
-    current = _check_resume(out, cfg)
-    ctx = Context(cfg, out)  # loads and checks the data, then the model
+    precision = cfg.resolved_precision()
+    current = _check_resume(out, cfg, precision)
+    from moalign.models.precision import precision_scope
+
+    with precision_scope(precision):  # reward models score in the trace's precision too
+        return _trace(cfg, out, current, precision)
+
+
+def _trace(cfg: FrontConfig, out: Path, current: dict[str, Any], precision: str) -> ParetoFront:
+    from moalign.evaluation.batching import Throughput, measure_throughput
+
+    ctx = Context(_run_config(cfg, precision), out)  # loads and checks the data, then the model
+    ctx.precision = precision  # evaluation computes in it (moalign.fronts.evaluate)
+    meter = Throughput()  # what the points' evaluations computed, from their point.json
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.json").is_file():
         atomic_write_json(out / "config.json", current)
@@ -167,9 +207,11 @@ def trace_front(config: FrontConfig | dict[str, Any]):
         if done is None:
             policy.activate()
             start = time.perf_counter()
-            result = evaluate_front_policy(cfg, ctx, policy)
+            with measure_throughput() as work:
+                result = evaluate_front_policy(cfg, ctx, policy)
             per_example = result.pop("per_example")
             result["eval_seconds"] = time.perf_counter() - start
+            result["throughput"] = work.rates()
             result["per_example"] = SCORES_FILE
             with atomic_directory(folder, overwrite=True) as tmp:
                 if save_adapter and policy.adapter is not None:
@@ -180,6 +222,8 @@ def trace_front(config: FrontConfig | dict[str, Any]):
                 atomic_write_json(tmp / "point.json", result)
             done = result
         eval_seconds += float(done["eval_seconds"])
+        for kind, rate in (done.get("throughput") or {}).items():
+            meter.add(kind, float(rate["units"]), float(rate["seconds"]))
         return done
 
     baseline = None
@@ -206,7 +250,7 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     metadata: dict[str, Any] = {"model": cfg.model, "dataset": cfg.dataset, "metric": cfg.metric,
                                 "trainer": cfg.trainer,
                                 "fine_tuning": "full" if cfg.lora is None else "lora",
-                                "seed": cfg.seed, "reference": kind,
+                                "seed": cfg.seed, "reference": kind, "precision": precision,
                                 "heldout": heldout_fingerprint(cfg, ctx)}
     if baseline is not None:
         metadata["baseline"] = {"scores": baseline["scores"], "stderr": baseline["stderr"],
@@ -216,7 +260,7 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     front = ParetoFront(
         objectives=names, points=points, method=cfg.method, reference_point=ref,
         cost={"train_seconds": round(ctx.train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
-              "train_steps": ctx.train_steps},
+              "train_steps": ctx.train_steps, **throughput_cost(meter)},
         metadata=metadata,
     )
     front.attach_intervals(out, cfg.bootstrap)

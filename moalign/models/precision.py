@@ -9,12 +9,15 @@ without those flags, or one whose flags cannot be read, gets float32.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRECISIONS", "cpu_bf16_flags", "precision_problems", "resolve_precision",
-           "torch_dtype"]
+__all__ = ["PRECISIONS", "cpu_bf16_flags", "current_precision", "describe_precision",
+           "precision_problems", "precision_scope", "resolve_precision", "torch_dtype"]
 
 #: What a config's ``precision`` may say.
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -65,3 +68,44 @@ def precision_problems(value: Any, key: str = "precision") -> list[str]:
     if value in PRECISIONS:
         return []
     return [f"'{key}' must be one of {', '.join(PRECISIONS)}, got {value!r}"]
+
+
+def describe_precision(requested: str, resolved: str | None = None, *,
+                       device: str | None = None) -> str:
+    """One line for a run's header: which precision runs and why, e.g. ``float32 (auto: this
+    CPU has no amx_bf16 / avx512_bf16 units, so bfloat16 would be emulated and slower)``."""
+    resolved = resolved or resolve_precision(requested, device=device)
+    if requested != "auto":
+        return f"{resolved} (forced by precision: {requested})"
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        why = "CUDA " + ("runs bfloat16" if resolved == "bfloat16" else "without bfloat16")
+    elif resolved == "bfloat16":
+        why = f"this CPU has {' / '.join(cpu_bf16_flags())}"
+    else:
+        why = (f"this CPU has no {' / '.join(_FAST_BF16_FLAGS)} units, so bfloat16 would be "
+               "emulated and slower")
+    return f"{resolved} (auto: {why})"
+
+
+_SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("moalign_precision",
+                                                                    default=None)
+
+
+def current_precision() -> str | None:
+    """The resolved precision of the run in progress (:func:`precision_scope`), else ``None``:
+    code that computes without being told a precision (reward-model scoring) follows it."""
+    return _SCOPE.get()
+
+
+@contextlib.contextmanager
+def precision_scope(precision: str) -> Iterator[str]:
+    """Inside the block, :func:`current_precision` is ``precision`` resolved on this machine."""
+    token = _SCOPE.set(resolve_precision(precision))
+    try:
+        yield _SCOPE.get()
+    finally:
+        _SCOPE.reset(token)

@@ -98,7 +98,7 @@ class _Loaded:
         trust = opts["trust_remote_code"]
         if self.model is None:
             self.model = AutoModelForSequenceClassification.from_pretrained(
-                self.source, dtype=_torch_dtype(opts["dtype"]), trust_remote_code=trust
+                self.source, dtype=_torch_dtype(opts["dtype"] or "float32"), trust_remote_code=trust
             )
         if self.tokenizer is None or isinstance(self.tokenizer, (str, os.PathLike)):
             where = self.tokenizer or self.source or self.model.name_or_path
@@ -141,7 +141,10 @@ class RewardModelObjective(Objective):
             it trains on plain text). Not used with a chat template.
         use_chat_template: ``None`` (default) uses it when the tokenizer has one.
         device: where to run (``"cuda"``, ``"cpu"``, ``"auto"``); default: where it loads.
-        dtype: ``"float32"`` (default), ``"bfloat16"``, ``"float16"`` or ``"auto"``.
+        dtype: ``None`` (default: float32 weights, scored in the precision of the run in
+            progress, :func:`moalign.models.precision.current_precision`, e.g. bfloat16 in a
+            ``moalign trace`` on a CPU with bfloat16 units), or ``"float32"``, ``"bfloat16"``,
+            ``"float16"``, ``"auto"``: loaded and scored in that dtype.
         name: the objective's name (default: the class's), e.g. to use two heads in one set.
         trust_remote_code: allow a checkpoint's own Python code to run (off by default).
     """
@@ -166,7 +169,7 @@ class RewardModelObjective(Objective):
         append_eos: bool = True,
         use_chat_template: bool | None = None,
         device: Any = None,
-        dtype: Any = "float32",
+        dtype: Any = None,
         name: str | None = None,
         trust_remote_code: bool = False,
     ):
@@ -370,6 +373,15 @@ class RewardModelObjective(Objective):
 
     def logits(self, prompts: Sequence[Any] | None, completions: Sequence[Any]):
         """Raw model outputs ``[B, num_labels]`` (float64, on the CPU), in input order."""
+        from moalign.models.inference import inference_weights
+        from moalign.models.precision import current_precision
+
+        model, _, _ = self._loaded.get(self.__name__)
+        precision = current_precision() if self._loaded.options["dtype"] is None else None
+        with inference_weights(model, precision, merge=False):
+            return self._logits(prompts, completions)
+
+    def _logits(self, prompts: Sequence[Any] | None, completions: Sequence[Any]):
         import torch
 
         model, _, pad_id = self._loaded.get(self.__name__)

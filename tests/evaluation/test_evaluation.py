@@ -122,7 +122,7 @@ def test_implicit_reward_accuracy_needs_a_reference(tiny):
 
 def test_long_pairs_keep_the_start_of_the_prompt_and_cut_the_reply(tiny):
     """A weight condition sits at the start of a prompt: it must survive truncation."""
-    from moalign.evaluation.core import _tokenize_pair
+    from moalign.evaluation.logprobs import _tokenize_pair
 
     _, tok = tiny
     prompt = "Objective weights: a=0.30, b=0.70\nquestion"

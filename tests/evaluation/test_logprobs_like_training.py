@@ -105,7 +105,7 @@ def test_negative_control_tokenizing_apart_without_eos_differs_from_training(whi
 def test_the_bos_and_merge_tokenizer_exercises_both_cases():
     """The second oracle model is there for two things the byte-level tokenizer cannot show."""
     _, tok = _bos_merging_causal_lm()
-    from moalign.evaluation.core import _completion_ids
+    from moalign.evaluation.logprobs import _completion_ids
 
     p, (c, j) = _completion_ids(tok, "Q: x ", ["yes", "no"])
     assert p[0] == tok.bos_token_id
@@ -117,7 +117,7 @@ def test_the_bos_and_merge_tokenizer_exercises_both_cases():
 
 def test_chat_pairs_are_tokenized_as_before():
     model, tok = tiny_causal_lm(seed=0)
-    from moalign.evaluation.core import _tokenize_pair
+    from moalign.evaluation.logprobs import _tokenize_pair
 
     prompt = [{"role": "user", "content": "hi"}]
     p, c = _tokenize_pair(tok, prompt, [{"role": "assistant", "content": "hello"}], 512)
