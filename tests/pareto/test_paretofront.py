@@ -187,9 +187,9 @@ def test_to_table_is_aligned_and_marks_nondominated():
 
 
 def test_staircase_by_hand():
-    xs, ys = _staircase(np.array([[2.0, 2.0], [1.0, 3.0], [3.0, 1.0]]), np.array([0.0, 0.0]))
-    np.testing.assert_array_equal(xs, [0, 1, 1, 2, 2, 3, 3])
-    np.testing.assert_array_equal(ys, [3, 3, 2, 2, 1, 1, 0])
+    xs, ys = _staircase(np.array([[2.0, 2.0], [1.0, 3.0], [3.0, 1.0]]))
+    np.testing.assert_array_equal(xs, [1, 2, 2, 3, 3])  # the steps between the points only
+    np.testing.assert_array_equal(ys, [3, 3, 2, 2, 1])
 
 
 def _is_png(path) -> bool:
