@@ -193,6 +193,7 @@ def _seed_trace(out: Path) -> None:
 
     cfg = FrontConfig(**TRACE, output_dir=str(out))
     saved = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
+    saved["precision"] = cfg.resolved_precision()  # a trace stores the precision it ran in
     out.mkdir(parents=True)
     (out / "config.json").write_text(json.dumps(saved))
     (out / "baseline").mkdir()
