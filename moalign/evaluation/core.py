@@ -141,17 +141,7 @@ def _reference_context(model: Any, ref_model: Any):
 
 
 def implicit_reward_accuracy(
-    model: Any,
-    tokenizer: Any,
-    dataset: Any,
-    objectives: Sequence[str],
-    *,
-    ref_model: Any = None,
-    beta: float = 0.1,
-    batch_size: int = 64,
-    max_length: int = 512,
-    transform_prompt: Callable[[Any], Any] | None = None,
-    reference_logprobs: tuple[np.ndarray, np.ndarray] | None = None,
+    model: Any, tokenizer: Any, dataset: Any, objectives: Sequence[str], **options: Any,
 ) -> dict[str, dict[str, float]]:
     """Held-out implicit-reward pairwise accuracy per objective (generation-free).
 
@@ -163,12 +153,11 @@ def implicit_reward_accuracy(
     each prompt first (e.g. to add a weight condition). ``reference_logprobs`` (from
     :func:`pair_logprobs` of the reference on :func:`labelled_rows`, with the same
     ``transform_prompt``) skips the reference passes, e.g. when many policies share one
-    reference. The per-pair values are :func:`implicit_reward_outcomes`.
+    reference. ``options`` are those of :func:`implicit_reward_outcomes` (``ref_model``,
+    ``beta``, ``batch_size``, ``max_length``, ``transform_prompt``, ``reference_logprobs``),
+    which gives the per-pair values.
     """
-    outcomes, margins = implicit_reward_outcomes(
-        model, tokenizer, dataset, objectives, ref_model=ref_model, beta=beta,
-        batch_size=batch_size, max_length=max_length, transform_prompt=transform_prompt,
-        reference_logprobs=reference_logprobs)
+    outcomes, margins = implicit_reward_outcomes(model, tokenizer, dataset, objectives, **options)
     result: dict[str, dict[str, float]] = {}
     for j, k in enumerate(objectives):
         acc, se, n = mean_and_stderr(outcomes[:, j])
