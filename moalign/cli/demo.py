@@ -10,6 +10,12 @@ Two presets, each a complete :class:`moalign.fronts.trace.FrontConfig` mapping:
 - :data:`TINY_PRESET` (``--tiny``): the same pipeline on a random tiny model, in seconds (the
   tests run it).
 
+After the front, the demo prints, for one held-out harmlessness prompt, the replies of the
+starting policy and of the two end points (all weight on one objective), how long each phase
+took (conversion of the embedded checkpoint, training, evaluation, replies, the rest) and the
+precision it ran in (``precision: auto``: bfloat16 on a CPU with AMX-BF16 / AVX512-BF16 units
+or a CUDA GPU, float32 elsewhere).
+
 ``--config FILE.yaml`` and ``--key value`` override any preset key (``--grid 10``,
 ``--train.max_steps 4``); ``--model`` puts any checkpoint in place of the preset's;
 ``--output DIR`` chooses where the runs, points, ``front.json`` and ``front.png`` go. Rerunning
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from moalign.cli._output import format_table, quiet_library_output
+from moalign.cli.trace import precision_header
 from moalign.config.checking import read_config
 from moalign.fronts.config import resolve_front_config
 
@@ -77,18 +84,40 @@ DEFAULT_PRESET: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT_PRESET, "tiny": TINY_PRESET}
 #: Where each preset writes by default (relative to the working directory).
 DEFAULT_OUTPUT: dict[str, str] = {"default": "moalign-demo", "tiny": "moalign-demo-tiny"}
-#: CPU threads of torch per preset (None: torch's default). A tiny model runs many times faster
-#: on one thread: with more, thread synchronization costs more than the arithmetic.
-TORCH_THREADS: dict[str, int | None] = {"default": None, "tiny": 1}
+#: CPU threads of torch per preset (None: torch's default; ``"free"``: :func:`free_cores`). A
+#: tiny model runs many times faster on one thread: with more, thread synchronization costs more
+#: than the arithmetic. SmolLM2 uses the cores other processes leave free: on a 2-core CPU that
+#: another job keeps busy, 2 threads ran a forward pass 2x and greedy generation 5x slower than
+#: 1 (each waits for the other to be scheduled).
+TORCH_THREADS: dict[str, int | str | None] = {"default": "free", "tiny": 1}
+
+
+def free_cores() -> int:
+    """CPU cores not kept busy by other processes: the core count minus the 1-minute load
+    average, rounded, at least 1 (all of them where the load cannot be read)."""
+    import os
+
+    n = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - Windows
+        return n
+    return max(1, min(n, int(n - load + 0.5)))
 
 
 @contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the body with ``n`` torch CPU threads (unchanged when None), then restore."""
+def torch_threads(n: int | str | None) -> Iterator[None]:
+    """Run the body with ``n`` torch CPU threads (unchanged when None; ``"free"``:
+    :func:`free_cores`), then restore."""
     if n is None:
         yield
         return
     import torch
+
+    if n == "free":
+        n = free_cores()
+        print(f"torch threads: {n} of {torch.get_num_threads()} (the cores other processes "
+              "leave free)", flush=True)
 
     before = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -98,15 +127,102 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+#: Tokens of each reply the demo shows for the held-out prompt.
+REPLY_TOKENS = 64
+
+
+def _reply_prompt(cfg: Any, tokenizer: Any) -> Any:
+    """The first held-out prompt labelled for the last objective (harmlessness in the presets:
+    where the end points part most visibly), cut as in training."""
+    from moalign.data import truncate_prompt
+    from moalign.data.selection import labelled_indices
+    from moalign.fronts.context import load_preference_splits
+    from moalign.fronts.evaluate import _max_prompt_tokens
+
+    _, test = load_preference_splits(cfg)
+    name = list(cfg.objectives)[-1]
+    index = labelled_indices(test, name)
+    row = int(index[0]) if index.size else 0
+    return truncate_prompt(test[row]["prompt"], tokenizer, _max_prompt_tokens(cfg))
+
+
+def end_point_replies(front: Any, cfg: Any) -> list[tuple[str, str]] | None:
+    """``[(who, reply)]`` for one held-out prompt: the starting policy and each end point of the
+    front (all weight on one objective), greedy, in the trace's precision; ``None`` when the
+    end points have no saved adapter."""
+    from peft import PeftModel
+
+    from moalign.evaluation.generation import generate_completions
+    from moalign.models.inference import inference_weights
+    from moalign.models.specs import load_model_spec
+
+    out = Path(cfg.output_dir)
+    ends = []
+    for k, name in enumerate(cfg.objectives):
+        for point in front.points:
+            if point.weights is not None and point.weights[k] == 1.0 and point.checkpoint:
+                ends.append((f"all weight on {name} ({point.id})", out / point.checkpoint))
+                break
+    if len(ends) != len(cfg.objectives) or not all(p.is_dir() for _, p in ends):
+        return None
+    base, tokenizer = load_model_spec(cfg.model, seed=cfg.seed)
+    prompt = _reply_prompt(cfg, tokenizer)
+    model = PeftModel.from_pretrained(base, str(ends[0][1]), adapter_name="end0")
+    for i, (_, path) in enumerate(ends[1:], start=1):
+        model.load_adapter(str(path), adapter_name=f"end{i}")
+    precision = front.metadata.get("precision", "float32")
+    settings = dict(max_new_tokens=REPLY_TOKENS, seed=cfg.seed)
+    replies = []
+    with model.disable_adapter(), inference_weights(model, precision):
+        replies.append(("starting policy", generate_completions(model, tokenizer, [prompt],
+                                                                  **settings)[0]))
+    for i, (who, _) in enumerate(ends):
+        model.set_adapter(f"end{i}")
+        with inference_weights(model, precision):
+            replies.append((who, generate_completions(model, tokenizer, [prompt], **settings)[0]))
+    if isinstance(prompt, str):
+        text = prompt
+    else:
+        text = "\n".join(f"{m['role']}: {m['content']}" for m in prompt)
+    return [("prompt", text), *replies]
+
+
+def replies_text(replies: list[tuple[str, str]] | None) -> str:
+    """The replies block of the demo's output."""
+    if replies is None:
+        return "replies: the end points have no saved adapter to generate with"
+    (_, prompt), rest = replies[0], replies[1:]
+    lines = [f"one held-out prompt (cut as in evaluation) and greedy replies of at most "
+             f"{REPLY_TOKENS} tokens:", "  prompt: "
+             + prompt.strip().replace("\n", "\n          ")]
+    for who, reply in rest:
+        lines.append(f"  {who}: " + (reply.strip().replace("\n", " ") or "(empty)"))
+    return "\n".join(lines)
+
+
+def phases_text(front: Any, wall: float, convert: float, replies: float, resumed: bool) -> str:
+    """How long each phase took (training and evaluation as stored with the runs and points)."""
+    cost = front.cost
+    rest = max(wall - convert - cost["train_seconds"] - cost["eval_seconds"] - replies, 0.0)
+    reused = " (stored by the earlier run)" if resumed else ""
+    parts = [f"conversion {convert:.0f} s" if convert >= 0.5 else None,
+             f"training {cost['train_seconds']:.0f} s ({cost['train_steps']} steps){reused}",
+             f"evaluation {cost['eval_seconds']:.0f} s{reused}",
+             f"replies {replies:.0f} s",
+             f"loading, plots and the rest {rest:.0f} s"]
+    return "time:    " + ", ".join(p for p in parts if p) + f"; {wall:.0f} s in all"
+
+
 def _finished(output_dir: str) -> tuple[int, int]:
     out = Path(output_dir)
     return len(list(out.glob("runs/*/run.json"))), len(list(out.glob("points/*/point.json")))
 
 
-def report(front: Any, output_dir: str, wall: float, finished_before: tuple[int, int]) -> str:
+def report(front: Any, output_dir: str, wall: float, finished_before: tuple[int, int],
+           extra_lines: tuple[str, ...] = ()) -> str:
     """What ``moalign demo`` prints after the front: the table with every interval, in words
     what is and is not beyond noise (:meth:`ParetoFront.to_table`), reported objectives,
-    paths, time."""
+    ``extra_lines`` (replies, phases), paths, time."""
     from moalign.cli.trace import describe_outputs
 
     meta = front.metadata
@@ -128,7 +244,7 @@ def report(front: Any, output_dir: str, wall: float, finished_before: tuple[int,
                 rows.append([p.id, r["score"], r["stderr"], r["n"]])
         lines += ["", f"{name}, reported alongside (not an objective of the front):",
                   format_table(["point", name, "± stderr", "n"], rows)]
-    lines += ["", describe_outputs(front, output_dir)]
+    lines += ["", *extra_lines, describe_outputs(front, output_dir)]
     runs, points = finished_before
     if runs or points:
         lines.append(f"resumed:  {runs} finished run(s) and {points} finished point(s) reused")
@@ -162,7 +278,22 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     progress = data.get("progress", True) is not False
     with quiet_library_output(args.debug, progress=progress), torch_threads(TORCH_THREADS[mode]):
         cfg = resolve_front_config(data, source=source)
+        print(precision_header(cfg), flush=True)
         before = _finished(cfg.output_dir)
+        convert = time.perf_counter()
+        from moalign.models.specs import is_embedded
+
+        if is_embedded(cfg.model):  # converted once (timed apart), then cached
+            from moalign.models.loading import embedded_sft_checkpoint
+
+            embedded_sft_checkpoint()
+        convert = time.perf_counter() - convert
         front = trace_front(cfg)
-    print(report(front, cfg.output_dir, time.perf_counter() - start, before))
+        replied = time.perf_counter()
+        replies = end_point_replies(front, cfg)
+        replied = time.perf_counter() - replied
+    wall = time.perf_counter() - start
+    extra = (replies_text(replies), "",
+             phases_text(front, wall, convert, replied, resumed=any(before)))
+    print(report(front, cfg.output_dir, wall, before, extra))
     return 0

@@ -74,7 +74,7 @@ def test_demo_tiny_front_is_schema_valid_and_agrees_with_pareto(tiny_demo):
     # what the command printed: the paths, the baseline row, and in words what is beyond noise
     text = tiny_demo["stdout"]
     assert str(out / "front.json") in text and str(out / "front.png") in text
-    m = re.search(r"hypervolume ([\d.e+-]+) \[([\d.e+-]+), ([\d.e+-]+)\]", text.splitlines()[0])
+    m = re.search(r"hypervolume ([\d.e+-]+) \[([\d.e+-]+), ([\d.e+-]+)\]", text)
     assert m, text
     assert float(m.group(1)) == pytest.approx(data["hypervolume"], rel=1e-5)
     assert [float(m.group(2)), float(m.group(3))] == pytest.approx(data["hypervolume_ci"], rel=1e-2)
@@ -84,6 +84,13 @@ def test_demo_tiny_front_is_schema_valid_and_agrees_with_pareto(tiny_demo):
         assert f"from {t['from']} to {t['to']}" in line
     assert re.search(r"^   baseline +\(starting policy\) +0\.5 \[0\.5, 0\.5\]", text, re.M), text
     assert "wall time" in text
+    # the header, the replies of the start and of both end points, the phases
+    assert text.splitlines()[0].startswith("precision: float32") or \
+        text.splitlines()[0].startswith("precision: bfloat16")
+    for who in ("starting policy", "all weight on helpfulness (w1.00-0.00)",
+                "all weight on harmlessness (w0.00-1.00)"):
+        assert re.search(rf"^  {re.escape(who)}: ", text, re.M), text
+    assert re.search(r"^time: .*training \d+ s \(4 steps\), evaluation \d+ s, replies", text, re.M)
 
 
 def test_demo_tiny_stores_per_example_scores_and_intervals(tiny_demo):
