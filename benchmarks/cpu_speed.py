@@ -21,7 +21,8 @@ plain time / moalign time, so >= 1 means moalign is faster; goal >= 0.9):
 - greedy generation for ``--gen-batch`` held-out prompts: ``generate_completions`` against a
   plain ``model.generate`` over the same left-padded batches.
 
-Wall time, median of ``--repeats`` (moalign and plain alternate, after a warm-up); the load
+Wall time, median of ``--repeats`` (moalign and plain alternate, after a warm-up), and each ratio
+with its spread: the lowest and highest ratio of the runs paired in order; the load
 average is printed, since other processes on the cores slow everything down alike.
 
     python benchmarks/cpu_speed.py            # the embedded SmolLM2-135M-Instruct
@@ -55,26 +56,47 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
+class Timing(list):
+    """Seconds of each timed run of one measurement, in order; ``.median`` summarizes."""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self)
+
+
+def _seconds(fn, repeats: int) -> Timing:
+    times = Timing()
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
 
 
-def _paired(a, b, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``a`` and of ``b``, run alternately (after one warm-up of each)."""
+def _paired(a, b, repeats: int) -> tuple[Timing, Timing]:
+    """Seconds of each run of ``a`` and of ``b``, run alternately (after one warm-up of each)."""
     a()
     b()
-    ta, tb = [], []
+    ta, tb = Timing(), Timing()
     for _ in range(repeats):
         for fn, out in ((a, ta), (b, tb)):
             start = time.perf_counter()
             fn()
             out.append(time.perf_counter() - start)
-    return statistics.median(ta), statistics.median(tb)
+    return ta, tb
+
+
+def speed_ratio(base: Timing, other: Timing) -> tuple[float, float, float]:
+    """Throughput of ``other`` over that of ``base`` (``base`` seconds / ``other`` seconds):
+    the ratio of the medians, and the lowest and highest ratio of the i-th runs of each (the
+    spread across repeats; runs are paired in the order they ran)."""
+    per_run = [b / o for b, o in zip(base, other)]
+    return base.median / other.median, min(per_run), max(per_run)
+
+
+def ratio_text(ratio: tuple[float, float, float]) -> str:
+    mid, low, high = ratio
+    return f"{mid:.2f}x [{low:.2f}, {high:.2f}]"
 
 
 def load(args):
@@ -92,8 +114,9 @@ def load(args):
     return model.eval(), tok
 
 
-def precision_rows(model, tok, args) -> list[tuple[str, float, float, str]]:
-    """``(what, float32 tok/s, bfloat16 tok/s, how bfloat16 ran)``."""
+def precision_rows(model, tok, args) -> list[tuple[str, float, float, str, str]]:
+    """``(what, float32 tok/s, bfloat16 tok/s, bf16 / fp32 with its spread, how bfloat16
+    ran)``."""
     import torch
 
     from moalign.models.inference import inference_weights
@@ -130,15 +153,20 @@ def precision_rows(model, tok, args) -> list[tuple[str, float, float, str]]:
     forward()
     autocast_forward()
     weights_forward()
-    f32 = _median_seconds(forward, r)
-    rows.append((f"forward, {args.batch} x {args.length} tokens", n / f32,
-                 n / _median_seconds(autocast_forward, r), "autocast"))
-    rows.append(("", n / f32, n / _median_seconds(weights_forward, r), "bf16 weights"))
+
+    def row(what, base, other, how, units):
+        return (what, units / base.median, units / other.median,
+                ratio_text(speed_ratio(base, other)), how)
+
+    f32 = _seconds(forward, r)
+    rows.append(row(f"forward, {args.batch} x {args.length} tokens", f32,
+                    _seconds(autocast_forward, r), "autocast", n))
+    rows.append(row("", f32, _seconds(weights_forward, r), "bf16 weights", n))
     model.train()
     train_step()
     autocast_train_step()
-    rows.append(("training step (full model, fwd + bwd)", n / _median_seconds(train_step, r),
-                 n / _median_seconds(autocast_train_step, r), "autocast"))
+    rows.append(row("training step (full model, fwd + bwd)", _seconds(train_step, r),
+                    _seconds(autocast_train_step, r), "autocast", n))
     model.zero_grad(set_to_none=True)
     model.eval()
     for batch in (args.gen_batch, 1):
@@ -157,9 +185,8 @@ def precision_rows(model, tok, args) -> list[tuple[str, float, float, str]]:
         gen()
         gen_bf16()
         m = batch * args.new_tokens
-        rows.append((f"greedy generation, batch {batch}, {args.new_tokens} new tokens",
-                     m / _median_seconds(gen, r), m / _median_seconds(gen_bf16, r),
-                     "bf16 weights"))
+        rows.append(row(f"greedy generation, batch {batch}, {args.new_tokens} new tokens",
+                        _seconds(gen, r), _seconds(gen_bf16, r), "bf16 weights", m))
     return rows
 
 
@@ -240,8 +267,8 @@ def _plain_generate(model, tok, prompts, args):
     return run, made
 
 
-def moalign_rows(model, tok, args) -> list[tuple[str, float, float]]:
-    """``(what, moalign units/s, plain units/s)``."""
+def moalign_rows(model, tok, args) -> list[tuple[str, float, float, str]]:
+    """``(what, moalign units/s, plain units/s, moalign / plain with its spread)``."""
     import copy
 
     from peft import LoraConfig, get_peft_model
@@ -258,8 +285,15 @@ def moalign_rows(model, tok, args) -> list[tuple[str, float, float]]:
         with inference_weights(m, "float32"):
             pair_logprobs(m, tok, rows, max_length=128)
 
+
+    def row(what, t_ours, t_plain, units_ours, units_plain):
+        mid, low, high = speed_ratio(t_plain, t_ours)
+        scale = units_ours / units_plain  # the same work counted by each side (equal but gen)
+        return (what, units_ours / t_ours.median, units_plain / t_plain.median,
+                ratio_text((mid * scale, low * scale, high * scale)))
+
     t_ours, t_plain = _paired(ours, plain, args.repeats)
-    out = [(f"log-probs of {len(rows)} HH pairs (tokens/s)", tokens / t_ours, tokens / t_plain)]
+    out = [row(f"log-probs of {len(rows)} HH pairs (tokens/s)", t_ours, t_plain, tokens, tokens)]
 
     lora = get_peft_model(copy.deepcopy(model), LoraConfig(
         task_type="CAUSAL_LM", r=32, lora_alpha=32,
@@ -267,7 +301,7 @@ def moalign_rows(model, tok, args) -> list[tuple[str, float, float]]:
     lora.eval()
     peft_plain, _ = _plain_logprobs(lora, tok, rows, 128)
     t_ours, t_plain = _paired(lambda: ours(lora), peft_plain, args.repeats)
-    out.append(("  the same, LoRA r=32 soup point", tokens / t_ours, tokens / t_plain))
+    out.append(row("  the same, LoRA r=32 soup point", t_ours, t_plain, tokens, tokens))
 
     prompts = list({repr(r["prompt"]): r["prompt"] for r in rows}.values())[: args.gen_batch]
     plain_gen, made = _plain_generate(model, tok, prompts, args)
@@ -280,8 +314,8 @@ def moalign_rows(model, tok, args) -> list[tuple[str, float, float]]:
         meter_box["units"] = meter.units["generation"]
 
     t_ours, t_plain = _paired(ours_gen, plain_gen, args.repeats)
-    out.append((f"greedy generation, {len(prompts)} HH prompts (tokens/s)",
-                meter_box["units"] / t_ours, made[0] / t_plain))
+    out.append(row(f"greedy generation, {len(prompts)} HH prompts (tokens/s)", t_ours, t_plain,
+                   meter_box["units"], made[0]))
     return out
 
 
@@ -313,12 +347,14 @@ def main(argv=None) -> int:
           f"precision auto -> {describe_precision('auto', device='cpu')}", flush=True)
     rows = precision_rows(model, tok, args)
     print(table(["what", "float32 tok/s", "bfloat16 tok/s", "bf16 / fp32", "bfloat16 as"],
-                [(w, f"{a:,.0f}", f"{b:,.0f}", f"{b / a:.2f}x", how) for w, a, b, how in rows]))
+                [(w, f"{a:,.0f}", f"{b:,.0f}", ratio, how) for w, a, b, ratio, how in rows]))
     print(flush=True)
     ours = moalign_rows(model, tok, args)
     print(table(["moalign vs plain transformers (float32)", "moalign", "plain", "ratio"],
-                [(w, f"{a:,.0f}", f"{b:,.0f}", f"{a / b:.2f}x") for w, a, b in ours]))
-    print(f"\n(ratio: moalign / plain throughput, goal >= 0.9; {time.perf_counter() - start:.0f} s"
+                [(w, f"{a:,.0f}", f"{b:,.0f}", ratio) for w, a, b, ratio in ours]))
+    print(f"\n(ratios: the medians' ratio [lowest, highest ratio of paired runs over "
+          f"{args.repeats} repeat(s)]; moalign / plain throughput, goal >= 0.9; "
+          f"{time.perf_counter() - start:.0f} s"
           f" in all, load average now {os.getloadavg()[0]:.2f})")
     return 0
 
