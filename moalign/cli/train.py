@@ -3,7 +3,10 @@
 The configuration (:mod:`moalign.cli.train_config`) is checked before any model or data loads;
 the run then trains, saves the adapter (or the whole model with ``lora: null``), the tokenizer
 and ``train.json`` into ``output_dir`` (atomically: the folder appears only when finished), and
-prints the last logged per-objective metrics.
+prints the last logged per-objective metrics. A run that saves checkpoints (``save_strategy:
+steps`` and ``save_steps``; ppo: ``save_steps``) writes them to ``<output_dir>/trainer`` as it
+goes, so a stopped run can continue with ``resume: true`` (or ``auto``); ``train.json``, written
+last, is what marks the folder finished.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from moalign.cli.train_config import (
 from moalign.config.checking import keys_epilog, read_config
 from moalign.storage.files import jsonable
 from moalign.trainers.registry import TRAINERS
+from moalign.trainers.resume import CHECKPOINT_DIR
 
 HELP = "fine-tune a policy with a multi-objective trainer (mo_dpo, modpo, conditioned_dpo, ppo, grpo)"
 
@@ -43,13 +47,15 @@ def _lora(run: TrainRunConfig) -> Any:
 
 def _fit(resolved: ResolvedTrain, model: Any, tokenizer: Any, ds: Any,
          out: Path) -> tuple[list[dict], int]:
-    """Any trainer (:func:`moalign.trainers.runs.train_and_save`, as front traces train);
-    saves its policy (the adapter, or the whole model with ``lora: null``) into ``out``."""
+    """Any trainer (:func:`moalign.trainers.runs.train_and_save`, as front traces train),
+    continued from ``resolved.resume_from`` when set; saves its policy (the adapter, or the
+    whole model with ``lora: null``) into ``out``."""
     from moalign.trainers.runs import train_and_save
 
     record = train_and_save(resolved.spec, resolved.args, model, tokenizer, ds, out,
                             objectives=resolved.run.objectives, peft_config=_lora(resolved.run),
-                            print_metrics=resolved.run.progress)
+                            print_metrics=resolved.run.progress,
+                            resume_from=resolved.resume_from)
     return record["log"], record["steps"]
 
 
@@ -91,6 +97,7 @@ def _is_main_process() -> bool:
 
 def train(resolved: ResolvedTrain) -> dict[str, Any]:
     """Load, train, save; returns the record written to ``train.json``."""
+    import os
     import shutil
 
     from moalign.models.specs import load_model_spec
@@ -106,30 +113,44 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
     prepare, fit = RUNNERS[resolved.spec.data]
     ds = prepare(resolved, train_rows, tokenizer)
     out = Path(run.output_dir).expanduser()
+    # checkpoints are written in place, in <output_dir>/trainer, so that a stopped run can be
+    # resumed from them; without them the whole output folder is built under a temporary name
+    from moalign.trainers.runs import saves_checkpoints
+
+    checkpoints = out / CHECKPOINT_DIR
+    in_place = saves_checkpoints(args) or resolved.resume_from is not None
     if not _is_main_process():  # under accelerate / torchrun only the main process writes
         import tempfile
 
         with tempfile.TemporaryDirectory() as scratch:
-            args.output_dir = str(Path(scratch) / "trainer")
+            args.output_dir = str(checkpoints if in_place else Path(scratch) / "trainer")
             fit(resolved, model, tokenizer, ds, Path(scratch))
         return {}
+    if in_place:
+        if resolved.resume_from is None and checkpoints.exists():
+            shutil.rmtree(checkpoints)  # a fresh start (overwrite: true): no old checkpoint mixed in
+        args.output_dir = str(checkpoints)
     with atomic_directory(out, overwrite=out.exists()) as tmp:
-        args.output_dir = str(tmp / "trainer")
+        if not in_place:
+            args.output_dir = str(tmp / CHECKPOINT_DIR)
         log, steps = fit(resolved, model, tokenizer, ds, tmp)
         tokenizer.save_pretrained(str(tmp))
-        if (tmp / "trainer").is_dir() and not any((tmp / "trainer").iterdir()):
-            shutil.rmtree(tmp / "trainer")
         to_dict = getattr(args, "to_dict", None)
         record = jsonable({
             "trainer": run.trainer, "model": run.model, "dataset": run.dataset,
             "precision": "bfloat16" if getattr(args, "bf16", False) else "float32",
             "objectives": run.objectives, "weights": run.weights, "lora": run.lora,
-            "examples": len(ds), "steps": steps, "seconds": round(time.perf_counter() - start, 3),
+            "examples": len(ds), "steps": steps, "resumed_from": resolved.resume_from,
+            "seconds": round(time.perf_counter() - start, 3),
             "metrics": objective_metrics(log, run.objectives), "run": dataclasses.asdict(run),
             "args": to_dict() if callable(to_dict) else dataclasses.asdict(args),
             "log_history": log,
         })
         atomic_write_json(tmp / TRAIN_RECORD, record)
+        if in_place and checkpoints.is_dir():  # last: the checkpoints move into the result
+            os.replace(checkpoints, tmp / CHECKPOINT_DIR)
+        elif (tmp / CHECKPOINT_DIR).is_dir() and not any((tmp / CHECKPOINT_DIR).iterdir()):
+            shutil.rmtree(tmp / CHECKPOINT_DIR)
     return record
 
 
@@ -158,6 +179,8 @@ def summary(record: Mapping[str, Any]) -> str:
 
     lines = [f"trained {record['trainer']} on {record['model']} ({describe_spec(record['dataset'])}, "
              f"{record['examples']} examples): {record['steps']} steps in {record['seconds']:.1f} s"]
+    if record.get("resumed_from"):
+        lines.append(f"resumed from {record['resumed_from']}")
     if columns:
         lines += ["last logged metrics per objective:", format_table(["objective", *columns], rows)]
     lines.append(f"saved the {what}, tokenizer and {TRAIN_RECORD} to {record['run']['output_dir']}")

@@ -25,6 +25,7 @@ from moalign.models.precision import precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
 from moalign.trainers.registry import TRAINERS, TrainerSpec
+from moalign.trainers.resume import CHECKPOINT_DIR, plan_resume
 from moalign.trainers.runs import trainer_defaults  # the CPU-sized defaults live with the trainers
 
 __all__ = ["TRAIN_RECORD", "ResolvedTrain", "TrainRunConfig", "resolve_train_config",
@@ -58,8 +59,15 @@ class TrainRunConfig:
     weights: list[float] | None = None
     #: Folder of the trained adapter (or model), its tokenizer and ``train.json``.
     output_dir: str = "moalign-train"
-    #: Replace an ``output_dir`` that an earlier ``moalign train`` wrote.
+    #: Replace an ``output_dir`` that an earlier ``moalign train`` wrote (or start an unfinished
+    #: one over, removing its checkpoints).
     overwrite: bool = False
+    #: Continue a run that was stopped: ``true`` (from the newest complete checkpoint in
+    #: ``<output_dir>/trainer``; an error when there is none), ``auto`` (from it when there is
+    #: one, else start fresh), a ``checkpoint-<step>`` folder, or ``false`` (start fresh).
+    #: Half-written checkpoints are never loaded; a finished ``output_dir`` is never resumed.
+    #: Checkpoints are saved with ``save_strategy: steps`` and ``save_steps`` (ppo: ``save_steps``).
+    resume: bool | str = False
     #: LoRA options (:func:`moalign.models.lora_config` arguments); null trains every weight.
     lora: dict | None = dataclasses.field(default_factory=dict)
     #: Training pairs per objective (DPO family) or prompts (ppo / grpo); null: all.
@@ -85,25 +93,8 @@ class ResolvedTrain:
     spec: TrainerSpec
     args: Any
     columns: frozenset[str] | None
-
-
-def _output_problems(path: str, overwrite: bool) -> list[str]:
-    p = Path(path).expanduser()
-    if not p.exists():
-        return []
-    if not p.is_dir():
-        return [f"'output_dir': '{path}' exists and is not a folder"]
-    finished = (p / TRAIN_RECORD).is_file()
-    if not any(p.iterdir()):
-        return []
-    if not overwrite:
-        what = "the output of an earlier moalign train" if finished else "a non-empty folder"
-        return [f"'output_dir': '{path}' is {what}; choose another folder"
-                + (" or set overwrite: true" if finished else "")]
-    if not finished:
-        return [f"'output_dir': '{path}' is not empty and was not written by moalign train; "
-                "refusing to replace it"]
-    return []
+    #: The checkpoint the run continues from (``resume``), or None for a fresh run.
+    resume_from: str | None = None
 
 
 def _run_problems(view: Mapping[str, Any]) -> list[str]:
@@ -209,14 +200,17 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
         bad_weights = weight_problems(run.weights, len(run.objectives))
         problems += bad_weights
     problems += lora_problems(run.lora, aliases=("alpha", "dropout"))
-    problems += _output_problems(run.output_dir, run.overwrite)
+    resume_from, found = plan_resume(
+        run.output_dir, run.resume, run.overwrite, finished=TRAIN_RECORD,
+        required=getattr(spec.trainer_class(), "resume_required", ()) if cfg_cls else ())
+    problems += found
     args = None
     if cfg_cls is not None:
         from moalign.trainers.runs import build_args
 
         given = {k: v for k, v in good.items() if k not in run_fields}
         problems += _precision_into(given, run.precision, cfg_cls)
-        shared = {"objectives": run.objectives, "output_dir": str(Path(run.output_dir) / "trainer")}
+        shared = {"objectives": run.objectives, "output_dir": str(Path(run.output_dir) / CHECKPOINT_DIR)}
         if run.weights is not None and not bad_weights:
             shared["weights"] = run.weights
         names = None
@@ -227,4 +221,4 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
         args, found = build_args(spec, given, shared, names=names)
         problems += [p.replace("by this trainer", f"by trainer '{trainer}'") for p in found]
     raise_problems(problems, source)
-    return ResolvedTrain(run, spec, args, columns)
+    return ResolvedTrain(run, spec, args, columns, resume_from)

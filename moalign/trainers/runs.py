@@ -20,8 +20,8 @@ from moalign.config.checking import build_checked
 from moalign.trainers.registry import TrainerSpec
 
 __all__ = ["TRAINER_DEFAULTS", "build_args", "build_trainer", "check_prompt_columns",
-           "prompt_rows", "tradeoff_problems", "train_and_save", "trained_policy",
-           "trainer_defaults"]
+           "prompt_rows", "saves_checkpoints", "tradeoff_problems", "train_and_save",
+           "trained_policy", "trainer_defaults"]
 
 #: Trainer-config defaults sized for a CPU, per kind of data (``TrainerSpec.data``); each applies
 #: only where the chosen config has the field, and what the user gives overrides it.
@@ -161,19 +161,29 @@ def _quiet(trainer: Any) -> None:
         trainer.add_callback(BarOnly)
 
 
+def saves_checkpoints(args: Any) -> bool:
+    """Whether a trainer config saves ``checkpoint-<step>`` folders while training: a
+    ``save_strategy`` other than ``no`` (TRL-based trainers), or ``save_steps`` > 0 (MO-PPO)."""
+    strategy = getattr(args, "save_strategy", None)
+    if strategy is not None:
+        return str(getattr(strategy, "value", strategy)) != "no"
+    return bool(getattr(args, "save_steps", 0))
+
+
 def train_and_save(spec: TrainerSpec, args: Any, model: Any, tokenizer: Any, dataset: Any,
                    save_to: str | Path, *, objectives: Any = None, peft_config: Any = None,
-                   print_metrics: bool = True) -> dict[str, Any]:
+                   print_metrics: bool = True, resume_from: str | None = None) -> dict[str, Any]:
     """Build the trainer of ``spec``, train it and save its policy (the adapter under LoRA, the
-    whole model otherwise) to ``save_to``. Returns ``{"log", "steps", "seconds",
-    "final_loss"}`` (``seconds``: training alone; ``final_loss``: None where the trainer
-    reports none)."""
+    whole model otherwise) to ``save_to``. ``resume_from`` is a checkpoint folder to continue
+    from (one :func:`moalign.trainers.resume.plan_resume` chose; the trainer checks it again).
+    Returns ``{"log", "steps", "seconds", "final_loss"}`` (``seconds``: training alone;
+    ``final_loss``: None where the trainer reports none)."""
     trainer = build_trainer(spec, args, model, tokenizer, dataset, objectives=objectives,
                             peft_config=peft_config)
     if not print_metrics:
         _quiet(trainer)
     start = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train() if resume_from is None else trainer.train(resume_from)
     seconds = time.perf_counter() - start
     state = getattr(trainer, "state", None)
     log = list(getattr(state, "log_history", None) or (result if isinstance(result, list) else []))
