@@ -27,16 +27,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from moalign.config.checking import Range, range_problems
 from moalign.data.catalog import dataset_problems, describe_spec, load_dataset
 from moalign.errors import ConfigError, DataError
 from moalign.models.specs import model_problems
 from moalign.storage.files import output_dir_problems
+from moalign.trainers.ranges import TRAINING_RANGES
+from moalign.trainers.resume import CHECKPOINT_DIR, plan_resume
 
-__all__ = ["SFTResult", "SFTTrainingConfig", "load_sft_dataset", "train_sft"]
+__all__ = ["SFT_RANGES", "SFTResult", "SFTTrainingConfig", "load_sft_dataset", "train_sft"]
 
 #: the column sets TRL's SFTTrainer accepts, in the order they are looked for
 SFT_FORMATS = (("prompt", "completion"), ("messages",), ("text",))
 METRICS_FILE = "metrics.json"
+#: Allowed ranges of the numeric keys of :class:`SFTTrainingConfig`.
+SFT_RANGES: dict[str, Range] = {
+    **{k: TRAINING_RANGES[k] for k in ("max_steps", "num_train_epochs", "seed")},
+    "learning_rate": Range(low=0, low_open=True),
+    "batch_size": Range(low=1), "gradient_accumulation_steps": Range(low=1),
+    "logging_steps": Range(low=1), "save_steps": Range(low=0),
+    "lora_r": Range(low=1), "lora_alpha": Range(low=1), "lora_dropout": Range(low=0, high=1,
+                                                                              high_open=True),
+    "max_length": Range(low=2, none=True), "max_prompt_tokens": Range(low=1, none=True),
+    "max_examples": Range(low=1, none=True),
+}
 
 
 @dataclass
@@ -79,6 +93,14 @@ class SFTTrainingConfig:
     #: loss only on the completion tokens (prompt-completion data)
     completion_only_loss: bool = True
     logging_steps: int = 10
+    #: save a checkpoint to ``<output_dir>/trainer`` every this many steps (0: none), so that a
+    #: stopped run can be resumed
+    save_steps: int = 0
+    #: continue a stopped run: ``true`` (from the newest complete checkpoint in
+    #: ``<output_dir>/trainer``; an error when there is none), ``auto`` (from it when there is
+    #: one, else start fresh), a ``checkpoint-<step>`` folder, or ``false`` (start fresh).
+    #: Half-written checkpoints are never loaded; a finished ``output_dir`` is never resumed.
+    resume: bool | str = False
     seed: int = 0
     #: ``float32`` or ``bfloat16`` training
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -90,37 +112,33 @@ class SFTTrainingConfig:
 
     def problems(self) -> list[str]:
         """Every problem of this configuration, found without loading any model or data."""
-        p: list[str] = []
-        for key in ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps",
-                    "logging_steps"):
-            if getattr(self, key) < 1:
-                p.append(f"'{key}' must be >= 1, got {getattr(self, key)}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            p.append(f"'max_steps' must be >= 1 (or -1 to use num_train_epochs), got {self.max_steps}")
-        if self.max_steps == -1 and not self.num_train_epochs > 0:
-            p.append(f"'num_train_epochs' must be > 0, got {self.num_train_epochs}")
-        if not self.learning_rate > 0:
-            p.append(f"'learning_rate' must be > 0, got {self.learning_rate}")
-        if self.max_length is not None and self.max_length < 2:
-            p.append(f"'max_length' must be >= 2 or null, got {self.max_length}")
-        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
-            p.append(f"'max_prompt_tokens' must be >= 1 or null, got {self.max_prompt_tokens}")
+        p: list[str] = range_problems(self, SFT_RANGES)
         if (self.max_prompt_tokens is not None and self.max_length is not None
                 and self.max_prompt_tokens >= self.max_length):
             p.append(f"'max_prompt_tokens' ({self.max_prompt_tokens}) must be below 'max_length' "
                      f"({self.max_length}), or the completions are cut")
-        if self.max_examples is not None and self.max_examples < 1:
-            p.append(f"'max_examples' must be >= 1 or null, got {self.max_examples}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            p.append(f"'lora_dropout' must be in [0, 1), got {self.lora_dropout}")
         if self.lora and not self.lora_target_modules:
             p.append("'lora_target_modules' must name at least one module when 'lora' is true")
         if not self.output_dir:
             p.append("'output_dir' must not be empty")
         p.extend(model_problems(self.model, tiny=False))
         p.extend(dataset_problems(self.dataset, hub=True))
-        p.extend(output_dir_problems(self.output_dir, self.overwrite))
+        p.extend(self.resume_plan()[1])
         return p
+
+    def resume_plan(self) -> tuple[str | None, list[str]]:
+        """``(checkpoint to continue from or None, problems of output_dir / resume)``: with
+        ``resume: false`` an existing ``output_dir`` needs ``overwrite``; otherwise see
+        :func:`moalign.trainers.resume.plan_resume`."""
+        if self.resume is False:
+            found = output_dir_problems(self.output_dir, self.overwrite)
+            if found and (Path(self.output_dir).expanduser() / CHECKPOINT_DIR).is_dir():
+                # an unfinished run: say how to continue it
+                found = plan_resume(self.output_dir, False, self.overwrite, finished=METRICS_FILE,
+                                    command="moalign sft")[1] or found
+            return None, found
+        return plan_resume(self.output_dir, self.resume, self.overwrite, finished=METRICS_FILE,
+                           command="moalign sft")
 
 
 @dataclass
@@ -175,8 +193,13 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
     """Fine-tune ``config.model`` on ``config.dataset`` with TRL's ``SFTTrainer`` and save it.
 
     The configuration is checked first (all problems at once), then the data load, then the
-    model; the output folder appears only when training and saving succeeded.
+    model; the output folder is finished only when training and saving succeeded
+    (``metrics.json`` is written last). With ``save_steps`` the checkpoints go to
+    ``<output_dir>/trainer`` as the run goes (and stay there), so ``resume`` can continue a
+    stopped run; without them the whole folder is built under a temporary name.
     """
+    import os
+    import shutil
     import tempfile
 
     import torch
@@ -186,8 +209,15 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
     from moalign.config import build_config
     from moalign.models import load_policy, lora_config
     from moalign.storage.files import atomic_directory, atomic_write_json
+    from moalign.trainers.resume import ValidatedResume
+
+    class ValidatedSFTTrainer(ValidatedResume, SFTTrainer):
+        """TRL's SFTTrainer resumed only from a complete checkpoint."""
 
     cfg = config if isinstance(config, SFTTrainingConfig) else build_config(SFTTrainingConfig, config)
+    resume_from, problems = cfg.resume_plan()
+    if problems:
+        raise ConfigError(problems)
     start = time.perf_counter()
     train = load_sft_dataset(cfg.dataset, max_examples=cfg.max_examples, seed=cfg.seed)
     model, tokenizer = load_policy(cfg.model, dtype=cfg.dtype)
@@ -200,22 +230,29 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
     if cfg.lora:
         peft_config = lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                                   target_modules=list(cfg.lora_target_modules))
+    output = Path(cfg.output_dir).expanduser()
+    checkpoints = output / CHECKPOINT_DIR
+    in_place = cfg.save_steps > 0 or resume_from is not None
+    if in_place and resume_from is None and checkpoints.exists():
+        shutil.rmtree(checkpoints)  # a fresh start (overwrite: true): no old checkpoint mixed in
     with tempfile.TemporaryDirectory(prefix="moalign-sft-") as tmp:
         args = SFTConfig(
-            output_dir=tmp, max_steps=cfg.max_steps, num_train_epochs=cfg.num_train_epochs,
+            output_dir=str(checkpoints) if in_place else tmp, max_steps=cfg.max_steps,
+            num_train_epochs=cfg.num_train_epochs,
             learning_rate=cfg.learning_rate, per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.gradient_accumulation_steps,
             max_length=cfg.max_length, completion_only_loss=cfg.completion_only_loss,
-            logging_steps=cfg.logging_steps, seed=cfg.seed, save_strategy="no",
+            logging_steps=cfg.logging_steps, seed=cfg.seed,
+            save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 500,
             report_to="none", bf16=cfg.dtype == "bfloat16", use_cpu=not torch.cuda.is_available(),
             gradient_checkpointing=None, activation_checkpointing=False, disable_tqdm=not progress,
         )
         model.train()
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train,
-                             processing_class=tokenizer, peft_config=peft_config)
+        trainer = ValidatedSFTTrainer(model=model, args=args, train_dataset=train,
+                                      processing_class=tokenizer, peft_config=peft_config)
         if not progress:
             trainer.remove_callback(PrinterCallback)
-        out = trainer.train()
+        out = trainer.train(resume_from)
         model = trainer.model
     if cfg.lora and cfg.merge_lora:
         model = model.merge_and_unload()
@@ -224,12 +261,14 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
     metrics = {
         "model": cfg.model, "dataset": cfg.dataset, "steps": int(out.global_step),
         "train_loss": float(out.training_loss), "loss_history": history,
-        "n_examples": len(train), "prompts_shortened": shortened, "seconds": round(seconds, 1), "config": dataclasses.asdict(cfg),
+        "n_examples": len(train), "prompts_shortened": shortened, "seconds": round(seconds, 1),
+        "resumed_from": resume_from, "config": dataclasses.asdict(cfg),
     }
-    output = Path(cfg.output_dir).expanduser()
-    with atomic_directory(output, overwrite=cfg.overwrite) as tmp:
+    with atomic_directory(output, overwrite=cfg.overwrite or output.exists()) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(Path(tmp) / METRICS_FILE, metrics)
+        if in_place and checkpoints.is_dir():  # last: the checkpoints move into the result
+            os.replace(checkpoints, Path(tmp) / CHECKPOINT_DIR)
     return SFTResult(output, int(out.global_step), float(out.training_loss), len(train), seconds,
                      json.loads(json.dumps(metrics)))

@@ -135,3 +135,71 @@ def test_config_problems_are_reported_together(tiny_dir, tmp_path):
     # the same checks guard the library entry point
     with pytest.raises(ConfigError, match="max_steps"):
         SFTTrainingConfig(model=tiny_dir, max_steps=0)
+
+
+#: Runs ``moalign sft`` and dies by SIGKILL once checkpoint ``KILL_AT`` is completely written.
+KILLED_SFT = """
+import os, signal, sys
+from transformers.trainer_callback import TrainerState
+save = TrainerState.save_to_json
+def save_then_die(self, path):
+    save(self, path)
+    if self.global_step == int(os.environ["KILL_AT"]) and "checkpoint-" in str(path):
+        os.kill(os.getpid(), signal.SIGKILL)
+TrainerState.save_to_json = save_then_die
+from moalign.cli import main
+sys.exit(main(["sft", "--config", sys.argv[1], "--quiet"]))
+"""
+
+
+def test_a_killed_sft_resumes_from_its_last_complete_checkpoint(tiny_dir, tmp_path, caplog):
+    """Killed after checkpoint 2, with a half-written checkpoint-3 beside it (no
+    trainer_state.json, weights cut short): ``resume: true`` continues from checkpoint 2 and
+    ends with the losses and weights of an uninterrupted run."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from moalign.cli import main
+
+    data = _jsonl(tmp_path / "sft.jsonl", PROMPT_COMPLETION)
+    body = (f"model: {tiny_dir}\ndataset: {data}\nlora: false\nmax_steps: 4\nsave_steps: 1\n"
+            "learning_rate: 0.01\nbatch_size: 2\nlogging_steps: 1\n")
+    for name in ("killed", "reference"):
+        (tmp_path / f"{name}.yaml").write_text(body + f"output_dir: {tmp_path / name}\n")
+    env = {**os.environ, "KILL_AT": "2", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    proc = subprocess.run([sys.executable, "-c", KILLED_SFT, str(tmp_path / "killed.yaml")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    checkpoints = tmp_path / "killed" / "trainer"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-1",
+                                                                      "checkpoint-2"]
+    half = checkpoints / "checkpoint-3"
+    shutil.copytree(checkpoints / "checkpoint-2", half)
+    (half / "trainer_state.json").unlink()
+    weights = half / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+    torch.set_num_threads(1)
+    assert main(["sft", "--config", str(tmp_path / "reference.yaml"), "--quiet"]) == 0
+    with pytest.raises(ConfigError, match="set resume: true to continue it"):
+        SFTTrainingConfig(model=tiny_dir, dataset=data, output_dir=str(tmp_path / "killed"))
+    assert main(["sft", "--config", str(tmp_path / "killed.yaml"), "--resume", "true",
+                 "--quiet"]) == 0
+    assert "skipping checkpoint" in caplog.text and "checkpoint-3" in caplog.text
+    got = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    want = json.loads((tmp_path / "reference" / "metrics.json").read_text())
+    assert got["resumed_from"] == str(checkpoints / "checkpoint-2")
+    assert got["steps"] == want["steps"] == 4
+    assert got["loss_history"] == pytest.approx(want["loss_history"], abs=1e-6)
+    a = load_file(tmp_path / "killed" / "model.safetensors")
+    b = load_file(tmp_path / "reference" / "model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in b) < 1e-6
+    assert (tmp_path / "killed" / "trainer" / "checkpoint-4" / "trainer_state.json").is_file()
+    with pytest.raises(ConfigError, match="is a finished run"):
+        SFTTrainingConfig(model=tiny_dir, dataset=data, output_dir=str(tmp_path / "killed"),
+                          resume=True)
