@@ -6,10 +6,13 @@ half of it on each process. The per-step losses both runs log and the trained pa
 agree to a tolerance (floating-point sums are reordered, nothing else may differ).
 
 Sampling is the one source of randomness that depends on how a batch is split (each process
-draws from its own generator). The online trainers (MO-GRPO, MO-PPO) therefore sample here with a
-generator seeded per response -- by its prompt, its place in the group and the step -- so a
-response is the same whichever process draws it; the rest of their distributed path (gathered
-rewards, group normalization, token-count normalization, gradient all-reduce) runs unchanged.
+draws from its own stream: TRL seeds process r with ``seed + r``, MO-PPO with
+``moalign.trainers.ppo_distributed.sampling_seed(seed, r)``). The online trainers (MO-GRPO,
+MO-PPO) therefore sample here with a generator seeded per response -- by its prompt, its place
+among the global batch's samples of that prompt (or its row) and the step -- so a response is the
+same whichever process draws it; the rest of their distributed path (gathered rewards, group and
+batch normalization, whitening, Lagrange multipliers, token-count normalization, gradient
+all-reduce) runs unchanged.
 End-of-sequence is suppressed so every response has the same length, which makes per-process
 token means equal to the global mean.
 
@@ -45,8 +48,15 @@ from typing import Any
 #: process; ``mo-dpo-half-accumulate`` is the same with 2 steps of gradient accumulation
 #: (1 process: 2 x 4 pairs, 2 processes: 2 x 2 pairs each), which must also give the losses of
 #: ``mo-dpo-half`` (one step, 8 pairs, however it is split).
+#: ``mo-grpo-span`` puts the 8 completions of one prompt in one group that spans both
+#: processes (TRL gathers the rewards before the group and batch normalization);
+#: ``mo-ppo-whiten`` whitens the advantages (moments summed over processes),
+#: ``mo-ppo-normalize`` adds a batch normalizer of the per-token objective advantages in front
+#: of the linear scalarizer, and ``mo-ppo-running`` a running normalizer and a constraint (its
+#: Lagrange multiplier steps on the gathered rewards): each statistic must be the global batch's.
 TRAINERS = ("mo-dpo", "mo-dpo-precompute", "mo-dpo-partial", "mo-dpo-half",
-            "mo-dpo-half-accumulate", "modpo", "mo-grpo", "mo-ppo")
+            "mo-dpo-half-accumulate", "modpo", "mo-grpo", "mo-grpo-span", "mo-ppo",
+            "mo-ppo-whiten", "mo-ppo-normalize", "mo-ppo-running")
 GLOBAL_BATCH = 8
 VOWELS, CONSONANTS = "aeiou", "bdfgk"
 
@@ -196,7 +206,9 @@ GEN_TOKENS = 6
 NUM_GENERATIONS = 4
 
 
-def _run_grpo(tmp: Path, per_process: int, steps: int):
+def _run_grpo(tmp: Path, per_process: int, steps: int, num_generations: int = NUM_GENERATIONS,
+              **extra: Any):
+    from accelerate.utils import gather_object
     from datasets import Dataset
 
     from moalign.models import tiny_causal_lm
@@ -208,23 +220,29 @@ def _run_grpo(tmp: Path, per_process: int, steps: int):
     def rollout(prompts, trainer):
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
         step = trainer.state.global_step
-        seeds = [_row_seed(i, j, step) for i, j in zip(ids, _occurrences(prompts))]
+        # a completion's place among the global batch's completions of its prompt (a group
+        # may span processes)
+        start = trainer.accelerator.process_index * len(prompts)
+        places = _occurrences(gather_object(list(prompts)))[start:start + len(prompts)]
+        seeds = [_row_seed(i, j, step) for i, j in zip(ids, places)]
         policy = trainer.accelerator.unwrap_model(trainer.model)
         completions = seeded_sample(policy, ids, seeds, GEN_TOKENS, suppress)
         return {"prompt_ids": ids, "completion_ids": completions, "logprobs": None}
 
     prompts = Dataset.from_dict({"prompt": [f"Say something {i}:" for i in range(16)]})
-    common = _common(tmp, per_process, steps)  # per_process is a multiple of num_generations:
+    common = _common(tmp, per_process, steps)
+    extra.setdefault("multi_objective_aggregation", "normalize_then_sum")
     args = MultiObjectiveGRPOConfig(
-        num_generations=NUM_GENERATIONS, max_completion_length=GEN_TOKENS, weights=[0.7, 0.3],
-        multi_objective_aggregation="normalize_then_sum", beta=0.0, temperature=1.0, **common)
+        num_generations=num_generations, max_completion_length=GEN_TOKENS, weights=[0.7, 0.3],
+        beta=0.0, temperature=1.0, **extra, **common)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     return MultiObjectiveGRPOTrainer(
         model=model, objectives=text_objectives(), args=args,
         train_dataset=prompts, processing_class=tok, peft_config=_lora(), rollout_func=rollout)
 
 
-def _run_ppo(tmp: Path, per_process: int, steps: int):
+def _run_ppo(tmp: Path, per_process: int, steps: int, whiten: bool = False,
+             scalarizer: str | dict = "linear", constraints: dict | None = None):
     import torch
     from accelerate import PartialState
 
@@ -249,8 +267,9 @@ def _run_ppo(tmp: Path, per_process: int, steps: int):
     args = MultiObjectivePPOConfig(
         output_dir=str(tmp), max_steps=steps, use_cpu=True, seed=0, batch_size=per_process,
         num_samples_per_prompt=1, max_new_tokens=GEN_TOKENS, mini_batch_size=per_process,
-        ppo_epochs=1, learning_rate=5e-3, whiten_advantages=False, kl_coef=0.1,
-        weights=[0.7, 0.3], save_final=False)
+        ppo_epochs=1, learning_rate=5e-3, whiten_advantages=whiten, kl_coef=0.1,
+        weights=[0.7, 0.3], save_final=False, scalarizer=scalarizer, constraints=constraints,
+        lagrangian_lr=0.5)
     prompts = [{"prompt": f"Say something {i}:"} for i in range(16)]
     return MultiObjectivePPOTrainer(
         model, text_objectives(), args,
@@ -268,7 +287,17 @@ BUILDERS = {
         tmp, per_process, steps, half=True, accumulate=2),
     "modpo": _run_modpo,
     "mo-grpo": _run_grpo,
+    "mo-grpo-span": lambda tmp, per_process, steps: _run_grpo(
+        tmp, per_process, steps, num_generations=GLOBAL_BATCH,
+        multi_objective_aggregation="sum_then_normalize", scale_rewards="batch"),
     "mo-ppo": _run_ppo,
+    "mo-ppo-whiten": lambda tmp, per_process, steps: _run_ppo(tmp, per_process, steps,
+                                                              whiten=True),
+    "mo-ppo-normalize": lambda tmp, per_process, steps: _run_ppo(
+        tmp, per_process, steps, whiten=True, scalarizer="batch_normalized_linear"),
+    "mo-ppo-running": lambda tmp, per_process, steps: _run_ppo(
+        tmp, per_process, steps, whiten=True, constraints={"ascii": 0.99},
+        scalarizer={"name": "linear", "normalize": {"method": "running", "momentum": 0.5}}),
 }
 
 
@@ -283,9 +312,11 @@ def _trainable_vector(module) -> list[float]:
 def _losses(trainer) -> list[float]:
     """What each step logged, as one list: the loss (DPO family); the mean rewards, which
     depend on every earlier update, and the loss (GRPO: ~0 on-policy, so rewards carry the
-    signal); the gathered mean rewards (MO-PPO logs the policy loss of one process only)."""
-    if hasattr(trainer, "policy"):
-        return [m[f"rewards/{k}/mean"] for m in trainer.log_history for k in ("ascii", "high")]
+    signal); the gathered mean rewards and multipliers (MO-PPO logs the policy loss of one process
+    only)."""
+    if hasattr(trainer, "policy"):  # and the Lagrange multipliers of constrained objectives
+        return [m[k] for m in trainer.log_history for k in
+                ("rewards/ascii/mean", "rewards/high/mean", "lagrange/ascii") if k in m]
     keys = ["loss"]
     if "grpo" in type(trainer).__name__.lower():
         keys = ["rewards/ascii/mean", "rewards/high/mean", "loss"]

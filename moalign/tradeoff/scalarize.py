@@ -27,7 +27,9 @@ Infinite rewards are an error.
 **State.** Stateful parts (the online ideal point of Tchebycheff, running normalization
 statistics) update only in training mode (the default; see :meth:`Scalarizer.eval`), and their
 ``state_dict()`` is a JSON-serializable dict. Statistics are treated as constants (no gradient
-flows through them). They are per process: under data parallelism each process tracks its own.
+flows through them). They are statistics of what the scalarizer is called on: MO-PPO calls it
+on every process with the gathered global batch, so they are the global batch's and the same
+on every process; a caller passing per-process data gets per-process statistics.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Checkpoint helpers of moalign's own trainer loop (MO-PPO): weights, RNG, JSON-safe logs.
+"""Checkpoint helpers of moalign's own trainer loop (MO-PPO): the policy and its tokenizer
+from a path or an object, weights, RNG.
 
 A checkpoint folder holds what ``save_pretrained`` writes for the policy (the whole model, or
 the adapter of a peft model) so it loads like any checkpoint, plus the trainer's own files.
@@ -6,16 +7,17 @@ the adapter of a peft model) so it loads like any checkpoint, plus the trainer's
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from moalign.errors import CheckpointError
+from moalign.errors import CheckpointError, ModelError
 
 __all__ = [
-    "is_peft_model", "load_policy_weights", "restore_rng",
+    "is_peft_model", "load_policy_weights", "resolve_policy", "restore_rng",
     "rng_state",
 ]
 
@@ -26,6 +28,27 @@ def is_peft_model(model: Any) -> bool:
     except ImportError:  # pragma: no cover - peft is a dependency
         return False
     return isinstance(model, PeftModel)
+
+
+def resolve_policy(model: Any, tokenizer: Any = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` from a model object or a path / hub id (loaded with
+    :func:`moalign.models.load_policy`); the tokenizer is ``tokenizer``, the loaded one, or the
+    one of the model's ``_name_or_path``. A tokenizer without a pad token pads with EOS."""
+    if isinstance(model, (str, os.PathLike)):
+        from moalign.models import load_policy
+
+        model, loaded = load_policy(model)
+        tokenizer = tokenizer or loaded
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        source = getattr(model.config, "_name_or_path", "")
+        if not source:
+            raise ModelError("pass processing_class: the model was not loaded from a path")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
 
 
 def load_policy_weights(model: Any, path: Path) -> None:
@@ -53,7 +76,9 @@ def load_policy_weights(model: Any, path: Path) -> None:
 
 
 def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """The global torch RNG (sampling), ``generator`` (minibatch order) and CUDA RNG states."""
+    """The global torch RNG (sampling: each process has its own stream, see
+    :func:`moalign.trainers.ppo_distributed.seed_sampling`), ``generator`` (minibatch order)
+    and CUDA RNG states, of this process."""
     return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 

@@ -54,9 +54,11 @@ from moalign.trainers import ppo_core as core
 from moalign.trainers.checkpointing import (
     is_peft_model,
     load_policy_weights,
+    resolve_policy,
     restore_rng,
     rng_state,
 )
+from moalign.trainers.ppo_distributed import combine_globally, seed_sampling
 from moalign.trainers.ranges import PPO_RANGES, trainer_range_problems
 from moalign.trainers.rollout import (
     PromptSampler,
@@ -83,7 +85,8 @@ class MultiObjectivePPOConfig(rl.ConditioningFields):
 
     # run
     output_dir: str = doc("moalign-ppo", "Folder for checkpoints and the metrics log.")
-    seed: int = doc(0, "Seed of the prompt order, sampling and minibatch shuffles.")
+    seed: int = doc(0, "Seed of the model init, prompt order, minibatch shuffles and sampling "
+                    "(process r > 0 samples from ppo_distributed.sampling_seed(seed, r)).")
     max_steps: int = doc(100, "Number of PPO iterations to run.")
     logging_steps: int = doc(1, "Log metrics every this many iterations.")
     save_steps: int = doc(0, "Save a checkpoint every this many iterations (0: only at the end).")
@@ -122,7 +125,7 @@ class MultiObjectivePPOConfig(rl.ConditioningFields):
     kl_penalty: Literal["token", "sequence"] = doc(
         "token", "'token': penalize each token's KL where it occurs; 'sequence': the summed KL "
         "once, at the last token.")
-    whiten_advantages: bool = doc(True, "Normalize the combined advantages of each batch.")
+    whiten_advantages: bool = doc(True, "Normalize the combined advantages of each global batch.")
     # trade-off
     weights: list[float] | None = doc(None, "Fixed objective weights on the simplex (default uniform).")
     schedule: str | dict | None = doc(None, "Weight schedule spec for moalign.tradeoff.schedule.get_schedule.")
@@ -182,7 +185,7 @@ class MultiObjectivePPOTrainer:
         set_seed(args.seed)
         self.accelerator = Accelerator(cpu=args.use_cpu, mixed_precision=args.mixed_precision)
 
-        policy, self.tokenizer = self._load_policy(model, processing_class)
+        policy, self.tokenizer = resolve_policy(model, processing_class)
         is_peft = is_peft_model(policy)
         critic = value_model or VectorValueModel.from_causal_lm(policy, (*names, "kl"))
         if getattr(critic, "num_heads", len(names) + 1) != len(names) + 1:
@@ -209,30 +212,13 @@ class MultiObjectivePPOTrainer:
         self.schedulers = [scheduler(policy_opt), scheduler(critic_opt)]
         self.policy, self.critic, self.policy_optimizer, self.critic_optimizer = self.accelerator.prepare(
             policy, critic, policy_opt, critic_opt)
+        seed_sampling(args.seed, self.accelerator.process_index)  # per process, models built
         self.sampler = PromptSampler(len(self.rows), seed=args.seed)
         self.generator = torch.Generator().manual_seed(args.seed)
         self.step = 0
         self.log_history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ setup helpers
-
-    @staticmethod
-    def _load_policy(model: Any, tokenizer: Any):
-        if isinstance(model, (str, os.PathLike)):
-            from moalign.models import load_policy
-
-            model, loaded = load_policy(model)
-            tokenizer = tokenizer or loaded
-        if tokenizer is None:
-            from transformers import AutoTokenizer
-
-            source = getattr(model.config, "_name_or_path", "")
-            if not source:
-                raise ModelError("pass processing_class: the model was not loaded from a path")
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        return model, tokenizer
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -328,9 +314,11 @@ class MultiObjectivePPOTrainer:
             self.tradeoff.set_weights(coef.mean(0).cpu().numpy())  # logged as weights/<k>
             signal[tokens] = core.weighted_channels(objective_adv[tokens], coef.unsqueeze(1).expand(
                 *mask.shape, K)[tokens]).float()
-        elif self.tradeoff.is_linear:  # per token: the weighted sum of the advantages
-            groups = rollout.groups.to(mask.device).unsqueeze(1).expand_as(mask)
-            signal[tokens] = self.tradeoff.combine(objective_adv[tokens], groups=groups[tokens]).float()
+        elif self.tradeoff.is_linear:  # per token, normalizers on the global batch's tokens
+            groups = rollout.groups.to(mask.device) + self.accelerator.process_index * a.batch_size
+            groups = groups.unsqueeze(1).expand_as(mask)[tokens]
+            signal[tokens] = combine_globally(self.tradeoff, self.accelerator,
+                                              objective_adv[tokens], groups).float()
         else:  # S(J) linearized at the global batch's mean rewards
             coef = torch.as_tensor(self.tradeoff.gradient_weights(self.accelerator.gather(rewards)),
                                    device=mask.device)
