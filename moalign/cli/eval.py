@@ -24,15 +24,18 @@ from typing import Any
 from moalign.cli._output import format_table, quiet_library_output, throughput_line
 from moalign.cli.train_config import TRAIN_RECORD
 from moalign.config.checking import (
+    Range,
     build_checked,
     check_fields,
     keys_epilog,
     raise_problems,
+    range_problems,
     read_config,
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.errors import CheckpointError
 from moalign.evaluation.generation import generation_problems
+from moalign.fronts.config import GENERATION_RANGES
 from moalign.models.precision import precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
@@ -89,6 +92,15 @@ class EvalConfig:
 
 METRICS = ("generation", "implicit")
 SPLITS = ("test", "all")
+#: Allowed ranges of the numeric keys of :class:`EvalConfig` and of its ``generation`` settings
+#: (those of front traces, plus the token budget of a generation batch).
+EVAL_RANGES: dict[str, Range] = {
+    "test_size": Range(low=0, high=1, low_open=True, high_open=True), "n": Range(low=1),
+    "beta": Range(low=0, low_open=True), "max_length": Range(low=1),
+    "max_prompt_tokens": Range(low=1), "batch_size": Range(low=1), "seed": Range(low=0),
+}
+EVAL_GENERATION_RANGES: dict[str, Range] = {**GENERATION_RANGES,
+                                            "max_batch_tokens": Range(low=1, none=True)}
 
 
 def _train_output(path: str) -> dict[str, Any] | None:
@@ -116,11 +128,9 @@ def resolve_eval_config(data: dict[str, Any], *, source: str | None = None) -> E
         problems.append(f"'metric' must be one of {', '.join(METRICS)}, got {cfg.metric!r}")
     if cfg.split not in SPLITS:
         problems.append(f"'split' must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
-    if not 0 < cfg.test_size < 1:
-        problems.append(f"'test_size' must be in (0, 1), got {cfg.test_size}")
-    for key in ("n", "max_length", "max_prompt_tokens", "batch_size"):
-        if getattr(cfg, key) < 1:
-            problems.append(f"'{key}' must be >= 1, got {getattr(cfg, key)}")
+    problems += range_problems(cfg, EVAL_RANGES)
+    if isinstance(cfg.generation, dict):
+        problems += range_problems(cfg.generation, EVAL_GENERATION_RANGES, prefix="generation: ")
     try:
         trained = _train_output(cfg.model)
     except CheckpointError as exc:

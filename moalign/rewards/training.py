@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from moalign.config.checking import Range, range_problems
 from moalign.data.catalog import CATALOG, dataset_problems, describe_spec, load_dataset
 from moalign.errors import ConfigError, DataError, ModelError
 from moalign.models.loading import quiet_transformers
@@ -35,6 +36,7 @@ from moalign.storage.files import output_dir_problems
 __all__ = [
     "METHODS",
     "METRICS_FILE",
+    "REWARD_RANGES",
     "RewardTrainingConfig",
     "RewardTrainingResult",
     "default_reward_model_dir",
@@ -43,6 +45,19 @@ __all__ = [
 ]
 
 METRICS_FILE = "metrics.json"
+#: Allowed ranges of the numeric keys of :class:`RewardTrainingConfig`.
+REWARD_RANGES: dict[str, Range] = {
+    "test_size": Range(low=0, high=1, low_open=True, high_open=True), "seed": Range(low=0),
+    "max_train_pairs": Range(low=2, none=True), "max_test_pairs": Range(low=2, none=True),
+    "max_prompt_tokens": Range(low=0, none=True), "max_completion_tokens": Range(low=1, none=True),
+    "num_layers": Range(low=1, none=True), "batch_size": Range(low=1), "cv_folds": Range(low=2),
+    "l2": Range(low=0, low_open=True, none=True), "learning_rate": Range(low=0, low_open=True),
+    "num_train_epochs": Range(low=0, low_open=True),
+    "max_steps": Range(low=1, also=(-1,), note="train num_train_epochs"),
+    "gradient_accumulation_steps": Range(low=1), "logging_steps": Range(low=1),
+    "lora_r": Range(low=1), "lora_alpha": Range(low=1),
+    "lora_dropout": Range(low=0, high=1, high_open=True),
+}
 
 
 def default_reward_model_dir(objective: str) -> Path:
@@ -138,37 +153,12 @@ class RewardTrainingConfig:
             labels = sorted(c[5:] for c in CATALOG[self.dataset].columns if c.startswith("pref_"))
             p.append(f"objective '{self.objective}' has no labelled pairs in the bundled dataset "
                      f"'{self.dataset}' (it labels: {', '.join(labels) or 'nothing'})")
-        if not 0.0 < self.test_size < 1.0:
-            p.append(f"'test_size' must be a fraction in (0, 1), got {self.test_size}")
-        if self.num_layers is not None and self.num_layers < 1:
-            p.append(f"'num_layers' must be >= 1 or null, got {self.num_layers}")
+        p += range_problems(self, REWARD_RANGES)
         if self.num_layers is not None and self.method != "head_only":
             p.append("'num_layers' is only used by method 'head_only'; remove it or set it to null")
-        for key in ("max_train_pairs", "max_test_pairs"):
-            v = getattr(self, key)
-            if v is not None and v < 2:
-                p.append(f"'{key}' must be at least 2 (or null for all), got {v}")
-        for key in ("max_prompt_tokens", "max_completion_tokens"):
-            v = getattr(self, key)
-            if v is not None and v < (0 if key == "max_prompt_tokens" else 1):
-                p.append(f"'{key}' must be {'>= 0' if key == 'max_prompt_tokens' else '>= 1'} "
-                         f"or null, got {v}")
-        for key in ("batch_size", "cv_folds", "gradient_accumulation_steps", "logging_steps",
-                    "lora_r", "lora_alpha"):
-            if getattr(self, key) < 1:
-                p.append(f"'{key}' must be >= 1, got {getattr(self, key)}")
-        if self.cv_folds == 1:
-            p.append("'cv_folds' must be >= 2")
-        if self.l2 is not None and not (math.isfinite(self.l2) and self.l2 > 0):
-            p.append(f"'l2' must be a positive number (or null to cross-validate), got {self.l2}")
-        if self.l2 is None and (not self.l2_grid or any(not (v > 0) for v in self.l2_grid)):
+        if self.l2 is None and (not self.l2_grid or any(not (v > 0 and math.isfinite(v))
+                                                         for v in self.l2_grid)):
             p.append(f"'l2_grid' must be a non-empty list of positive numbers, got {self.l2_grid}")
-        if not (self.learning_rate > 0):
-            p.append(f"'learning_rate' must be > 0, got {self.learning_rate}")
-        if self.method != "head_only" and self.max_steps <= 0 and not (self.num_train_epochs > 0):
-            p.append("'num_train_epochs' must be > 0 when 'max_steps' is not set")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            p.append(f"'lora_dropout' must be in [0, 1), got {self.lora_dropout}")
         if self.method == "lora" and not self.lora_target_modules:
             p.append("'lora_target_modules' must name at least one module for method 'lora'")
         if self.method != "head_only" and self.pooling not in (None, "last"):
