@@ -13,8 +13,10 @@ among the global batch's samples of that prompt (or its row) and the step -- so 
 same whichever process draws it; the rest of their distributed path (gathered rewards, group and
 batch normalization, whitening, Lagrange multipliers, token-count normalization, gradient
 all-reduce) runs unchanged.
-End-of-sequence is suppressed so every response has the same length, which makes per-process
-token means equal to the global mean.
+End-of-sequence is suppressed so every response has ``GEN_TOKENS`` tokens, except in
+``mo-ppo-ragged``, where each response is cut to a length drawn from its own seed (and
+right-padded as generation pads a response after its end of sequence), so the processes hold
+different numbers of response tokens and the token means of the losses must be the global ones.
 
 Usage::
 
@@ -54,9 +56,12 @@ from typing import Any
 #: ``mo-ppo-normalize`` adds a batch normalizer of the per-token objective advantages in front
 #: of the linear scalarizer, and ``mo-ppo-running`` a running normalizer and a constraint (its
 #: Lagrange multiplier steps on the gathered rewards): each statistic must be the global batch's.
+#: ``mo-ppo-ragged`` (whitened) has responses of different lengths (1 to ``GEN_TOKENS`` tokens,
+#: drawn from each response's seed): the two processes hold different numbers of response
+#: tokens, and the policy and value losses must still be the token means of the global batch.
 TRAINERS = ("mo-dpo", "mo-dpo-precompute", "mo-dpo-partial", "mo-dpo-half",
             "mo-dpo-half-accumulate", "modpo", "mo-grpo", "mo-grpo-span", "mo-ppo",
-            "mo-ppo-whiten", "mo-ppo-normalize", "mo-ppo-running")
+            "mo-ppo-whiten", "mo-ppo-normalize", "mo-ppo-running", "mo-ppo-ragged")
 GLOBAL_BATCH = 8
 VOWELS, CONSONANTS = "aeiou", "bdfgk"
 
@@ -134,6 +139,20 @@ def seeded_sample(model, prompts: list[list[int]], seeds: list[int], max_new_tok
                 seq.append(int(torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)))
             out.append(seq[len(ids):])
     return out
+
+
+def ragged_length(seed: int, max_new_tokens: int) -> int:
+    """A response length from 1 to ``max_new_tokens`` drawn from the response's seed (a function
+    of the seed alone, so a row gets the same length whichever process samples it)."""
+    return 1 + (seed >> 8) % max_new_tokens
+
+
+def pad_responses(responses: list[list[int]], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
+    """Right-pad responses to the longest; return the ids and the masks (1 on response tokens)."""
+    width = max(len(r) for r in responses)
+    ids = [r + [pad_id] * (width - len(r)) for r in responses]
+    masks = [[1] * len(r) + [0] * (width - len(r)) for r in responses]
+    return ids, masks
 
 
 def _occurrences(keys: list[Any]) -> list[int]:
@@ -242,7 +261,8 @@ def _run_grpo(tmp: Path, per_process: int, steps: int, num_generations: int = NU
 
 
 def _run_ppo(tmp: Path, per_process: int, steps: int, whiten: bool = False,
-             scalarizer: str | dict = "linear", constraints: dict | None = None):
+             scalarizer: str | dict = "linear", constraints: dict | None = None,
+             ragged: bool = False):
     import torch
     from accelerate import PartialState
 
@@ -259,9 +279,12 @@ def _run_ppo(tmp: Path, per_process: int, steps: int, whiten: bool = False,
         rows = [q[m.bool()].tolist() for q, m in zip(query_ids, query_mask)]
         seeds = [_row_seed([], rank * per_process + i, calls["n"]) for i in range(len(rows))]
         calls["n"] += 1
-        out = torch.tensor(seeded_sample(model, rows, seeds, GEN_TOKENS, suppress),
-                           device=query_ids.device)
-        return out, torch.ones_like(out)
+        responses = seeded_sample(model, rows, seeds, GEN_TOKENS, suppress)
+        if ragged:  # each response cut to its own length, padded after it
+            responses = [r[:ragged_length(s, GEN_TOKENS)] for r, s in zip(responses, seeds)]
+        ids, masks = pad_responses(responses, tok.pad_token_id)
+        device = query_ids.device
+        return torch.tensor(ids, device=device), torch.tensor(masks, device=device)
 
     ppo.sample_responses = sample
     args = MultiObjectivePPOConfig(
@@ -298,6 +321,8 @@ BUILDERS = {
     "mo-ppo-running": lambda tmp, per_process, steps: _run_ppo(
         tmp, per_process, steps, whiten=True, constraints={"ascii": 0.99},
         scalarizer={"name": "linear", "normalize": {"method": "running", "momentum": 0.5}}),
+    "mo-ppo-ragged": lambda tmp, per_process, steps: _run_ppo(tmp, per_process, steps,
+                                                              whiten=True, ragged=True),
 }
 
 
@@ -307,6 +332,14 @@ def _trainable_vector(module) -> list[float]:
     params = [p.detach().float().reshape(-1) for n, p in sorted(module.named_parameters())
               if p.requires_grad]
     return torch.cat(params).tolist() if params else []
+
+
+def _trained_parameters(trainer) -> list[float]:
+    """The trainable parameters of the policy, and for MO-PPO of its vector critic too."""
+    unwrap = trainer.accelerator.unwrap_model
+    if hasattr(trainer, "policy"):
+        return _trainable_vector(unwrap(trainer.policy)) + _trainable_vector(unwrap(trainer.critic))
+    return _trainable_vector(unwrap(trainer.model))
 
 
 def _losses(trainer) -> list[float]:
@@ -344,11 +377,9 @@ def worker(trainers: list[str], steps: int, out: str, per_process: int | None = 
                 if trainer.accelerator.num_processes != nproc:
                     raise RuntimeError(f"the trainer sees {trainer.accelerator.num_processes} "
                                        f"process(es), the launcher started {nproc}")
-                policy = trainer.policy if hasattr(trainer, "policy") else trainer.model
-                before = torch.tensor(_trainable_vector(trainer.accelerator.unwrap_model(policy)))
+                before = torch.tensor(_trained_parameters(trainer))
                 trainer.train()
-                policy = trainer.policy if hasattr(trainer, "policy") else trainer.model
-                after = _trainable_vector(trainer.accelerator.unwrap_model(policy))
+                after = _trained_parameters(trainer)
                 change = float((torch.tensor(after) - before).abs().max()) if after else 0.0
                 results[name] = {"losses": _losses(trainer), "params": after, "change": change,
                                  "distributed_type": str(trainer.accelerator.distributed_type)}

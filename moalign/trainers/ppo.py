@@ -51,6 +51,7 @@ from moalign.storage.files import atomic_directory, atomic_write_json, jsonable
 from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
 from moalign.trainers import conditioned_rl as rl
 from moalign.trainers import ppo_core as core
+from moalign.trainers import ppo_distributed as ddp
 from moalign.trainers.checkpointing import (
     is_peft_model,
     load_policy_weights,
@@ -290,7 +291,7 @@ class MultiObjectivePPOTrainer:
         mask = rollout.response_mask
         logits = self._logits(self.policy, rollout)
         old_logp = core.logprobs_from_logits(logits, rollout.response_ids)
-        entropy = core.masked_mean(core.entropy_from_logits(logits), mask)
+        entropy = ddp.global_token_mean(self.accelerator, core.entropy_from_logits(logits), mask)
         if a.kl_coef > 0:
             kl = core.kl_estimate(old_logp, self._ref_logprobs(rollout), a.kl_estimator) * mask
         else:
@@ -346,7 +347,8 @@ class MultiObjectivePPOTrainer:
         optimizer.zero_grad(set_to_none=True)
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
-        """PPO epochs over a batch from :meth:`make_batch`; returns averaged loss statistics."""
+        """PPO epochs over a batch from :meth:`make_batch`; returns averaged loss statistics.
+        Token means (losses, clipfrac, approx_kl) are over every process's minibatch tokens."""
         a, r = self.args, batch["rollout"]
         n = r.response_ids.shape[0]
         sums: dict[str, float] = {}
@@ -358,10 +360,14 @@ class MultiObjectivePPOTrainer:
                 logp = core.logprobs_from_logits(self._logits(self.policy, mb), mb.response_ids)
                 pg_loss, stats = core.clipped_policy_loss(
                     logp, batch["old_logp"][idx], batch["advantages"][idx], mb.response_mask, a.cliprange)
+                scale = ddp.token_mean_scale(self.accelerator, mb.response_mask)  # global token mean
+                pg_loss, stats = pg_loss * scale, {k: v * scale for k, v in stats.items()}
                 self._step(pg_loss, self.policy, self.policy_optimizer)
-                vf_loss, per_head = core.clipped_value_loss(
+                _, per_head = core.clipped_value_loss(
                     self.values(mb), batch["old_values"][idx], batch["returns"][idx],
                     batch["value_mask"][idx], a.cliprange_value)
+                per_head = per_head * ddp.token_mean_scale(self.accelerator, batch["value_mask"][idx], (0, 1))
+                vf_loss = per_head.mean()
                 self._step(vf_loss, self.critic, self.critic_optimizer)
                 items = {"loss/policy": pg_loss, "loss/value": vf_loss, **stats,
                          **{f"value/{h}/loss": v for h, v in zip((*self.names, "kl"), per_head)}}

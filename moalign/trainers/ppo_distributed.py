@@ -17,6 +17,14 @@ Two things depend on how a global batch is split over processes, and both are ha
   all on every process, and keeps this process's rows: the statistics are those of the global
   batch, and the scalarizer's state stays the same on every process.
 
+- **Token means of the losses.** The policy and value losses (and the statistics logged next
+  to them) are means over the response tokens of a minibatch. Each process can only average
+  over its own tokens, and DDP's all-reduce then averages the gradients of those per-process
+  means: a weighting by process, not the token mean of the union, as soon as the processes
+  hold different numbers of response tokens. :func:`token_mean_scale` is the factor that turns
+  a process's own token mean into its share of the global token mean under that averaging;
+  :func:`global_token_mean` is the global token mean of a quantity that is only logged.
+
 (Advantage whitening sums :func:`~moalign.trainers.ppo_core.masked_moments` over processes, and
 the Lagrange multipliers and the linearization of a non-linear scalarizer use the gathered
 rewards; see :mod:`moalign.trainers.ppo`.)
@@ -28,7 +36,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["combine_globally", "gather_rows", "sampling_seed", "seed_sampling"]
+__all__ = ["combine_globally", "gather_rows", "global_token_mean", "sampling_seed", "seed_sampling",
+           "token_mean_scale"]
 
 _MASK64 = (1 << 64) - 1
 
@@ -100,3 +109,46 @@ def combine_globally(tradeoff: Any, accelerator: Any, signals: torch.Tensor,
     all_signals, mine = gather_rows(accelerator, signals)
     all_groups, _ = gather_rows(accelerator, groups)
     return tradeoff.combine(all_signals, groups=all_groups)[mine]
+
+
+def _token_count(mask: torch.Tensor, dim: int | tuple[int, ...] | None) -> torch.Tensor:
+    """The number of masked entries (``dim=None``: all of them), counted in float32 as
+    :func:`~moalign.trainers.ppo_core.masked_mean` counts them."""
+    m = mask.to(torch.float32)
+    return m.sum() if dim is None else m.sum(dim)
+
+
+def token_mean_scale(accelerator: Any, mask: torch.Tensor,
+                     dim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+    """Factor turning this process's token mean into its share of the global token mean.
+
+    A loss ``L_p = S_p / n_p`` averaged over this process's ``n_p`` masked tokens (``S_p``: its
+    sum over them; :func:`~moalign.trainers.ppo_core.masked_mean` divides by ``max(n_p, 1)``)
+    is multiplied by ``max(n_p, 1) * P / max(N, 1)``, where ``N = sum_p n_p`` is the count over
+    the ``P`` processes (one all-reduce). The process then back-propagates
+    ``P * S_p / N``; DDP averages the gradients over processes, so the update follows
+    ``(1/P) sum_p P * S_p / N = sum_p S_p / N``: the gradient of the token mean of the union of
+    the processes' minibatches, whatever their token counts. The plain per-process mean,
+    ``(1/P) sum_p S_p / n_p``, equals it only when every ``n_p`` is the same. Metrics scaled by
+    the same factor and then averaged over processes (``accelerator.reduce(..., "mean")``)
+    are global token means too.
+
+    ``dim`` counts per slice (``(0, 1)`` of a ``[B, T, C]`` value mask: one factor per value
+    head). With one process the factor is exactly 1 (``n / n``), so one-process training is
+    unchanged to the bit.
+    """
+    local = _token_count(mask, dim).clamp(min=1.0)
+    if accelerator.num_processes == 1:
+        return torch.ones_like(local)
+    total = accelerator.reduce(_token_count(mask, dim), "sum").clamp(min=1.0)
+    return local * accelerator.num_processes / total
+
+
+def global_token_mean(accelerator: Any, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the masked entries of every process (a scalar, the same on every
+    process); with one process, :func:`~moalign.trainers.ppo_core.masked_mean` to the bit."""
+    m = mask.to(values.dtype).expand_as(values)
+    sums = torch.stack([(values * m).sum(), m.sum()])
+    if accelerator.num_processes > 1:
+        sums = accelerator.reduce(sums, "sum")
+    return sums[0] / sums[1].clamp(min=1.0)
