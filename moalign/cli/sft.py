@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML configuration; --key value "
                         "options override its keys (e.g. --max-steps 20)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.epilog = keys_epilog(SFTTrainingConfig)
+    parser.epilog = (keys_epilog(SFTTrainingConfig) + ". A run with save_steps: N continues "
+                     "after a stop with resume: true")
 
 
 def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:

@@ -166,7 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "lora and the trainer's config fields; --key value overrides any key")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.epilog = (keys_epilog(TrainRunConfig) + "; plus the fields of the trainer's config "
-                     f"(trainers: {', '.join(TRAINERS)})")
+                     f"(trainers: {', '.join(TRAINERS)}). A run that saves checkpoints "
+                     "(save_strategy: steps, save_steps: N; ppo: save_steps: N) continues after "
+                     "a stop with resume: true")
 
 
 def summary(record: Mapping[str, Any]) -> str:
