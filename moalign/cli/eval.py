@@ -34,8 +34,7 @@ from moalign.config.checking import (
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.errors import CheckpointError
-from moalign.evaluation.generation import generation_problems
-from moalign.fronts.config import GENERATION_RANGES
+from moalign.evaluation.generation import GENERATION_RANGES, generation_problems
 from moalign.models.precision import precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
@@ -92,15 +91,13 @@ class EvalConfig:
 
 METRICS = ("generation", "implicit")
 SPLITS = ("test", "all")
-#: Allowed ranges of the numeric keys of :class:`EvalConfig` and of its ``generation`` settings
-#: (those of front traces, plus the token budget of a generation batch).
+#: Allowed ranges of the numeric keys of :class:`EvalConfig` (its ``generation`` settings:
+#: :data:`moalign.evaluation.generation.GENERATION_RANGES`, as in front traces).
 EVAL_RANGES: dict[str, Range] = {
     "test_size": Range(low=0, high=1, low_open=True, high_open=True), "n": Range(low=1),
     "beta": Range(low=0, low_open=True), "max_length": Range(low=1),
     "max_prompt_tokens": Range(low=1), "batch_size": Range(low=1), "seed": Range(low=0),
 }
-EVAL_GENERATION_RANGES: dict[str, Range] = {**GENERATION_RANGES,
-                                            "max_batch_tokens": Range(low=1, none=True)}
 
 
 def _train_output(path: str) -> dict[str, Any] | None:
@@ -130,7 +127,7 @@ def resolve_eval_config(data: dict[str, Any], *, source: str | None = None) -> E
         problems.append(f"'split' must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
     problems += range_problems(cfg, EVAL_RANGES)
     if isinstance(cfg.generation, dict):
-        problems += range_problems(cfg.generation, EVAL_GENERATION_RANGES, prefix="generation: ")
+        problems += range_problems(cfg.generation, GENERATION_RANGES, prefix="generation: ")
     try:
         trained = _train_output(cfg.model)
     except CheckpointError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from moalign.config.checking import Range
 from moalign.evaluation.batching import (
     DEFAULT_MAX_BATCH_TOKENS,
     device_of,
@@ -20,7 +21,15 @@ from moalign.evaluation.batching import (
     run_batched,
 )
 
-__all__ = ["generate_completions", "generation_problems", "render_prompt"]
+__all__ = ["GENERATION_RANGES", "generate_completions", "generation_problems", "render_prompt"]
+
+#: Allowed ranges of the numeric ``generation`` settings, wherever a config holds them (front
+#: traces, ``moalign eval``): checked when the config is read.
+GENERATION_RANGES = {"max_new_tokens": Range(low=1), "batch_size": Range(low=1),
+                     "temperature": Range(low=0, low_open=True),
+                     "top_p": Range(low=0, high=1, low_open=True),
+                     "max_prompt_length": Range(low=1, none=True), "seed": Range(low=0),
+                     "max_batch_tokens": Range(low=1, none=True)}
 
 
 def render_prompt(tokenizer: Any, prompt: Any) -> str:

@@ -24,7 +24,7 @@ from moalign.config.checking import (
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.errors import ConfigError
-from moalign.evaluation.generation import generation_problems
+from moalign.evaluation.generation import GENERATION_RANGES, generation_problems
 from moalign.fronts.plan import (
     DEFAULT_MAX_PROMPT_TOKENS,
     combination_problems,
@@ -50,13 +50,10 @@ METHOD_NAMES = ("sweep", "soup", "conditioned", "decoding")
 DEFAULT_TRAIN: dict[str, Any] = TRAINER_DEFAULTS["preference"]
 #: Named reference points of the hypervolume (``FrontConfig.reference_point``).
 REFERENCE_NAMES = ("baseline", "chance")
-#: Allowed ranges of FrontConfig's numbers, of its ``generation`` settings and of ``report.<name>.n``.
+#: Allowed ranges of FrontConfig's numbers and of ``report.<name>.n`` (its ``generation``
+#: settings: :data:`moalign.evaluation.generation.GENERATION_RANGES`).
 RANGES = {"train_pairs": Range(low=1, none=True), "eval_pairs": Range(low=1),
           "eval_prompts": Range(low=1), "max_length": Range(low=1), "seed": Range(low=0)}
-GENERATION_RANGES = {"max_new_tokens": Range(low=1), "batch_size": Range(low=1),
-                     "temperature": Range(low=0, low_open=True),
-                     "top_p": Range(low=0, high=1, low_open=True),
-                     "max_prompt_length": Range(low=1, none=True), "seed": Range(low=0)}
 
 
 @dataclass

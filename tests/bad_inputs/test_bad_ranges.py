@@ -85,6 +85,9 @@ CASES = {
     "trace-generation-top-p": _config(
         "trace", TRACE + "metric: generation\ngeneration: {top_p: 1.2}\n",
         "generation: 'top_p' must be in (0, 1], got 1.2"),
+    "trace-generation-batch-tokens-zero": _config(
+        "trace", TRACE + "metric: generation\ngeneration: {max_batch_tokens: 0}\n",
+        "generation: 'max_batch_tokens' must be >= 1 (or null), got 0"),
     "trace-report-n-zero": _config(
         "trace", TRACE + "report: {length: {dataset: gsm8k, n: 0}}\n",
         "report.length: 'n' must be >= 1, got 0"),
