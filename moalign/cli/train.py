@@ -127,8 +127,12 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
             fit(resolved, model, tokenizer, ds, Path(scratch))
         return {}
     if in_place:
-        if resolved.resume_from is None and checkpoints.exists():
-            shutil.rmtree(checkpoints)  # a fresh start (overwrite: true): no old checkpoint mixed in
+        if resolved.resume_from is None:  # a fresh start (overwrite: true)
+            # the old record goes first, so that the folder stops looking finished before the
+            # new run's checkpoints arrive; no old checkpoint is mixed in
+            (out / TRAIN_RECORD).unlink(missing_ok=True)
+            if checkpoints.exists():
+                shutil.rmtree(checkpoints)
         args.output_dir = str(checkpoints)
     with atomic_directory(out, overwrite=out.exists()) as tmp:
         if not in_place:

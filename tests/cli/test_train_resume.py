@@ -56,7 +56,7 @@ def save_then_die(self, path):
         os.kill(os.getpid(), signal.SIGKILL)
 TrainerState.save_to_json = save_then_die
 from moalign.cli import main
-sys.exit(main(["train", "--config", sys.argv[1]]))
+sys.exit(main(["train", "--config", sys.argv[1], *sys.argv[2:]]))
 """
 
 
@@ -131,3 +131,26 @@ def test_a_killed_train_resumes_from_its_last_complete_checkpoint(killed, caplog
     # a finished run is not resumed again
     rc, _, err = _train("--config", str(killed / "killed.yaml"), "--resume", "true")
     assert rc == 2 and "'resume'" in err and "is a finished run" in err, err
+
+
+def test_overwriting_a_finished_run_unmarks_it_before_new_checkpoints_arrive(tmp_path):
+    """``overwrite: true`` over a finished run, killed after the new run's first checkpoint: the
+    folder no longer says it is finished (its old ``train.json`` is gone), and it resumes."""
+    import torch
+
+    torch.set_num_threads(1)
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.format(out=tmp_path / "run", steps=2))
+    rc, _, err = _train("--config", str(config))
+    assert rc == 0, err
+    assert (tmp_path / "run" / "train.json").is_file()
+    env = {**os.environ, "KILL_AT": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(config), "--overwrite", "true"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not (tmp_path / "run" / "train.json").exists()  # not finished-looking
+    assert [p.name for p in (tmp_path / "run" / "trainer").glob("checkpoint-*")] == ["checkpoint-1"]
+    rc, stdout, err = _train("--config", str(config), "--resume", "true")
+    assert rc == 0 and "checkpoint-1" in stdout, err
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["steps"] == 2
