@@ -104,8 +104,10 @@ class RewardTrainingConfig:
     #: head_only: keep only the first N transformer layers of the backbone (its final norm is
     #: kept), so features cost less; the saved checkpoint has N layers (``null``: all)
     num_layers: int | None = None
-    #: compute dtype of the backbone: ``float32`` or ``bfloat16`` (fast on CPUs with AMX)
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    #: compute dtype of the backbone: ``auto`` (bfloat16 where the machine runs it fast: CUDA
+    #: with bf16, or a CPU with AMX-BF16 / AVX512-BF16 units; float32 elsewhere), ``float32``
+    #: or ``bfloat16``
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     #: sequences per forward pass (features) or pairs per step (TRL)
     batch_size: int = 16
     #: head_only: L2 penalty of the head; ``null`` picks it from ``l2_grid`` by cross-validation
@@ -140,6 +142,10 @@ class RewardTrainingConfig:
         problems = self.problems()
         if problems:
             raise ConfigError(problems)
+        if self.dtype == "auto":  # resolved once, when read: the checkpoint records the result
+            from moalign.models.precision import resolve_precision
+
+            self.dtype = resolve_precision("auto")
 
     def problems(self) -> list[str]:
         """Every problem of this configuration, found without loading any model or data."""

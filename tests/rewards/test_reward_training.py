@@ -377,3 +377,20 @@ def test_bundled_pairs_are_oriented_and_split_20_percent():
     assert set(split["test"]["pref_helpfulness"]) == {1.0}
     train_prompts = {json.dumps(p) for p in split["train"]["prompt"]}
     assert not any(json.dumps(p) in train_prompts for p in split["test"]["prompt"])
+
+
+def test_reward_dtype_auto_follows_the_machine(monkeypatch):
+    """``dtype: auto`` (the default) becomes bfloat16 only where the CPU has bfloat16 units, and
+    the resolved value is what the config (and so the checkpoint record) holds."""
+    import torch
+
+    import moalign.models.precision as p
+    from moalign.rewards.training import RewardTrainingConfig
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(p, "cpu_bf16_flags", lambda: ("amx_bf16",))
+    assert RewardTrainingConfig(objective="helpfulness").dtype == "bfloat16"
+    monkeypatch.setattr(p, "cpu_bf16_flags", lambda: ())
+    assert RewardTrainingConfig(objective="helpfulness").dtype == "float32"
+    # an explicit choice is kept whatever the machine
+    assert RewardTrainingConfig(objective="helpfulness", dtype="bfloat16").dtype == "bfloat16"
