@@ -7,7 +7,16 @@ corpus of bad inputs tried through every entry point.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# `precision: auto` must not make a result depend on which CPU runs the suite: unless told
+# otherwise, every test (and every process a test starts) sees a CPU without bfloat16 units, so
+# auto means float32. `MOALIGN_CPU_BF16=1 python -m pytest` runs the suite with auto meaning
+# bfloat16 instead (emulated, slower, on a CPU without the units). Tests of the detection itself
+# stand in for the flags with monkeypatch.
+os.environ.setdefault("MOALIGN_CPU_BF16", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,11 @@ Detected, not guessed: on CUDA, ``torch.cuda.is_bf16_supported()``; on an x86 CP
 ``amx_bf16`` or ``avx512_bf16`` instruction flags (Linux ``/proc/cpuinfo``), which the bfloat16
 matrix kernels of PyTorch use (without them bfloat16 is emulated and slower than float32). A CPU
 without those flags, or one whose flags cannot be read, gets float32.
+
+The environment variable ``MOALIGN_CPU_BF16`` stands in for the flags: ``1`` treats the CPU as
+having bfloat16 units, ``0`` as lacking them (bfloat16 still runs where they are missing, only
+emulated and slower). The test suite sets ``0`` unless told otherwise, so that no result depends
+on which CPU runs it, and is run once with ``1`` to cover the bfloat16 paths.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRECISIONS", "cpu_bf16_flags", "current_precision", "describe_precision",
+__all__ = ["CPU_BF16_ENV", "PRECISIONS", "cpu_bf16_flags", "current_precision", "describe_precision",
            "precision_problems", "precision_scope", "resolve_precision", "torch_dtype"]
 
 #: What a config's ``precision`` may say.
@@ -24,9 +30,33 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 _FAST_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-@functools.lru_cache(maxsize=1)
+#: The environment variable that stands in for the CPU's bfloat16 flags (``1`` or ``0``).
+CPU_BF16_ENV = "MOALIGN_CPU_BF16"
+#: What :func:`cpu_bf16_flags` reports when ``MOALIGN_CPU_BF16=1``.
+_FORCED_FLAGS = (f"{CPU_BF16_ENV}=1",)
+
+
+def _forced_cpu_bf16() -> bool | None:
+    """``MOALIGN_CPU_BF16`` as a bool (``None`` when unset or empty)."""
+    value = os.environ.get(CPU_BF16_ENV, "").strip()
+    if not value:
+        return None
+    if value not in ("0", "1"):
+        raise ValueError(f"{CPU_BF16_ENV} must be 0 or 1 (or unset), got {value!r}")
+    return value == "1"
+
+
 def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> tuple[str, ...]:
-    """The bfloat16 instruction flags this CPU reports (empty when none, or unreadable)."""
+    """The bfloat16 instruction flags this CPU reports (empty when none, or unreadable), or
+    what ``MOALIGN_CPU_BF16`` says in their place."""
+    forced = _forced_cpu_bf16()
+    if forced is not None:
+        return _FORCED_FLAGS if forced else ()
+    return _read_cpu_flags(cpuinfo)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_cpu_flags(cpuinfo: str) -> tuple[str, ...]:
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
@@ -83,6 +113,8 @@ def describe_precision(requested: str, resolved: str | None = None, *,
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         why = "CUDA " + ("runs bfloat16" if resolved == "bfloat16" else "without bfloat16")
+    elif _forced_cpu_bf16() is not None:
+        why = f"{CPU_BF16_ENV}={int(resolved == 'bfloat16')} stands in for the CPU's units"
     elif resolved == "bfloat16":
         why = f"this CPU has {' / '.join(cpu_bf16_flags())}"
     else:

@@ -93,7 +93,10 @@ class MultiObjectivePPOConfig(rl.ConditioningFields):
     save_steps: int = doc(0, "Save a checkpoint every this many iterations (0: only at the end).")
     save_final: bool = doc(True, "Save a checkpoint after the last iteration.")
     use_cpu: bool = doc(False, "Train on the CPU even when an accelerator is available.")
-    mixed_precision: Literal["no", "bf16", "fp16"] = doc("no", "Mixed precision of accelerate.")
+    bf16: bool = doc(
+        False, "Train in bfloat16 autocast over float32 weights (policy, critic, reference and "
+        "generation), as the TRL trainers' field of the same name; `moalign train` and "
+        "`moalign trace` set it from `precision` (auto: bfloat16 where the machine runs it fast).")
     # rollouts
     batch_size: int = doc(16, "Prompts per iteration on each process.")
     num_samples_per_prompt: int = doc(
@@ -170,6 +173,7 @@ class MultiObjectivePPOTrainer:
                  schedule: Any = None, scalarizer: Any = None,
                  callbacks: Sequence[Callable] = ()):
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from transformers import get_scheduler, set_seed
 
         self.args = args = args or MultiObjectivePPOConfig()
@@ -184,7 +188,11 @@ class MultiObjectivePPOTrainer:
             self.rows = rl.condition_prompts(self.rows, names, args)
         self.callbacks = list(callbacks)
         set_seed(args.seed)
-        self.accelerator = Accelerator(cpu=args.use_cpu, mixed_precision=args.mixed_precision)
+        # A new accelerator state per trainer, as transformers' TrainingArguments does: a run in
+        # one precision can follow a run in another in the same process (a notebook, a front).
+        AcceleratorState._reset_state(reset_partial_state=True)
+        self.accelerator = Accelerator(cpu=args.use_cpu,
+                                       mixed_precision="bf16" if args.bf16 else "no")
 
         policy, self.tokenizer = resolve_policy(model, processing_class)
         is_peft = is_peft_model(policy)
@@ -245,8 +253,9 @@ class MultiObjectivePPOTrainer:
         prompts = [r["prompt"] for r in rows]
         columns = {c: [r[c] for r in rows] for c in rows[0] if c != "prompt"}
         q_ids, q_mask = encode_prompts(self.tokenizer, prompts, a.max_prompt_length, acc.device)
-        r_ids, r_mask = sample_responses(self._unwrap(self.policy), self.tokenizer, q_ids, q_mask,
-                                         self._generation_kwargs())
+        with acc.autocast():
+            r_ids, r_mask = sample_responses(self._unwrap(self.policy), self.tokenizer, q_ids,
+                                             q_mask, self._generation_kwargs())
         texts = self.tokenizer.batch_decode(r_ids, skip_special_tokens=True)
         completions = [[{"role": "assistant", "content": t}] if is_conversational(p) else t
                        for p, t in zip(prompts, texts)]
@@ -265,14 +274,16 @@ class MultiObjectivePPOTrainer:
         mask = rollout.attention_mask
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         T = rollout.response_ids.shape[1]
-        out = model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions,
-                    use_cache=False, logits_to_keep=T + 1)
+        with self.accelerator.autocast():  # the reference too, which is not prepared
+            out = model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions,
+                        use_cache=False, logits_to_keep=T + 1)
         return out.logits[:, :-1].float() / self.args.temperature
 
     def values(self, rollout: Rollout) -> torch.Tensor:
         """The critic's values before each response token, one column per head: ``[B, T, C]``."""
         T = rollout.response_ids.shape[1]
-        values = self.critic(rollout.input_ids, rollout.attention_mask)
+        with self.accelerator.autocast():
+            values = self.critic(rollout.input_ids, rollout.attention_mask)
         return values[:, -T - 1:-1].float()
 
     @torch.no_grad()

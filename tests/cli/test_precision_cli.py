@@ -16,6 +16,7 @@ def cpu_only(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv(p.CPU_BF16_ENV, raising=False)  # the flags below decide
     return monkeypatch
 
 
@@ -33,6 +34,18 @@ def test_train_precision_sets_trl_bf16(tmp_path, cpu_only):
     assert _resolve(tmp_path).args.bf16 is False
     assert _resolve(tmp_path, precision="bfloat16").args.bf16 is True
     assert _resolve(tmp_path, bf16=True).args.bf16 is True  # explicit bf16 decides under auto
+
+
+@pytest.mark.parametrize("trainer", ["ppo", "grpo"])
+def test_every_trainer_takes_precision(tmp_path, cpu_only, trainer):
+    extra = {"trainer": trainer, "dataset": "gsm8k", "objectives": ["reasoning_accuracy"]}
+
+    cpu_only.setattr(p, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    assert _resolve(tmp_path, **extra).args.bf16 is True
+    assert _resolve(tmp_path, **extra, precision="float32").args.bf16 is False
+    cpu_only.setattr(p, "cpu_bf16_flags", lambda: ())
+    assert _resolve(tmp_path, **extra).args.bf16 is False
+    assert _resolve(tmp_path, **extra, precision="bfloat16").args.bf16 is True
 
 
 def test_train_precision_problems_are_reported_up_front(tmp_path):

@@ -22,6 +22,7 @@ def cpu_only(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv(p.CPU_BF16_ENV, raising=False)  # the flags below decide
     return monkeypatch
 
 
