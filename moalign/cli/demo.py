@@ -79,41 +79,80 @@ DEFAULT_PRESET: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT_PRESET, "tiny": TINY_PRESET}
 #: Where each preset writes by default (relative to the working directory).
 DEFAULT_OUTPUT: dict[str, str] = {"default": "moalign-demo", "tiny": "moalign-demo-tiny"}
-#: CPU threads of torch per preset (None: torch's default; ``"free"``: :func:`free_cores`). A
-#: tiny model runs many times faster on one thread: with more, thread synchronization costs more
-#: than the arithmetic. SmolLM2 uses the cores other processes leave free: on a 2-core CPU that
-#: another job keeps busy, 2 threads ran a forward pass 2x and greedy generation 5x slower than
-#: 1 (each waits for the other to be scheduled).
-TORCH_THREADS: dict[str, int | str | None] = {"default": "free", "tiny": 1}
+#: CPU threads of torch per preset (None: torch's default; ``"idle"``: :func:`idle_cores`); the
+#: ``--threads N`` flag overrides it. A tiny model runs many times faster on one thread: with
+#: more, thread synchronization costs more than the arithmetic. SmolLM2 uses the cores that are
+#: idle when the demo starts: on a 2-core CPU that another job keeps busy, 2 threads ran a
+#: forward pass 2x and greedy generation 5x slower than 1 (each waits for the other to be
+#: scheduled), while niced work yields its core and is not counted.
+TORCH_THREADS: dict[str, int | str | None] = {"default": "idle", "tiny": 1}
+#: Seconds over which :func:`idle_cores` watches the cores.
+IDLE_WINDOW = 0.3
+#: A core busier than this (share of the window, niced work not counted) is not idle.
+BUSY_SHARE = 0.5
 
 
-def free_cores() -> int:
-    """CPU cores not kept busy by other processes: the core count minus the 1-minute load
-    average, rounded, at least 1 (all of them where the load cannot be read)."""
+def _cpu_times(stat: str = "/proc/stat") -> dict[str, tuple[int, int]]:
+    """Per core: (ticks of work that competes with ours, total ticks), from ``/proc/stat``.
+    Niced work (``nice``), idle and I/O wait do not compete; user, system, interrupts and steal
+    do."""
+    times = {}
+    with open(stat) as f:
+        for line in f:
+            name, *fields = line.split()
+            if not (name.startswith("cpu") and name != "cpu"):
+                continue
+            user, nice, system, idle, iowait, irq, softirq, steal = (
+                [int(x) for x in fields[:8]] + [0] * 8)[:8]
+            times[name] = (user + system + irq + softirq + steal,
+                           user + nice + system + idle + iowait + irq + softirq + steal)
+    return times
+
+
+def idle_cores(window: float = IDLE_WINDOW, stat: str = "/proc/stat") -> tuple[int, int, str]:
+    """``(idle, usable, how)``: how many of the cores this process may run on were idle over
+    ``window`` seconds, measured from the kernel's per-core times (a core counts as busy when
+    non-niced work took more than :data:`BUSY_SHARE` of it), at least 1; ``how`` says how it
+    was decided. Where the times cannot be read, every usable core counts as idle."""
     import os
 
-    n = os.cpu_count() or 1
     try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - Windows
-        return n
-    return max(1, min(n, int(n - load + 0.5)))
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        allowed = list(range(os.cpu_count() or 1))
+    usable = len(allowed)
+    try:
+        before = _cpu_times(stat)
+        time.sleep(window)
+        after = _cpu_times(stat)
+    except (OSError, ValueError):
+        return usable, usable, "every core: the per-core times could not be read"
+    busy = 0
+    for core in allowed:
+        name = f"cpu{core}"
+        if name not in before or name not in after:
+            continue
+        work = after[name][0] - before[name][0]
+        total = after[name][1] - before[name][1]
+        if total > 0 and work / total > BUSY_SHARE:
+            busy += 1
+    idle = max(1, usable - busy)
+    return idle, usable, (f"{usable - busy} idle over {window:.1f} s, niced work not counted"
+                          if busy < usable else f"all {usable} busy over {window:.1f} s: 1")
 
 
 @contextlib.contextmanager
 def torch_threads(n: int | str | None) -> Iterator[None]:
-    """Run the body with ``n`` torch CPU threads (unchanged when None; ``"free"``:
-    :func:`free_cores`), then restore."""
+    """Run the body with ``n`` torch CPU threads (unchanged when None; ``"idle"``:
+    :func:`idle_cores`), then restore."""
     if n is None:
         yield
         return
     import torch
 
-    if n == "free":
-        n = free_cores()
-        print(f"torch threads: {n} of {torch.get_num_threads()} (the cores other processes "
-              "leave free)", flush=True)
-
+    if n == "idle":
+        n, usable, how = idle_cores()
+        print(f"torch threads: {n} of {usable} cores ({how}; --threads N chooses)", flush=True)
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -263,6 +302,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="start from this checkpoint instead (folder, GGUF, hub id)")
     parser.add_argument("--config", metavar="FILE.yaml", help="FrontConfig keys overriding the preset")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="torch CPU threads (default: the cores idle at start, measured over "
+                             f"{IDLE_WINDOW:.1f} s with niced work not counted; --tiny: 1)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 thread, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
@@ -277,7 +329,10 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     source = f"the '{mode}' demo preset + {source}"
     start = time.perf_counter()
     progress = data.get("progress", True) is not False
-    with quiet_library_output(args.debug, progress=progress), torch_threads(TORCH_THREADS[mode]):
+    with quiet_library_output(args.debug, progress=progress), torch_threads(
+            args.threads or TORCH_THREADS[mode]):
+        if args.threads:
+            print(f"torch threads: {args.threads} (--threads)", flush=True)
         cfg = resolve_front_config(data, source=source)
         print(precision_header(cfg), flush=True)
         before = _finished(cfg.output_dir)
