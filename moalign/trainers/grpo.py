@@ -16,7 +16,14 @@ advantages:
   (``constraint/<k>/slack``) are logged next to TRL's per-reward means (``rewards/<k>/mean``).
 
 With ``conditioning="prompt"`` each prompt shows its own Dirichlet-drawn weights and its
-completions' rewards are weighted by them (:mod:`moalign.trainers.conditioned_rl`).
+completions' rewards are weighted by them (:mod:`moalign.trainers.conditioned_rl`). The
+evaluation prompts are conditioned the same way with their own seeded draws (a separate stream
+per evaluation set), their rewards are weighted with those draws, and ``eval_weights/<k>`` logs
+the mean of the evaluation batch's weights.
+
+A missing score (an objective returning ``None`` for a completion) follows the rule of
+:mod:`moalign.tradeoff.scalarize`, as in MO-PPO: that completion's weights are renormalized
+over the objectives that scored it (TRL's own ``nansum`` would count the missing score as 0).
 
 The fixed weights are the config's ``weights``, as in every moalign trainer config; TRL's own
 field ``reward_weights`` must stay unset (the trainer fills TRL's weights itself, batch by
@@ -135,6 +142,7 @@ class MultiObjectiveGRPOTrainer(ValidatedResume, GRPOTrainer):
         _check_columns(train_dataset, objective_set.required_columns)
         if args.conditioning is not None:  # each prompt shows the weights of its rewards
             train_dataset = condition_prompts(train_dataset, objective_set.names, args)
+            eval_dataset = _condition_eval(eval_dataset, objective_set.names, args)
         model = _with_loadable_name(model, args, kwargs.get("peft_config"))
         super().__init__(model=model, reward_funcs=list(objective_set.objectives), args=args,
                          train_dataset=train_dataset, eval_dataset=eval_dataset,
@@ -151,23 +159,33 @@ class MultiObjectiveGRPOTrainer(ValidatedResume, GRPOTrainer):
         check_scored(rewards, self.objective_set.names)
         means = torch.nanmean(rewards.detach().cpu().double(), dim=0).numpy()
         mode = "train" if self.model.training else "eval"
-        if mode == "train":  # TRL reads self.reward_weights right after this returns
+        rows = None  # conditioned: each completion's weights, those its prompt shows
+        if self.args.conditioning is not None:
+            rows = torch.as_tensor(row_weights([x[WEIGHTS_COLUMN] for x in inputs]))
+            rows = self.accelerator.gather(rows.to(rewards.device, torch.float32))
+        if mode == "train":
             self.tradeoff.tell({"step": self.state.global_step})
             weights = self.tradeoff.ask()
             self.tradeoff.update_multipliers(rewards)
-            self.reward_weights = self._current_reward_weights()
-            if self.args.conditioning is not None:  # each completion: its prompt's weights
-                rows = torch.as_tensor(row_weights([x[WEIGHTS_COLUMN] for x in inputs]))
-                rows = self.accelerator.gather(rows.to(rewards.device, torch.float32))
-                self.reward_weights = PerCompletionWeights(rows)
+            if rows is not None:
                 weights = self.tradeoff.set_weights(rows.double().mean(0).cpu().numpy())
             self.tradeoff.tell({"weights": weights, "rewards": means})
-        self._log_tradeoff(mode, means)
+        # TRL reads self.reward_weights right after this returns, in training and evaluation
+        # alike: set it for this batch every time, never left over from another batch
+        coef = rows if rows is not None else self._current_reward_weights().to(rewards.device)
+        if rows is not None or bool(torch.isnan(rewards).any()):
+            self.reward_weights = PerCompletionWeights(present_weights(rewards, coef))
+        else:
+            self.reward_weights = coef.cpu()
+        shown = None if rows is None else rows.double().mean(0).cpu().numpy()
+        self._log_tradeoff(mode, means, shown)
         return rewards
 
-    def _log_tradeoff(self, mode: str, means: np.ndarray) -> None:
-        # TRL logs rewards/<k>/mean itself (the same means): the trade-off adds the rest
-        for key, value in self.tradeoff.metrics(means, log_rewards=False).items():
+    def _log_tradeoff(self, mode: str, means: np.ndarray, weights: np.ndarray | None = None
+                      ) -> None:
+        # TRL logs rewards/<k>/mean itself (the same means): the trade-off adds the rest;
+        # weights/<k> are this batch's (the mean of its per-prompt weights when conditioned)
+        for key, value in self.tradeoff.metrics(means, weights=weights, log_rewards=False).items():
             self._metrics[mode][key].append(value)
 
     def _save_checkpoint(self, model, trial):  # the state before trainer_state.json: see resume.py
@@ -199,6 +217,32 @@ class MultiObjectiveGRPOTrainer(ValidatedResume, GRPOTrainer):
                                   f"not {list(self.objective_set.names)}")
         self.tradeoff.load_state_dict(state["tradeoff"])
         self.reward_weights = self._current_reward_weights()
+
+
+def present_weights(rewards: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """Per-completion coefficients ``[B, K]`` for rewards ``[B, K]`` (NaN: not scored) and
+    weights ``coef`` (``[K]`` or ``[B, K]``): each row's weights over the objectives that scored
+    it, scaled back to the row's total, the missing-score rule of
+    :mod:`moalign.tradeoff.scalarize` (and of MO-PPO's advantages). TRL's ``nansum`` of
+    ``rewards * coef`` is then the renormalized weighted sum; a row with no scored objective of
+    positive weight gets 0 coefficients."""
+    c = coef.to(rewards.device, rewards.dtype).expand_as(rewards)
+    scored = ~torch.isnan(rewards)
+    zero = torch.zeros((), dtype=rewards.dtype, device=rewards.device)
+    kept = torch.where(scored, c, zero).sum(dim=1, keepdim=True)
+    scale = torch.where(kept > 0, c.sum(dim=1, keepdim=True) / kept.clamp(min=1e-30), zero)
+    return torch.where(scored, c * scale, zero)
+
+
+def _condition_eval(dataset: Any, names: Any, args: MultiObjectiveGRPOConfig) -> Any:
+    """Evaluation prompts conditioned like the training ones, with their own seeded draws (one
+    stream per evaluation set): each eval completion is rewarded with its own prompt's weights."""
+    if dataset is None:
+        return None
+    if isinstance(dataset, dict):
+        return {key: condition_prompts(value, names, args, name=f"eval/{key}")
+                for key, value in dataset.items()}
+    return condition_prompts(dataset, names, args, name="eval")
 
 
 def _check_columns(dataset: Any, required: tuple[str, ...]) -> None:

@@ -42,7 +42,7 @@ def prompts(n=32):
     return Dataset.from_dict({"prompt": [f"Say something {i}:" for i in range(n)]})
 
 
-def _grpo(tmp_path, steps=3, **overrides):
+def _grpo(tmp_path, steps=3, eval_dataset=None, **overrides):
     from moalign.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer
 
     class Watched(MultiObjectiveGRPOTrainer):
@@ -60,7 +60,8 @@ def _grpo(tmp_path, steps=3, **overrides):
         logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, bf16=False,
         disable_tqdm=True, seed=0, conditioning="prompt", **overrides)
     model, tok = tiny_causal_lm(seed=0)
-    trainer = Watched(model, objectives(), args, train_dataset=prompts(), processing_class=tok)
+    trainer = Watched(model, objectives(), args, train_dataset=prompts(),
+                      eval_dataset=eval_dataset, processing_class=tok)
     trainer.seen = []
     return trainer
 
@@ -84,6 +85,33 @@ def test_conditioned_grpo_rewards_each_completion_with_its_prompts_weights(tmp_p
         uniform = float(rewards.mean(1).mean())
         assert abs(expected - uniform) > 1e-4  # the per-prompt weights made a difference
         assert entry["weights/ascii"] == pytest.approx(float(w[:, 0].mean()), abs=1e-6)
+
+
+def test_conditioned_grpo_evaluates_with_the_eval_prompts_own_weights(tmp_path):
+    # an eval batch (4 completions) smaller than the training one (8): the training batch's
+    # per-completion weights can neither be used nor broadcast
+    evals = Dataset.from_dict({"prompt": [f"Write a word {i}:" for i in range(3)]})
+    trainer = _grpo(tmp_path, steps=1, eval_dataset=evals, per_device_eval_batch_size=4)
+    weights = np.asarray(trainer.eval_dataset[WEIGHTS_COLUMN])
+    assert np.allclose(weights.sum(1), 1) and weights[:, 0].std() > 0.05  # their own draws
+    assert not np.allclose(weights, np.asarray(trainer.train_dataset[WEIGHTS_COLUMN])[:3])
+    for row, w in zip(trainer.eval_dataset, weights):
+        assert row["prompt"].startswith(f"{CONDITION_HEADER} ascii={w[0]:.2f}, other={w[1]:.2f}")
+    trainer.train()
+    trainer.seen = []
+    metrics = trainer.evaluate()
+    assert len(trainer.seen) == 3  # one prompt x 4 generations per eval batch
+    batch_rewards, batch_weights = [], []
+    for rewards, rows, shown in trainer.seen:
+        assert rewards.shape[0] == 4
+        w = torch.tensor(rows, dtype=torch.float32)
+        row = next(i for i, p in enumerate(evals["prompt"]) if p in shown[0])
+        assert torch.allclose(w, torch.tensor(weights[row], dtype=torch.float32).expand(4, 2))
+        batch_rewards.append(float((rewards * w).sum(1).mean()))
+        batch_weights.append(float(w[:, 0].mean()))
+    assert metrics["eval_reward"] == pytest.approx(np.mean(batch_rewards), abs=1e-6)
+    assert metrics["eval_weights/ascii"] == pytest.approx(np.mean(batch_weights), abs=1e-6)
+    assert sorted(batch_weights) == pytest.approx(sorted(weights[:, 0]), abs=1e-6)
 
 
 def test_conditioned_ppo_advantages_use_each_prompts_weights(tmp_path):
