@@ -21,7 +21,8 @@ from moalign.evaluation.batching import (
     run_batched,
 )
 
-__all__ = ["GENERATION_RANGES", "generate_completions", "generation_problems", "render_prompt"]
+__all__ = ["GENERATION_RANGES", "generate_completions", "generation_problems", "keep_prompt_ids",
+           "left_pad", "render_prompt"]
 
 #: Allowed ranges of the numeric ``generation`` settings, wherever a config holds them (front
 #: traces, ``moalign eval``): checked when the config is read.
@@ -45,6 +46,73 @@ def render_prompt(tokenizer: Any, prompt: Any) -> str:
     return "".join(f"{m['role']}: {m['content']}\n" for m in prompt) + "assistant: "
 
 
+def _condition_end(text: str) -> int:
+    """Characters at the start of a rendered prompt that hold its weight condition: everything
+    up to the end of the condition line (0 when the prompt shows none)."""
+    from moalign.tradeoff.conditioning import CONDITION_HEADER
+
+    start = text.find(CONDITION_HEADER)
+    if start < 0:
+        return 0
+    end = text.find("\n", start)
+    return len(text) if end < 0 else end + 1
+
+
+def keep_prompt_ids(tokenizer: Any, texts: Sequence[str], max_length: int | None
+                    ) -> list[list[int]]:
+    """Token ids of rendered prompts, each at most ``max_length`` long (``None``: uncut).
+
+    The one truncation rule of training rollouts and evaluation: a long prompt keeps its last
+    tokens, except that a weight condition (:func:`moalign.tradeoff.conditioning.apply_condition`)
+    is never cut: the tokens up to the end of the condition line are kept as they are and the
+    text after them loses its first tokens instead. A prompt whose condition leaves no room
+    (its head alone takes ``max_length`` tokens or more) is refused: a
+    :class:`~moalign.errors.DataError` counting such prompts.
+    """
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=fast)
+    out: list[list[int]] = []
+    refused: list[int] = []
+    for i, (text, ids) in enumerate(zip(texts, enc["input_ids"])):
+        ids = list(ids)
+        if max_length is None or len(ids) <= max_length:
+            out.append(ids)
+            continue
+        end = _condition_end(text)
+        if not end:
+            head = 0
+        elif fast:  # every token that starts inside the condition's head
+            head = sum(1 for start, _ in enc["offset_mapping"][i] if start < end)
+        else:
+            head = len(tokenizer(text[:end], add_special_tokens=False)["input_ids"])
+        if head >= max_length:
+            refused.append(head)
+            continue
+        out.append(ids[:head] + ids[len(ids) - (max_length - head):])
+    if refused:
+        from moalign.errors import DataError
+
+        raise DataError(f"{len(refused)} of {len(texts)} prompts refused: their weight condition "
+                        f"(with what precedes it) takes {max(refused)} tokens, which leaves no "
+                        f"room for the prompt within max_prompt_length={max_length}; raise "
+                        f"max_prompt_length (a condition is never truncated)")
+    return out
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """Left-padded ``input_ids`` and ``attention_mask`` tensors ``[B, width]`` of token rows."""
+    import torch
+
+    width = max((len(r) for r in rows), default=0)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(list(row), dtype=torch.long)
+            mask[i, width - len(row):] = 1
+    return ids, mask
+
+
 def generate_completions(
     model: Any,
     tokenizer: Any,
@@ -66,7 +134,8 @@ def generate_completions(
     Prompts are batched longest first; a batch holds at most ``batch_size`` prompts and
     ``max_batch_tokens`` tokens counting ``max_new_tokens`` per row (``None``: no token limit).
     Sampling is seeded per batch (``seed + batch index``), so results do not depend on what ran
-    before. ``max_prompt_length`` keeps the last tokens of long prompts.
+    before. ``max_prompt_length`` keeps the last tokens of long prompts, never cutting a weight
+    condition (:func:`keep_prompt_ids`).
     """
     import torch
 
@@ -74,9 +143,8 @@ def generate_completions(
         raise ValueError("batch_size and max_new_tokens must be positive")
     texts = [render_prompt(tokenizer, p) for p in prompts]
     device = device_of(model)
-    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    if max_prompt_length is not None:
-        lengths = [min(n, max_prompt_length) for n in lengths]
+    encoded = keep_prompt_ids(tokenizer, texts, max_prompt_length)
+    lengths = [len(ids) for ids in encoded]
     batches = length_batches([n + max_new_tokens for n in lengths], batch_size=batch_size,
                              max_batch_tokens=max_batch_tokens)
     old_side, old_trunc = tokenizer.padding_side, getattr(tokenizer, "truncation_side", "right")
@@ -104,14 +172,9 @@ def generate_completions(
     calls = [0]
 
     def one(batch: list[int]) -> None:
-        enc = tokenizer(
-            [texts[i] for i in batch],
-            return_tensors="pt",
-            padding=True,
-            add_special_tokens=False,
-            truncation=max_prompt_length is not None,
-            max_length=max_prompt_length,
-        ).to(device)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        input_ids, attention_mask = left_pad([encoded[i] for i in batch], pad)
+        enc = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed + calls[0])
             ids = model.generate(**enc, **gen_kwargs)

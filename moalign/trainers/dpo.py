@@ -20,6 +20,9 @@ With ``conditioning="prompt"`` each pair gets its own weight vector drawn from a
 distribution, shown to the model by :func:`moalign.tradeoff.conditioning.apply_condition`, and used in
 that pair's loss: one run trains a policy for every weight vector (as Rewards-in-Context, Yang
 et al. 2024, and Directional Preference Alignment, Wang et al. 2024, condition on prompts).
+The condition leads the prompt and is never truncated: TRL's ``truncation_mode: keep_end``,
+which cuts sequences from their start, is refused with conditioning (a
+:class:`~moalign.errors.ConfigError`); ``keep_start`` keeps it.
 """
 
 from __future__ import annotations
@@ -221,6 +224,10 @@ class MultiObjectiveDPOConfig(DPOConfig):
             if not linear and self.label_normalization != "pair":
                 problems.append("per-pair weights with a non-linear scalarizer need "
                                 "label_normalization: pair")
+            if self.truncation_mode == "keep_end":  # the condition leads every prompt
+                problems.append("conditioning shows each pair's weights at the start of its "
+                                "prompt, which truncation_mode 'keep_end' cuts off first: use "
+                                "truncation_mode: keep_start (a condition is never truncated)")
         if self.condition_style not in CONDITION_STYLES:
             problems.append(f"'condition_style' must be one of {list(CONDITION_STYLES)}, "
                             f"got {self.condition_style!r}")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from moalign.errors import DataError
+from moalign.evaluation.generation import keep_prompt_ids, left_pad
 
 __all__ = [
     "PromptSampler", "Rollout", "as_prompt_rows", "cut_after_eos", "encode_prompts",
@@ -134,23 +135,20 @@ class Rollout:
 
 def encode_prompts(tokenizer, prompts: Sequence[Any], max_length: int | None, device=None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokenize prompts, keep their last ``max_length`` tokens, and left-pad them."""
+    """Tokenize prompts, keep at most ``max_length`` tokens of each, and left-pad them.
+
+    A long prompt keeps its last tokens, but a weight condition is never cut: the tokens up to
+    the end of the condition line stay and the user text after them is cut from its start; a
+    prompt whose condition leaves no room is refused with a counted
+    :class:`~moalign.errors.DataError` (the rule of
+    :func:`moalign.evaluation.generation.keep_prompt_ids`, which evaluation follows too).
+    """
     texts = [
         tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
         if is_conversational(p) else p
         for p in prompts
     ]
-    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    if max_length is not None:
-        encoded = [ids[-max_length:] for ids in encoded]
-    width = max(len(ids) for ids in encoded)
-    pad = tokenizer.pad_token_id
-    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for i, row in enumerate(encoded):
-        if row:
-            ids[i, width - len(row):] = torch.tensor(row)
-            mask[i, width - len(row):] = 1
+    ids, mask = left_pad(keep_prompt_ids(tokenizer, texts, max_length), tokenizer.pad_token_id)
     return ids.to(device), mask.to(device)
 
 
