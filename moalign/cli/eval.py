@@ -307,7 +307,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    import contextlib
+
     from moalign.storage.files import atomic_write_json
+    from moalign.storage.lock import output_lock
 
     declared = {k: getattr(args, k) for k in ("model", "adapter", "objectives", "dataset",
                                                "metric", "output")
@@ -320,9 +323,11 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         from moalign.models.precision import describe_precision
 
         print(f"precision: {describe_precision(cfg.precision)}", flush=True)
-        result = evaluate(cfg)
-    print(summary(result))
-    if cfg.output:
-        path = atomic_write_json(Path(cfg.output).expanduser(), result)
-        print(f"wrote {path}")
+        # one writer per output file, from before the model loads until the file is written
+        with output_lock(cfg.output, key="output") if cfg.output else contextlib.nullcontext():
+            result = evaluate(cfg)
+            print(summary(result))
+            if cfg.output:
+                path = atomic_write_json(Path(cfg.output).expanduser(), result)
+                print(f"wrote {path}")
     return 0

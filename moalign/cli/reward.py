@@ -22,10 +22,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from moalign.cli._output import print_summary
     from moalign.config.checking import load_command_config
-    from moalign.rewards.training import RewardTrainingConfig, train_reward_model
+    from moalign.rewards.training import (
+        RewardTrainingConfig,
+        default_reward_model_dir,
+        train_reward_model,
+    )
+    from moalign.storage.lock import output_lock
 
     cfg = load_command_config(RewardTrainingConfig, args.config, overrides)
-    result = train_reward_model(cfg, progress=not args.quiet)
+    output = cfg.output_dir or default_reward_model_dir(cfg.objective)
+    with output_lock(output):  # one writer per output folder
+        cfg = load_command_config(RewardTrainingConfig, args.config, overrides)  # again, under it
+        result = train_reward_model(cfg, progress=not args.quiet)
     m = result.metrics
     rows = [
         ("objective", result.objective),

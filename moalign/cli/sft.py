@@ -22,10 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from moalign.cli._output import print_summary
     from moalign.config.checking import load_command_config
+    from moalign.storage.lock import output_lock
     from moalign.trainers.sft import SFTTrainingConfig, train_sft
 
     cfg = load_command_config(SFTTrainingConfig, args.config, overrides)
-    result = train_sft(cfg, progress=not args.quiet)
+    with output_lock(cfg.output_dir):  # one writer per output folder
+        cfg = load_command_config(SFTTrainingConfig, args.config, overrides)  # again, under it
+        result = train_sft(cfg, progress=not args.quiet)
     rows = [
         ("model", cfg.model + (" + LoRA" + (" (merged)" if cfg.merge_lora else "") if cfg.lora else "")),
         ("dataset", f"{cfg.dataset} ({result.n_examples} examples)"),

@@ -28,6 +28,7 @@ from moalign.cli.train_config import (
 )
 from moalign.config.checking import keys_epilog, read_config
 from moalign.storage.files import jsonable
+from moalign.storage.lock import output_lock
 from moalign.trainers.registry import TRAINERS
 from moalign.trainers.resume import CHECKPOINT_DIR
 
@@ -212,8 +213,12 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         data["progress"] = False
     with quiet_library_output(args.debug, progress=data.get("progress", True) is not False):
         resolved = resolve_train_config(data, source=source)
-        print(f"precision: {precision_line(resolved)}", flush=True)
-        record = train(resolved)
+        # one writer per output folder; the folder's state is planned again under the lock (a
+        # run that finished meanwhile is no longer resumed or replaced unasked)
+        with output_lock(resolved.run.output_dir):
+            resolved = resolve_train_config(data, source=source)
+            print(f"precision: {precision_line(resolved)}", flush=True)
+            record = train(resolved)
     if record:  # empty on the other processes of a multi-process run
         print(summary(record))
     return 0

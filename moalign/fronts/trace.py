@@ -58,6 +58,7 @@ from moalign.pareto.bootstrap import per_example_text, read_per_example
 from moalign.pareto.front import FrontPoint, ParetoFront
 from moalign.storage.checkpoints import read_json
 from moalign.storage.files import atomic_directory, atomic_write_json, atomic_write_text
+from moalign.storage.lock import output_lock
 
 __all__ = ["METHODS", "trace_front"]
 
@@ -182,11 +183,13 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     if out.exists() and not out.is_dir():
         raise ConfigError(f"'output_dir': '{out}' exists and is not a folder")
     precision = cfg.resolved_precision()
-    current = _check_resume(out, cfg, precision)
     from moalign.models.precision import precision_scope
 
-    with precision_scope(precision):  # reward models score in the trace's precision too
-        return _trace(cfg, out, current, precision)
+    # one writer per trace folder, from the resume check to front.png
+    with output_lock(out):
+        current = _check_resume(out, cfg, precision)
+        with precision_scope(precision):  # reward models score in the trace's precision too
+            return _trace(cfg, out, current, precision)
 
 
 def _trace(cfg: FrontConfig, out: Path, current: dict[str, Any], precision: str) -> ParetoFront:

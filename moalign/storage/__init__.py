@@ -4,7 +4,9 @@
   JSON and whole folders; :func:`jsonable`; :func:`output_dir_problems`;
 - :mod:`moalign.storage.checkpoints`: the checks of adapters, model folders, safetensors files
   and trainer checkpoints, and the one :func:`latest_checkpoint` every resume uses (it skips a
-  half-written or corrupt checkpoint).
+  half-written or corrupt checkpoint);
+- :mod:`moalign.storage.lock`: :func:`output_lock`, the one-writer-per-folder lock every command
+  that writes an output folder holds.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from moalign.storage.files import (
     jsonable,
     output_dir_problems,
 )
+from moalign.storage.lock import FolderInUseError, output_lock
 
 __all__ = [
+    "FolderInUseError",
     "TraceStatus",
     "atomic_directory",
     "atomic_write_bytes",
@@ -44,6 +48,7 @@ __all__ = [
     "jsonable",
     "latest_checkpoint",
     "output_dir_problems",
+    "output_lock",
     "read_json",
     "scan_trace",
     "stale_temporaries",
