@@ -31,7 +31,7 @@ from moalign.fronts.plan import (
     default_metric,
     is_online,
 )
-from moalign.models.lora import lora_problems
+from moalign.models.lora import lora_options, lora_problems
 from moalign.models.precision import precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
@@ -96,9 +96,12 @@ class FrontConfig:
     #: Fields of the trainer's config (``learning_rate``, ``max_steps``, ``beta``, ...; checked
     #: against that config class), plus ``max_prompt_tokens``.
     train: dict[str, Any] = field(default_factory=dict)
-    #: LoRA settings (peft ``LoraConfig`` fields); the reference is the adapter-free base.
-    #: ``null``: full fine-tuning (a soup then interpolates the runs' weights).
-    lora: dict[str, Any] | None = field(default_factory=lambda: {"r": 16, "lora_alpha": 32})
+    #: LoRA options, as in ``moalign train`` (``peft.LoraConfig`` fields, or ``alpha`` /
+    #: ``dropout``; the ones not given take :data:`moalign.models.lora.LORA_DEFAULTS`: r 16,
+    #: alpha 32, dropout 0.05 on q/k/v/o); the reference is the adapter-free base. Stored
+    #: complete, so a rerun under other defaults is refused. ``null``: full fine-tuning (a soup
+    #: then interpolates the runs' weights).
+    lora: dict[str, Any] | None = field(default_factory=dict)
     #: How each point is scored: ``"implicit"`` (held-out implicit-reward accuracy per
     #: objective, generation-free) or ``"generation"`` (generate and score with objectives).
     #: Default: ``implicit`` for the DPO family, ``generation`` for ``grpo`` / ``ppo``.
@@ -187,6 +190,8 @@ class FrontConfig:
         problems += self._precision_problems()
         if problems:
             raise ConfigError(problems)
+        if isinstance(self.lora, Mapping) and not lora_problems(self.lora):
+            self.lora = _complete_lora(self.lora)
         self.bootstrap = {**DEFAULT_BOOTSTRAP, **self.bootstrap}
 
     def _reference_problems(self) -> list[str]:
@@ -250,6 +255,15 @@ class FrontConfig:
         if isinstance(self.weights, list) and self.weights:
             return np.array([as_weights(w, len(self.objectives)) for w in self.weights])
         return simplex_grid(len(self.objectives), self.grid)
+
+
+def _complete_lora(lora: Mapping[str, Any]) -> dict[str, Any]:
+    """Every LoRA option of a run, defaults included (:func:`moalign.models.lora.lora_options`),
+    as plain JSON values: what ``config.json`` records and the resume check compares."""
+    options = lora_options(lora)
+    targets = options["target_modules"]
+    options["target_modules"] = targets if isinstance(targets, str) else list(targets)
+    return options
 
 
 def _report_problems(report: Any) -> list[str]:

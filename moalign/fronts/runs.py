@@ -1,7 +1,8 @@
 """One run of a front: its trainer config, its training rows, trained by the function
 ``moalign train`` uses (:func:`moalign.trainers.runs.train_and_save`), and loaded back.
 
-A run is LoRA (``FrontConfig.lora`` a mapping: the adapter is saved in ``<run>/adapter``; the
+A run is LoRA (``FrontConfig.lora`` a mapping of :func:`moalign.models.lora.lora_config`
+options, the builder ``moalign train`` uses: the adapter is saved in ``<run>/adapter``; the
 reference is the adapter-free base) or full fine-tuning (``lora: null``: the whole model in
 ``<run>/model``). Every run starts from a copy of the pristine base.
 """
@@ -144,11 +145,10 @@ def train_run(ctx: Any, out_dir: Path, *, run_id: str, weights: list[float] | No
         ds = prompt_rows(ctx.train_ds, ctx.tokenizer, max_prompt)
         objectives = ctx.objective_set()  # the loaded objectives: the scorers use the same copy
     peft_config = None
-    if cfg.lora is not None:
-        from peft import LoraConfig
+    if cfg.lora is not None:  # built as ``moalign train`` builds it: the same keys, the same adapter
+        from moalign.models.lora import lora_config
 
-        peft_config = LoraConfig(task_type="CAUSAL_LM",
-                                 **{"target_modules": "all-linear", **cfg.lora})
+        peft_config = lora_config(**cfg.lora)
     model = copy.deepcopy(ctx.base).train()
     record = train_and_save(spec, args, model, ctx.tokenizer, ds,
                             out_dir / run_weights_folder(cfg), objectives=objectives,

@@ -8,50 +8,99 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from moalign.errors import ModelError
 
-__all__ = ["apply_lora", "as_lora_config", "lora_config", "lora_problems", "soup_lora_problems"]
+__all__ = ["LORA_ALIASES", "LORA_DEFAULTS", "apply_lora", "as_lora_config", "flat_lora_options",
+           "lora_config", "lora_options", "lora_problems", "soup_lora_problems"]
 
-def lora_config(
-    r: int = 16,
-    alpha: int = 32,
-    dropout: float = 0.05,
-    target_modules: list[str] | tuple[str, ...] | str = ("q_proj", "k_proj", "v_proj", "o_proj"),
-    task_type: str = "CAUSAL_LM",
-    **kwargs: Any,
-):
-    """A ``peft.LoraConfig`` with moalign's defaults (r=16, alpha=32, dropout 0.05, on the
-    attention projections q/k/v/o of Llama-family models such as SmolLM2). Extra keyword
-    arguments go to ``LoraConfig`` (e.g. ``modules_to_save=["score"]`` for a reward head);
-    an unknown one is a :class:`ModelError` listing the valid names. LoRA: Hu et al. 2021."""
+#: moalign's LoRA defaults, the one set every path starts from (``moalign train``, front traces,
+#: ``moalign sft``, ``moalign reward`` with method ``lora``, :func:`~moalign.models.load_policy`):
+#: rank 16, alpha 32, dropout 0.05 on the attention projections q/k/v/o of Llama-family models
+#: such as SmolLM2. Keys are ``peft.LoraConfig`` field names.
+LORA_DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
+    "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj"),
+})
+#: Short spellings accepted for ``LoraConfig`` fields (``lora: {r: 8, alpha: 16}``).
+LORA_ALIASES: Mapping[str, str] = MappingProxyType({"alpha": "lora_alpha", "dropout": "lora_dropout"})
+#: The flat keys of the SFT and reward-model configs (``lora_r: 8``) -> ``LoraConfig`` fields.
+FLAT_LORA_KEYS: Mapping[str, str] = MappingProxyType({
+    "lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+    "lora_target_modules": "target_modules",
+})
+
+
+def _lora_fields() -> set[str]:
     from peft import LoraConfig
 
-    valid = {f.name for f in dataclasses.fields(LoraConfig)}
-    unknown = sorted(set(kwargs) - valid)
+    return {f.name for f in dataclasses.fields(LoraConfig)}
+
+
+def lora_options(lora: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The complete LoRA options of a config mapping: short spellings (:data:`LORA_ALIASES`)
+    turned into ``LoraConfig`` field names, then :data:`LORA_DEFAULTS` for every option not
+    given. Two spellings of one option, or an option ``LoraConfig`` does not have, are a
+    :class:`ModelError` listing the valid names."""
+    given = dict(lora or {})
+    valid = _lora_fields()
+    unknown = sorted(k for k in given if k not in valid and k not in LORA_ALIASES)
     if unknown:
         raise ModelError(
-            f"unknown LoRA option(s) {', '.join(unknown)}; valid: r, alpha, dropout, "
-            f"target_modules, task_type, or any LoraConfig field ({', '.join(sorted(valid))})"
+            f"unknown LoRA option(s) {', '.join(unknown)}; valid: "
+            f"{', '.join(sorted(LORA_ALIASES))} or any LoraConfig field ({', '.join(sorted(valid))})"
         )
-    alpha = kwargs.pop("lora_alpha", alpha)
-    dropout = kwargs.pop("lora_dropout", dropout)
+    options: dict[str, Any] = {}
+    for name, value in given.items():
+        field_name = LORA_ALIASES.get(name, name)
+        if field_name in options:
+            raise ModelError(f"LoRA option '{field_name}' is given twice ('{name}' and "
+                             f"'{field_name}'); keep one")
+        options[field_name] = value
+    return {**LORA_DEFAULTS, **options}
+
+
+def flat_lora_options(config: Any) -> dict[str, Any]:
+    """The LoRA options of a config with flat keys (``lora_r``, ``lora_alpha``,
+    ``lora_dropout``, ``lora_target_modules``: ``moalign sft`` and ``moalign reward``), as
+    ``LoraConfig`` field names for :func:`lora_config`."""
+    return {field_name: getattr(config, key) for key, field_name in FLAT_LORA_KEYS.items()
+            if hasattr(config, key)}
+
+
+def lora_config(task_type: str = "CAUSAL_LM", **options: Any):
+    """The ``peft.LoraConfig`` of ``options``: the one builder of every adapter moalign trains.
+
+    ``options`` are ``LoraConfig`` fields or their short spellings ``alpha`` / ``dropout``;
+    the ones not given take :data:`LORA_DEFAULTS` (r=16, alpha=32, dropout 0.05, q/k/v/o).
+    Extra ``LoraConfig`` fields pass through (e.g. ``modules_to_save=["score"]`` for a reward
+    head); an unknown one is a :class:`ModelError` listing the valid names. ``task_type``:
+    ``CAUSAL_LM`` (policies) or ``SEQ_CLS`` (reward models). LoRA: Hu et al. 2021."""
+    from peft import LoraConfig
+
+    resolved = lora_options(options)
+    r, dropout = resolved["r"], resolved["lora_dropout"]
     if not isinstance(r, int) or isinstance(r, bool) or r <= 0:
         raise ModelError(f"LoRA rank r must be a positive integer, got {r!r}")
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ModelError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
-    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=float(dropout),
-                      target_modules=targets, task_type=task_type, **kwargs)
+    targets = resolved["target_modules"]
+    resolved["target_modules"] = targets if isinstance(targets, str) else list(targets)
+    resolved["lora_dropout"] = float(dropout)
+    return LoraConfig(task_type=task_type, **resolved)
 
 
 def as_lora_config(lora: Any):
+    """``None`` / ``False`` (no adapter), ``True`` (moalign's defaults), a mapping of
+    :func:`lora_config` options or a ``peft.LoraConfig`` (used as is) -> ``LoraConfig`` or
+    ``None``."""
     if lora is None or lora is False:
         return None
     if lora is True:
         return lora_config()
-    if isinstance(lora, dict):
+    if isinstance(lora, Mapping):
         return lora_config(**lora)
     from peft import LoraConfig
 
@@ -83,19 +132,21 @@ def apply_lora(model, lora: Any):
 
 
 def lora_problems(lora: Any, key: str = "lora", *, aliases: Sequence[str] = ()) -> list[str]:
-    """Unknown or badly typed LoRA options in a config mapping (``aliases`` of
-    :func:`lora_config`'s own names are accepted too), found without loading peft models."""
+    """Unknown or badly typed LoRA options in a config mapping, found without loading peft
+    models: every key must be a ``LoraConfig`` field or a short spelling of one
+    (:data:`LORA_ALIASES`; ``aliases`` adds more accepted names), and given once."""
     if lora is None or lora is False or not isinstance(lora, Mapping):
         return []
-    from peft import LoraConfig
-
     from moalign.config.checking import did_you_mean
 
-    fields = {f.name for f in dataclasses.fields(LoraConfig)} | set(aliases)
+    fields = _lora_fields() | set(LORA_ALIASES) | set(aliases)
     problems = []
     for name in lora:
         if name not in fields:
             problems.append(f"'{key}': unknown LoRA option '{name}'{did_you_mean(name, fields)}")
+    for short, field_name in LORA_ALIASES.items():
+        if short in lora and field_name in lora:
+            problems.append(f"'{key}': '{short}' and '{field_name}' are the same option; keep one")
     r = lora.get("r", 1)
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         problems.append(f"'{key}': 'r' must be a positive integer, got {r!r}")

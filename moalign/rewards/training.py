@@ -30,6 +30,7 @@ from moalign.config.checking import Range, range_problems
 from moalign.data.catalog import CATALOG, dataset_problems, describe_spec, load_dataset
 from moalign.errors import ConfigError, DataError, ModelError
 from moalign.models.loading import quiet_transformers
+from moalign.models.lora import LORA_DEFAULTS
 from moalign.models.specs import model_problems, resolve_model
 from moalign.storage.files import output_dir_problems
 
@@ -130,12 +131,14 @@ class RewardTrainingConfig:
     gradient_accumulation_steps: int = 1
     #: full/lora: log every N steps
     logging_steps: int = 10
-    #: lora: rank, alpha, dropout and target modules of the adapter
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    #: lora: rank, alpha, dropout and target modules of the adapter: the ``r``, ``lora_alpha``,
+    #: ``lora_dropout`` and ``target_modules`` of :func:`moalign.models.lora_config` (the builder
+    #: and defaults of ``moalign train`` and front traces), spelled flat
+    lora_r: int = LORA_DEFAULTS["r"]
+    lora_alpha: int = LORA_DEFAULTS["lora_alpha"]
+    lora_dropout: float = LORA_DEFAULTS["lora_dropout"]
     lora_target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+        default_factory=lambda: list(LORA_DEFAULTS["target_modules"])
     )
 
     def __post_init__(self) -> None:
@@ -344,10 +347,9 @@ def _train_trl(cfg: RewardTrainingConfig, source: str, model, tokenizer, split,
     train = Dataset.from_dict({"chosen_ids": [c[0] for c in ch], "rejected_ids": [r[0] for r in rj]})
     peft_config = None
     if cfg.method == "lora":
-        from moalign.models import lora_config
+        from moalign.models import flat_lora_options, lora_config
 
-        peft_config = lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                                  target_modules=list(cfg.lora_target_modules), task_type="SEQ_CLS")
+        peft_config = lora_config(task_type="SEQ_CLS", **flat_lora_options(cfg))
     with tempfile.TemporaryDirectory(prefix="moalign-reward-") as tmp:
         args = RewardConfig(
             output_dir=tmp, per_device_train_batch_size=cfg.batch_size,

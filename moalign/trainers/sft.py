@@ -30,6 +30,7 @@ from typing import Any, Literal
 from moalign.config.checking import Range, range_problems
 from moalign.data.catalog import dataset_problems, describe_spec, load_dataset
 from moalign.errors import ConfigError, DataError
+from moalign.models.lora import LORA_DEFAULTS
 from moalign.models.specs import model_problems
 from moalign.storage.files import output_dir_problems
 from moalign.trainers.ranges import TRAINING_RANGES
@@ -69,11 +70,14 @@ class SFTTrainingConfig:
     lora: bool = True
     #: merge the LoRA adapter into the saved weights (a plain checkpoint); false saves the adapter
     merge_lora: bool = True
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    #: LoRA rank, alpha, dropout and target modules: the ``r``, ``lora_alpha``, ``lora_dropout``
+    #: and ``target_modules`` of :func:`moalign.models.lora_config` (the builder and defaults of
+    #: ``moalign train`` and front traces), spelled flat
+    lora_r: int = LORA_DEFAULTS["r"]
+    lora_alpha: int = LORA_DEFAULTS["lora_alpha"]
+    lora_dropout: float = LORA_DEFAULTS["lora_dropout"]
     lora_target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+        default_factory=lambda: list(LORA_DEFAULTS["target_modules"])
     )
     #: optimizer steps (-1: from ``num_train_epochs``)
     max_steps: int = 100
@@ -207,7 +211,7 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
     from trl import SFTConfig, SFTTrainer
 
     from moalign.config import build_config
-    from moalign.models import load_policy, lora_config
+    from moalign.models import flat_lora_options, load_policy, lora_config
     from moalign.storage.files import atomic_directory, atomic_write_json
     from moalign.trainers.resume import ValidatedResume
 
@@ -228,8 +232,7 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
         train, shortened = truncate_prompts(train, tokenizer, cfg.max_prompt_tokens)
     peft_config = None
     if cfg.lora:
-        peft_config = lora_config(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
-                                  target_modules=list(cfg.lora_target_modules))
+        peft_config = lora_config(**flat_lora_options(cfg))
     output = Path(cfg.output_dir).expanduser()
     checkpoints = output / CHECKPOINT_DIR
     in_place = cfg.save_steps > 0 or resume_from is not None
