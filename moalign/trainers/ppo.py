@@ -23,8 +23,8 @@ on a signal built from **per-objective advantages**:
 
 With the linear scalarizer the combined advantage is exactly the advantage of the weighted
 reward (GAE is linear), so the weights may change at any iteration without retraining the
-critic. The policy is trained on ``transformers`` + ``accelerate``; with LoRA (``peft``) the
-reference is the adapter-disabled base, otherwise a frozen copy of the initial policy.
+critic. The policy is trained on ``transformers`` + ``accelerate``; the reference is the
+``ref_model`` passed, by default a frozen copy of the initial policy (with LoRA the base).
 """
 
 from __future__ import annotations
@@ -160,11 +160,11 @@ class MultiObjectivePPOTrainer:
     ``model`` is a path/hub id or a ``PreTrainedModel`` (or a peft model); ``objectives`` an
     :class:`~moalign.objective.ObjectiveSet` or what builds one. ``train_dataset`` holds a
     ``prompt`` column plus the columns the objectives need. ``value_model`` defaults to a
-    :class:`VectorValueModel` copied from the policy; ``ref_model`` to a frozen copy (or the
-    adapter-disabled base under LoRA). ``schedule`` and ``scalarizer`` objects override the
-    config's specs. ``callbacks`` are called as ``callback(trainer, metrics)`` after each
-    iteration. The trade-off's metrics (``rewards/<k>/mean``, ``weights/<k>``, and with
-    constraints ``lagrange/<k>`` and ``constraint/<k>/slack``) are logged next to the PPO ones.
+    :class:`VectorValueModel` copied from the policy. A ``ref_model`` passed is the reference,
+    LoRA or not; by default a frozen copy (under LoRA the adapter-disabled base). ``schedule``
+    and ``scalarizer`` objects override the config's specs. ``callbacks`` are called as
+    ``callback(trainer, metrics)`` per iteration. The trade-off's metrics (``rewards/<k>/mean``,
+    ``weights/<k>``, with constraints ``lagrange/<k>``, ``constraint/<k>/slack``) are logged too.
     """
 
     def __init__(self, model: Any, objectives: Any, args: MultiObjectivePPOConfig | None = None,
@@ -203,7 +203,7 @@ class MultiObjectivePPOTrainer:
             from peft import get_peft_model
 
             policy, is_peft = get_peft_model(policy, peft_config), True
-        if is_peft or args.kl_coef == 0:
+        if args.kl_coef == 0 or (is_peft and ref_model is None):  # the adapter-disabled base
             self.ref_model = None
         else:
             self.ref_model = (ref_model or copy.deepcopy(policy)).eval().requires_grad_(False)
