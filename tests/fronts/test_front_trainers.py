@@ -253,7 +253,7 @@ def test_defaults_and_objective_specs():
     assert FrontConfig(model="tiny").metric == "implicit"
     cfg = resolve_front_config({"model": "tiny", "trainer": "grpo", "method": "sweep",
                                 "dataset": "gsm8k", "lora": None,
-                                "objectives": ["objectives.length:Length",
+                                "objectives": ["moalign_objectives.length:Length",
                                                {"name": "reasoning_accuracy"}]})
     assert cfg.metric == "generation"  # the RL trainers' default
     assert cfg.objective_names == ["length", "reasoning_accuracy"]

@@ -14,6 +14,7 @@ import types
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from moalign_objectives.reasoning_accuracy import ReasoningAccuracy
 
 import moalign
 from moalign.errors import MoalignError, ObjectiveError
@@ -24,7 +25,6 @@ from moalign.verify.second_opinion import (
     math_verify_available,
     math_verify_correct,
 )
-from objectives.reasoning_accuracy import ReasoningAccuracy
 
 
 class FakeMathVerify(types.ModuleType):

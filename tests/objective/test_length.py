@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from moalign_objectives.length import Length
 
 import moalign
 from moalign.errors import ObjectiveError
-from objectives.length import Length
 
 
 def _words(n: int) -> str:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from moalign_objectives.length import Length
 
 import moalign
 from moalign.errors import MoalignError, ObjectiveError, UnknownObjectiveError
@@ -21,7 +22,6 @@ from moalign.objective import (
     register_objective,
 )
 from moalign.objective import registry as obj_mod
-from objectives.length import Length
 
 BUILT_INS = {"reasoning_accuracy", "helpfulness", "harmlessness", "length"}
 
@@ -162,14 +162,14 @@ def test_spec_dict_and_kwargs_override():
 
 
 def test_spec_module_class():
-    obj = load_objective("objectives.length:Length", target=5)
+    obj = load_objective("moalign_objectives.length:Length", target=5)
     assert isinstance(obj, Length) and obj.target == 5
-    with pytest.raises(UnknownObjectiveError, match="cannot import objective 'objectives.nope:X'"):
-        load_objective("objectives.nope:X")
+    with pytest.raises(UnknownObjectiveError, match="cannot import objective 'moalign_objectives.nope:X'"):
+        load_objective("moalign_objectives.nope:X")
     with pytest.raises(ObjectiveError, match="not an Objective subclass"):
         load_objective("moalign.errors:ObjectiveError")
     with pytest.raises(ObjectiveError, match="bad arguments"):
-        load_objective("objectives.length:Length", bogus=1)
+        load_objective("moalign_objectives.length:Length", bogus=1)
 
 
 def test_instance_passes_through():

@@ -8,6 +8,7 @@ import time
 from fractions import Fraction
 
 import pytest
+from moalign_objectives.reasoning_accuracy import ReasoningAccuracy
 
 import moalign
 from moalign.data.bundled import bundled_path
@@ -22,7 +23,6 @@ from moalign.verify.answers import (
     parse_reference,
 )
 from moalign.verify.latex_math import latex_to_expression, to_sympy
-from objectives.reasoning_accuracy import ReasoningAccuracy
 
 
 def _rows(name: str) -> list[dict]:

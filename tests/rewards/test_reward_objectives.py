@@ -10,13 +10,13 @@ import math
 
 import pytest
 import torch
+from moalign_objectives.harmlessness import Harmlessness
+from moalign_objectives.helpfulness import Helpfulness
 
 import moalign
 from moalign.errors import ModelError, ObjectiveError
 from moalign.models import tiny_reward_model
 from moalign.rewards.model import RewardModelObjective
-from objectives.harmlessness import Harmlessness
-from objectives.helpfulness import Helpfulness
 
 PROMPTS = [
     "Hi",
