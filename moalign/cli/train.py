@@ -21,10 +21,12 @@ from typing import Any
 from moalign.cli._data import preference_data, prompt_data, training_split
 from moalign.cli._output import format_table, quiet_library_output
 from moalign.cli.train_config import (
+    RUN_IDENTITY,
     TRAIN_RECORD,
     ResolvedTrain,
     TrainRunConfig,
     resolve_train_config,
+    run_identity,
 )
 from moalign.config.checking import keys_epilog, read_config
 from moalign.storage.files import jsonable
@@ -98,11 +100,10 @@ def _is_main_process() -> bool:
 
 def train(resolved: ResolvedTrain) -> dict[str, Any]:
     """Load, train, save; returns the record written to ``train.json``."""
-    import os
     import shutil
 
     from moalign.models.specs import load_model_spec
-    from moalign.storage.files import atomic_directory, atomic_write_json
+    from moalign.storage.files import atomic_write_json
 
     run, args = resolved.run, resolved.args
     seed = int(getattr(args, "seed", 0))
@@ -134,11 +135,42 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
             (out / TRAIN_RECORD).unlink(missing_ok=True)
             if checkpoints.exists():
                 shutil.rmtree(checkpoints)
+        # what a resume must match, beside the checkpoints (and in the finished folder)
+        atomic_write_json(checkpoints / RUN_IDENTITY, run_identity(run, args))
         args.output_dir = str(checkpoints)
+    try:
+        return _fit_and_save(resolved, model, tokenizer, ds, out, in_place, start)
+    except BaseException:
+        if in_place and not any(checkpoints.glob("checkpoint-*")):
+            _forget_identity(out)  # nothing to resume: leave the folder as it was found
+        raise
+
+
+def _forget_identity(out: Path) -> None:
+    """Remove the identity record of a run that failed before its first checkpoint, and the
+    folders that then hold nothing."""
+    import contextlib
+
+    (out / CHECKPOINT_DIR / RUN_IDENTITY).unlink(missing_ok=True)
+    for folder in (out / CHECKPOINT_DIR, out):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _fit_and_save(resolved: ResolvedTrain, model: Any, tokenizer: Any, ds: Any, out: Path,
+                  in_place: bool, start: float) -> dict[str, Any]:
+    """Train and save into ``out`` (built under a temporary name, renamed when complete)."""
+    import os
+    import shutil
+
+    from moalign.storage.files import atomic_directory, atomic_write_json
+
+    run, args = resolved.run, resolved.args
+    checkpoints = out / CHECKPOINT_DIR
     with atomic_directory(out, overwrite=out.exists()) as tmp:
         if not in_place:
             args.output_dir = str(tmp / CHECKPOINT_DIR)
-        log, steps = fit(resolved, model, tokenizer, ds, tmp)
+        log, steps = RUNNERS[resolved.spec.data][1](resolved, model, tokenizer, ds, tmp)
         tokenizer.save_pretrained(str(tmp))
         to_dict = getattr(args, "to_dict", None)
         record = jsonable({

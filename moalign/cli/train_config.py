@@ -28,11 +28,28 @@ from moalign.trainers.registry import TRAINERS, TrainerSpec
 from moalign.trainers.resume import CHECKPOINT_DIR, plan_resume
 from moalign.trainers.runs import trainer_defaults  # the CPU-sized defaults live with the trainers
 
-__all__ = ["TRAIN_RECORD", "ResolvedTrain", "TrainRunConfig", "resolve_train_config",
-           "trainer_defaults"]
+__all__ = ["RUN_IDENTITY", "TRAIN_RECORD", "ResolvedTrain", "TrainRunConfig", "identity_problems",
+           "resolve_train_config", "run_identity", "trainer_defaults"]
 
 #: File that ``moalign train`` writes last into its output folder (what makes it "finished").
 TRAIN_RECORD = "train.json"
+#: File, beside the checkpoints in ``<output_dir>/trainer``, recording the configuration that
+#: determines the run's results (:func:`run_identity`); a resume must match it.
+RUN_IDENTITY = "run_config.json"
+#: Keys of :class:`TrainRunConfig` that do not change what a run computes.
+_RUN_COSMETIC = frozenset({"output_dir", "overwrite", "resume", "progress"})
+#: Fields of the trainers' configs that do not change what a run computes: where and how often
+#: it logs, saves and evaluates, the process's rank, progress bars, data-loading workers.
+_ARGS_COSMETIC = frozenset({
+    "output_dir", "report_to", "run_name", "disable_tqdm", "push_to_hub", "resume_from_checkpoint",
+    "overwrite_output_dir", "local_rank", "do_train", "do_eval", "do_predict", "project",
+    "per_device_eval_batch_size", "dataloader_num_workers", "dataloader_pin_memory",
+    "dataloader_persistent_workers", "dataloader_prefetch_factor", "skip_memory_metrics",
+    "num_completions_to_print", "ddp_timeout", "include_for_metrics", "batch_eval_metrics",
+    "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
+    "prediction_loss_only", "restore_callback_states_from_checkpoint",
+})
+_ARGS_COSMETIC_PREFIXES = ("logging_", "log_", "save_", "hub_", "eval_", "trackio_")
 #: Per kind of data: the dataset and objectives used when the config names none (bundled).
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {
     "preference": {"dataset": "hh-rlhf", "objectives": ["helpfulness", "harmlessness"]},
@@ -153,6 +170,69 @@ def _precision_into(given: dict[str, Any], precision: str, cfg_cls: Any) -> list
     return problems
 
 
+def run_identity(run: TrainRunConfig, args: Any) -> dict[str, Any]:
+    """The configuration that determines a run's results, as JSON values: the keys of ``run``
+    (LoRA options completed with their defaults) and the trainer config's fields, less the
+    cosmetic ones (where and how often it logs and saves, progress bars, ...)."""
+    from moalign.storage.files import jsonable
+
+    values = {f.name: getattr(run, f.name) for f in dataclasses.fields(run)
+              if f.name not in _RUN_COSMETIC}
+    if isinstance(run.lora, Mapping):
+        from moalign.models.lora import lora_options
+
+        values["lora"] = lora_options(run.lora)
+    if args is not None and dataclasses.is_dataclass(args):
+        values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(args)
+                       if f.name not in _ARGS_COSMETIC
+                       and not f.name.startswith(_ARGS_COSMETIC_PREFIXES)})
+    return jsonable(values)
+
+
+def _flat(values: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Key -> (value in ``values``, value in ``other``) for the keys both have; a mapping on
+    both sides is compared key by key (``lora.r``)."""
+    out = {}
+    for key in values.keys() & other.keys():
+        a, b = values[key], other[key]
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for sub in sorted(a.keys() | b.keys()):
+                out[f"{key}.{sub}"] = (a.get(sub, "(not set)"), b.get(sub, "(not set)"))
+        else:
+            out[key] = (a, b)
+    return out
+
+
+def identity_problems(output_dir: str, resume_from: str | None,
+                      identity: Mapping[str, Any]) -> list[str]:
+    """A resume whose run recorded another configuration (``run_config.json`` beside its
+    checkpoints): one problem naming each changed key with its recorded and its new value.
+    Keys only one side has (a trainer's own fields, when the trainer changed; fields added
+    since the run began) are not compared: the keys they depend on are."""
+    if resume_from is None:
+        return []
+    saved = Path(resume_from).expanduser().parent / RUN_IDENTITY
+    if not saved.is_file():  # a run begun before run_config.json was written
+        return []
+    import json
+
+    from moalign.errors import CheckpointError
+    from moalign.storage.checkpoints import read_json
+
+    try:
+        before = read_json(saved, what="run configuration",
+                           hint="set overwrite: true to start the run over")
+    except CheckpointError as exc:
+        return [f"'resume': {exc}"]
+    changed = [(k, a, b) for k, (a, b) in sorted(_flat(before, identity).items()) if a != b]
+    if not changed:
+        return []
+    listed = "; ".join(f"{k}: {json.dumps(a)} -> {json.dumps(b)}" for k, a, b in changed)
+    return [f"'resume': the run in '{output_dir}' was trained with another configuration "
+            f"({listed}); a resumed run keeps its configuration: set overwrite: true (with "
+            "resume: false or auto) to start it over, or choose another output_dir"]
+
+
 def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) -> ResolvedTrain:
     """Validate a ``moalign train`` mapping completely (see the module docstring)."""
     problems: list[str] = []
@@ -220,5 +300,7 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
             names = ObjectiveSet(run.objectives).names
         args, found = build_args(spec, given, shared, names=names)
         problems += [p.replace("by this trainer", f"by trainer '{trainer}'") for p in found]
+    if not problems:  # a resume continues the same configuration, checked before loading
+        problems += identity_problems(run.output_dir, resume_from, run_identity(run, args))
     raise_problems(problems, source)
     return ResolvedTrain(run, spec, args, columns, resume_from)

@@ -154,3 +154,40 @@ def test_overwriting_a_finished_run_unmarks_it_before_new_checkpoints_arrive(tmp
     rc, stdout, err = _train("--config", str(config), "--resume", "true")
     assert rc == 0 and "checkpoint-1" in stdout, err
     assert json.loads((tmp_path / "run" / "train.json").read_text())["steps"] == 2
+
+
+def test_resuming_with_another_configuration_is_refused_before_loading(tmp_path):
+    """A run killed after its first checkpoint, resumed with other weights, another LoRA rank or
+    another trainer: refused (exit code 2) naming each changed key with both values, the
+    checkpoints left as they were; resumed with its own configuration, it finishes."""
+    import torch
+
+    torch.set_num_threads(1)
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.format(out=tmp_path / "run", steps=2))
+    env = {**os.environ, "KILL_AT": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(config)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    checkpoints = tmp_path / "run" / "trainer"
+    assert (checkpoints / "run_config.json").is_file()
+    before = sorted(p.name for p in checkpoints.iterdir())
+    for argv, changed in [
+        (["--weights", "[0.5,0.5]"], ["weights: [0.3, 0.7] -> [0.5, 0.5]"]),
+        (["--lora.r", "8", "--beta", "0.3"], ["lora.r: 4 -> 8", "beta: 0.1 -> 0.3"]),
+        (["--trainer", "conditioned_dpo", "--weights", "null"],
+         ['trainer: "mo_dpo" -> "conditioned_dpo"']),
+    ]:
+        rc, _, err = _train("--config", str(config), "--resume", "true", *argv)
+        assert rc == 2, err
+        assert f"the run in '{tmp_path / 'run'}' was trained with another configuration" in err
+        assert all(c in err for c in changed), err
+        assert "set overwrite: true" in err and "choose another output_dir" in err
+        assert "Traceback" not in err
+        assert sorted(p.name for p in checkpoints.iterdir()) == before
+        assert not (tmp_path / "run" / "train.json").exists()
+    rc, stdout, err = _train("--config", str(config), "--resume", "true", "--progress", "true")
+    assert rc == 0 and "checkpoint-1" in stdout, err
+    record = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert record["weights"] == [0.3, 0.7] and record["steps"] == 2
