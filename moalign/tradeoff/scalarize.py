@@ -22,7 +22,11 @@ weights are renormalized per row over the objectives that were scored, so a full
 is unaffected and a partially scored row is scalarized as if only its scored objectives
 existed. A row with no scored objective of positive weight gives NaN (the trainer decides
 whether to drop it). Normalizers ignore NaN in their statistics and leave NaN entries NaN.
-Infinite rewards are an error.
+Infinite rewards are an error. The online trainers follow the same rule for a missing (``None``)
+score: MO-PPO renormalizes the weights of each row's per-objective advantages over its scored
+objectives, and MO-GRPO hands TRL those renormalized weights per completion (TRL's own sum
+would count a missing score as 0), so the two trainers turn the same rewards into the same
+weighted reward (``tests/trainers/test_missing_scores.py``).
 
 **State.** Stateful parts (the online ideal point of Tchebycheff, running normalization
 statistics) update only in training mode (the default; see :meth:`Scalarizer.eval`), and their

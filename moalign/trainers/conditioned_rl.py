@@ -7,7 +7,10 @@ With ``conditioning="prompt"`` every training prompt gets its own weight vector,
 rewards of that prompt's completions are scalarized with those weights, so one run trains a
 policy for every weight vector. The weights travel with each row in the column
 :data:`~moalign.tradeoff.conditioning.WEIGHTS_COLUMN` (given in the data, they are used as they
-are). The objectives score the conditioned prompt.
+are). The objectives score the conditioned prompt. Both trainers log ``weights/<k>`` as the mean
+of the global batch's per-prompt weights (gathered from every process); conditioned MO-GRPO
+also conditions its evaluation prompts, with their own draws. A condition is never truncated
+(:func:`moalign.evaluation.generation.keep_prompt_ids`).
 
 The trainers keep their own code; this module holds what they share: the config fields
 (:class:`ConditioningFields`), their check, the conditioning of the prompt rows, and the

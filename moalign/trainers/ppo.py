@@ -323,7 +323,7 @@ class MultiObjectivePPOTrainer:
         if a.conditioning is not None:  # per token: its prompt's weights (conditioned_rl)
             coef = torch.as_tensor(rl.row_weights(rollout.columns[rl.WEIGHTS_COLUMN]),
                                    device=mask.device)
-            self.tradeoff.set_weights(coef.mean(0).cpu().numpy())  # logged as weights/<k>
+            self.tradeoff.set_weights(self.accelerator.gather(coef).mean(0).cpu().numpy())  # global
             signal[tokens] = core.weighted_channels(objective_adv[tokens], coef.unsqueeze(1).expand(
                 *mask.shape, K)[tokens]).float()
         elif self.tradeoff.is_linear:  # per token, normalizers on the global batch's tokens

@@ -73,6 +73,7 @@ def test_conditioned_grpo_rewards_each_completion_with_its_prompts_weights(tmp_p
     weights = np.asarray(trainer.train_dataset[WEIGHTS_COLUMN])
     assert np.allclose(weights.sum(1), 1) and weights[:, 0].std() > 0.1  # Dirichlet draws
     assert first["prompt"].startswith(f"{CONDITION_HEADER} ascii={weights[0][0]:.2f}, other=")
+    drawn = dict(zip(trainer.train_dataset["prompt"], trainer.train_dataset[WEIGHTS_COLUMN]))
     trainer.train()
     logged = [h for h in trainer.state.log_history if "reward" in h]
     assert len(logged) == len(trainer.seen) == 3
@@ -80,6 +81,7 @@ def test_conditioned_grpo_rewards_each_completion_with_its_prompts_weights(tmp_p
         w = torch.tensor(rows, dtype=torch.float32)
         for text, row in zip(shown, rows):  # every completion's prompt shows its weights
             assert f"ascii={row[0]:.2f}, other={row[1]:.2f}" in as_text(text)
+            assert row == drawn[as_text(text)]  # exactly the weights drawn for that prompt
         expected = float((rewards * w).sum(1).mean())  # sum_k w_bk r_bk, averaged
         assert entry["reward"] == pytest.approx(expected, abs=1e-6)
         uniform = float(rewards.mean(1).mean())
@@ -134,8 +136,42 @@ def test_conditioned_ppo_advantages_use_each_prompts_weights(tmp_path):
     objective_adv = (batch["returns"] - batch["old_values"])[..., :2]  # GAE: A = R - V
     expected = (objective_adv * w.unsqueeze(1)).sum(-1)
     assert torch.allclose(batch["advantages"][mask], expected[mask], atol=1e-5)
+    drawn = {r["prompt"]: r[WEIGHTS_COLUMN] for r in trainer.rows}
+    assert [drawn[p] for p in rollout.prompts] == rollout.columns[WEIGHTS_COLUMN]
+    stepped = []
+    trainer.rollout = lambda rollout=trainer.rollout: stepped.append(rollout()) or stepped[-1]
     metrics = trainer.train_step()
-    assert 0 < metrics["weights/ascii"] < 1
+    (used,) = stepped
+    w = np.asarray([drawn[p] for p in used.prompts])  # the weights of the prompts sampled
+    assert np.asarray(used.columns[WEIGHTS_COLUMN]).tolist() == w.tolist()
+    assert metrics["weights/ascii"] == pytest.approx(w[:, 0].mean(), abs=1e-9)
+    assert metrics["weights/other"] == pytest.approx(w[:, 1].mean(), abs=1e-9)
+
+
+def test_conditioned_ppo_logs_the_weights_of_every_process(tmp_path, monkeypatch):
+    """weights/<k> is the mean over the global batch: a second process is stood in for by a
+    gather that appends its rows (all weight on 'other')."""
+    from moalign.trainers.ppo import MultiObjectivePPOConfig, MultiObjectivePPOTrainer
+
+    args = MultiObjectivePPOConfig(
+        output_dir=str(tmp_path), max_steps=1, batch_size=4, num_samples_per_prompt=1,
+        max_new_tokens=4, mini_batch_size=4, ppo_epochs=1, kl_coef=0.0, use_cpu=True,
+        whiten_advantages=False, save_final=False, conditioning="prompt", seed=0)
+    model, tok = tiny_causal_lm(seed=0)
+    trainer = MultiObjectivePPOTrainer(model, objectives(), args, train_dataset=prompts(),
+                                       processing_class=tok)
+    rollout = trainer.rollout()
+    rewards = trainer.score(rollout)
+    local = torch.tensor(rollout.columns[WEIGHTS_COLUMN], dtype=torch.float64)
+    other = torch.tensor([[0.0, 1.0]] * 4, dtype=torch.float64)
+    monkeypatch.setattr(trainer.accelerator, "gather",
+                        lambda t: torch.cat([t, other.to(t.device, t.dtype)]))
+    trainer.make_batch(rollout, rewards)
+    logged = trainer.tradeoff.metrics()
+    expected = torch.cat([local, other]).mean(0)
+    assert logged["weights/ascii"] == pytest.approx(float(expected[0]), abs=1e-9)
+    assert logged["weights/other"] == pytest.approx(float(expected[1]), abs=1e-9)
+    assert float(local[:, 0].mean()) != pytest.approx(float(expected[0]), abs=1e-3)
 
 
 @pytest.mark.parametrize("changes, match", [
