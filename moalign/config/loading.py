@@ -91,19 +91,36 @@ def _numbers(value: Any) -> Any:
     return value
 
 
-def _parse_scalar(text: str) -> Any:
+def _parse_value(flag: str, text: str, problems: list[str]) -> Any:
+    """The YAML value of ``--flag text``. Text that YAML cannot read stays a string, except
+    text that starts like a list (``[``) or a mapping (``{``): that is a problem naming the
+    flag, never a string that happens to look like a broken list."""
     import yaml
 
     try:
         return _numbers(yaml.safe_load(text))
-    except yaml.YAMLError:
-        return text
+    except yaml.YAMLError as exc:
+        start = text.lstrip()[:1]
+        if start not in ("[", "{"):
+            return text
+        kind = "list" if start == "[" else "mapping"
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        example = "[0.3, 0.7]" if kind == "list" else "{r: 8, alpha: 16}"
+        problems.append(f"'--{flag}': {text!r} looks like a {kind} but does not parse "
+                        f"({reason}); write it whole, e.g. '{example}' (quoted in the shell)")
+        return _UNPARSED
+
+
+#: What a malformed list or mapping override parses to (reported, never used).
+_UNPARSED = object()
 
 
 def parse_overrides(argv: Sequence[str]) -> dict[str, Any]:
     """Parse ``["--key", "value", "--flag", "--a.b=3"]`` into ``{"key": ..., "flag": True, "a": {"b": 3}}``.
 
-    Dashes in keys become underscores; a key with no value is ``True``.
+    Dashes in keys become underscores; a key with no value is ``True``. A value that starts
+    like a list or a mapping (``[``, ``{``) but does not parse is a :class:`ConfigError` naming
+    its flag (so ``--weights [0.5,0.5`` is refused, not read as a string).
     """
     out: dict[str, Any] = {}
     problems: list[str] = []
@@ -132,7 +149,9 @@ def parse_overrides(argv: Sequence[str]) -> dict[str, Any]:
                 problems.append(f"override '--{key}' conflicts with an earlier value")
                 break
         else:
-            target[leaf] = _parse_scalar(value)
+            parsed = _parse_value(token[2:].partition("=")[0], value, problems)
+            if parsed is not _UNPARSED:
+                target[leaf] = parsed
     if problems:
         raise ConfigError(problems, source="command line")
     return out

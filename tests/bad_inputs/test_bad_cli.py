@@ -97,6 +97,22 @@ CASES = [
     dict(id="plot-unknown-option", files={"front.json": FRONT},
          argv=["plot", "{tmp}/front.json", "-o", "{tmp}/out/p.png", "--dpi", "300"],
          expect=["unknown option '--dpi'"]),
+    # a value that starts like a list or a mapping must parse as one
+    dict(id="list-missing-bracket", argv=[*TRAIN, "--weights", "[0.5,0.5"],
+         expect=["'--weights': '[0.5,0.5' looks like a list but does not parse"]),
+    dict(id="list-extra-bracket", argv=[*TRAIN, "--weights", "[0.5,0.5]]"],
+         expect=["'--weights': '[0.5,0.5]]' looks like a list but does not parse"]),
+    dict(id="list-missing-bracket-with-equals", argv=[*TRAIN, "--weights=[0.3, 0.7"],
+         expect=["'--weights': '[0.3, 0.7' looks like a list but does not parse"]),
+    dict(id="mapping-missing-brace", argv=[*TRAIN, "--lora", "{r: 4, alpha: 8"],
+         expect=["'--lora': '{r: 4, alpha: 8' looks like a mapping but does not parse"]),
+    dict(id="nested-list-missing-bracket", argv=[*TRACE, "--grid", "3", "--train.weights", "[1,"],
+         expect=["'--train.weights': '[1,' looks like a list but does not parse"]),
+    dict(id="eval-mapping-missing-brace", argv=[*EVAL, "--generation", "{max_new_tokens: 4"],
+         expect=["'--generation': '{max_new_tokens: 4' looks like a mapping but does not parse"]),
+    dict(id="two-malformed-values-both-named",
+         argv=[*TRAIN, "--weights", "[0.5,0.5", "--objectives", "[helpfulness"],
+         expect=["2 problems", "'--weights'", "'--objectives'"]),
 ]
 
 
