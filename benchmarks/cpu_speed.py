@@ -10,8 +10,10 @@ Part 1, float32 vs bfloat16 (tokens per second, the same inputs):
 - greedy generation of ``--new-tokens`` tokens with the KV cache, ``--gen-batch`` prompts and
   one prompt: float32; bfloat16 weights.
 
-Part 2, moalign vs plain transformers on the same model and the same batches (the ratio is
-plain time / moalign time, so >= 1 means moalign is faster; goal >= 0.9):
+Part 2, moalign vs plain transformers on the same model and the same batches, in
+``--precision`` (default ``auto``: bfloat16 on a CPU with bfloat16 units, float32 elsewhere;
+plain transformers then runs the model cast to that dtype). The ratio is plain time / moalign
+time, so >= 1 means moalign is faster; goal >= 0.95:
 
 - log-probs of ``--pairs`` held-out HH-RLHF pairs (chosen and rejected, prompts cut to 48
   tokens, 128 tokens in all): ``moalign.evaluation.pair_logprobs`` against a plain forward
@@ -20,6 +22,12 @@ plain time / moalign time, so >= 1 means moalign is faster; goal >= 0.9):
   (``inference_weights``), plain peft runs the adapter in every layer;
 - greedy generation for ``--gen-batch`` held-out prompts: ``generate_completions`` against a
   plain ``model.generate`` over the same left-padded batches.
+
+Part 3, how close to the limit: the CPU's peak matrix-multiply throughput in float32 and
+bfloat16 (a square ``--matmul``-sized product, the same threads), and the evaluation's
+throughput expressed as the fraction of that peak it uses (2 FLOPs per weight of every linear
+layer, the output projection included, per token; attention scores not counted, so the fraction
+is a slight underestimate). moalign's evaluation in float32 vs in ``--precision`` is printed too.
 
 Wall time, median of ``--repeats`` (moalign and plain alternate, after a warm-up), and each ratio
 with its spread: the lowest and highest ratio of the runs paired in order; the load
@@ -53,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=32, help="HH-RLHF pairs of the log-prob check")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each measurement")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                   help="precision of part 2, moalign vs plain (auto: what precision: auto picks)")
+    p.add_argument("--matmul", type=int, default=2048, help="size of the peak-throughput matmul")
     return p.parse_args(argv)
 
 
@@ -267,24 +278,30 @@ def _plain_generate(model, tok, prompts, args):
     return run, made
 
 
-def moalign_rows(model, tok, args) -> list[tuple[str, float, float, str]]:
-    """``(what, moalign units/s, plain units/s, moalign / plain with its spread)``."""
+def moalign_rows(model, tok, args, precision: str = "float32"
+                 ) -> tuple[list[tuple[str, float, float, str]], dict[str, float]]:
+    """``(what, moalign units/s, plain units/s, moalign / plain with its spread)`` in
+    ``precision`` (plain transformers runs a copy of the model cast to it), and the measured
+    log-prob throughputs ``{"moalign": tok/s, "moalign_float32": tok/s}``."""
     import copy
 
+    import torch
     from peft import LoraConfig, get_peft_model
 
     from moalign.evaluation import measure_throughput
     from moalign.evaluation.generation import generate_completions
     from moalign.evaluation.logprobs import pair_logprobs
     from moalign.models.inference import inference_weights
+    from moalign.models.precision import torch_dtype
 
+    dtype = torch_dtype(precision)
     rows = _heldout(tok, args)
-    plain, tokens = _plain_logprobs(model, tok, rows, 128)
+    cast = copy.deepcopy(model).to(dtype) if dtype != torch.float32 else model
+    plain, tokens = _plain_logprobs(cast, tok, rows, 128)
 
-    def ours(m=model):
-        with inference_weights(m, "float32"):
+    def ours(m=model, p=precision):
+        with inference_weights(m, p):
             pair_logprobs(m, tok, rows, max_length=128)
-
 
     def row(what, t_ours, t_plain, units_ours, units_plain):
         mid, low, high = speed_ratio(t_plain, t_ours)
@@ -294,21 +311,30 @@ def moalign_rows(model, tok, args) -> list[tuple[str, float, float, str]]:
 
     t_ours, t_plain = _paired(ours, plain, args.repeats)
     out = [row(f"log-probs of {len(rows)} HH pairs (tokens/s)", t_ours, t_plain, tokens, tokens)]
+    rates = {"moalign": tokens / t_ours.median}
+    if precision != "float32":
+        t32, t_low = _paired(lambda: ours(p="float32"), ours, args.repeats)
+        rates["moalign_float32"] = tokens / t32.median
+        rates["precision_ratio"] = speed_ratio(t32, t_low)
+    del cast
 
     lora = get_peft_model(copy.deepcopy(model), LoraConfig(
         task_type="CAUSAL_LM", r=32, lora_alpha=32,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     lora.eval()
-    peft_plain, _ = _plain_logprobs(lora, tok, rows, 128)
+    lora_cast = copy.deepcopy(lora).to(dtype) if dtype != torch.float32 else lora
+    peft_plain, _ = _plain_logprobs(lora_cast, tok, rows, 128)
     t_ours, t_plain = _paired(lambda: ours(lora), peft_plain, args.repeats)
     out.append(row("  the same, LoRA r=32 soup point", t_ours, t_plain, tokens, tokens))
+    del lora_cast
 
     prompts = list({repr(r["prompt"]): r["prompt"] for r in rows}.values())[: args.gen_batch]
-    plain_gen, made = _plain_generate(model, tok, prompts, args)
+    cast = copy.deepcopy(model).to(dtype) if dtype != torch.float32 else model
+    plain_gen, made = _plain_generate(cast, tok, prompts, args)
     meter_box = {}
 
     def ours_gen():
-        with measure_throughput() as meter, inference_weights(model, "float32"):
+        with measure_throughput() as meter, inference_weights(model, precision):
             generate_completions(model, tok, prompts, max_new_tokens=args.new_tokens,
                                  batch_size=args.gen_batch)
         meter_box["units"] = meter.units["generation"]
@@ -316,7 +342,28 @@ def moalign_rows(model, tok, args) -> list[tuple[str, float, float, str]]:
     t_ours, t_plain = _paired(ours_gen, plain_gen, args.repeats)
     out.append(row(f"greedy generation, {len(prompts)} HH prompts (tokens/s)", t_ours, t_plain,
                    meter_box["units"], made[0]))
-    return out
+    return out, rates
+
+
+def peak_flops(size: int, dtype, repeats: int) -> tuple[float, float, float]:
+    """FLOP/s of a ``size`` x ``size`` matrix product in ``dtype`` with the current threads:
+    (median, lowest, highest run)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(dtype)
+    b = torch.randn(size, size, generator=g).to(dtype)
+    a @ b  # warm-up
+    times = _seconds(lambda: a @ b, max(repeats, 3))
+    flops = 2.0 * size ** 3
+    return flops / times.median, flops / max(times), flops / min(times)
+
+
+def flops_per_token(model) -> float:
+    """2 FLOPs per weight of every linear layer (the output projection included) per token."""
+    import torch
+
+    return 2.0 * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
 
 
 def table(header, rows) -> str:
@@ -349,11 +396,31 @@ def main(argv=None) -> int:
     print(table(["what", "float32 tok/s", "bfloat16 tok/s", "bf16 / fp32", "bfloat16 as"],
                 [(w, f"{a:,.0f}", f"{b:,.0f}", ratio, how) for w, a, b, ratio, how in rows]))
     print(flush=True)
-    ours = moalign_rows(model, tok, args)
-    print(table(["moalign vs plain transformers (float32)", "moalign", "plain", "ratio"],
+    from moalign.models.precision import resolve_precision
+
+    precision = resolve_precision(args.precision, device="cpu")
+    ours, rates = moalign_rows(model, tok, args, precision)
+    print(table([f"moalign vs plain transformers ({precision})", "moalign", "plain", "ratio"],
                 [(w, f"{a:,.0f}", f"{b:,.0f}", ratio) for w, a, b, ratio in ours]))
+    print(flush=True)
+    per_token = flops_per_token(model)
+    limit = []
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        mid, low, high = peak_flops(args.matmul, dtype, args.repeats)
+        used = rates["moalign_float32" if name == "float32" and precision != "float32"
+                     else "moalign"] if name in ("float32", precision) else None
+        limit.append((f"{name} matmul {args.matmul}^3", f"{mid / 1e9:,.1f} [{low / 1e9:,.1f}, "
+                      f"{high / 1e9:,.1f}]",
+                      "" if used is None else f"{used * per_token / 1e9:,.1f}",
+                      "" if used is None else f"{used * per_token / mid:.0%}"))
+    print(table(["how close to the limit", "peak GFLOP/s [lowest, highest]",
+                 "evaluation GFLOP/s", "evaluation / peak"], limit))
+    if "precision_ratio" in rates:
+        print(f"\nmoalign's evaluation (log-probs) in {precision} vs float32: "
+              f"{ratio_text(rates['precision_ratio'])} "
+              f"({rates['moalign']:,.0f} vs {rates['moalign_float32']:,.0f} tokens/s)")
     print(f"\n(ratios: the medians' ratio [lowest, highest ratio of paired runs over "
-          f"{args.repeats} repeat(s)]; moalign / plain throughput, goal >= 0.9; "
+          f"{args.repeats} repeat(s)]; moalign / plain throughput, goal >= 0.95; "
           f"{time.perf_counter() - start:.0f} s"
           f" in all, load average now {os.getloadavg()[0]:.2f})")
     return 0

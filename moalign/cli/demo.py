@@ -52,7 +52,8 @@ TINY_PRESET: dict[str, Any] = {
     "max_length": 96,
     "train": {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-2,
               "max_length": 96, "max_prompt_tokens": 48},
-    "lora": {"r": 4, "lora_alpha": 8},
+    # all-linear without dropout: the adapters the tiny demo has always traced
+    "lora": {"r": 4, "lora_alpha": 8, "target_modules": "all-linear", "lora_dropout": 0.0},
 }
 
 #: The default demo. Every number that sets its run time is here, so it can be tuned by
@@ -73,7 +74,8 @@ DEFAULT_PRESET: dict[str, Any] = {
     "max_length": 128,  # tokens of prompt + reply in evaluation
     "train": {"max_steps": 16, "per_device_train_batch_size": 4, "learning_rate": 1e-3,
               "beta": 0.1, "max_length": 128, "max_prompt_tokens": 48},
-    "lora": {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+    "lora": {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
+             "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
 }
 
 PRESETS: dict[str, dict[str, Any]] = {"default": DEFAULT_PRESET, "tiny": TINY_PRESET}

@@ -93,15 +93,14 @@ class MultiObjectivePPOConfig(rl.ConditioningFields):
     save_steps: int = doc(0, "Save a checkpoint every this many iterations (0: only at the end).")
     save_final: bool = doc(True, "Save a checkpoint after the last iteration.")
     use_cpu: bool = doc(False, "Train on the CPU even when an accelerator is available.")
-    bf16: bool = doc(
-        False, "Train in bfloat16 autocast over float32 weights (policy, critic, reference and "
-        "generation), as the TRL trainers' field of the same name; `moalign train` and "
-        "`moalign trace` set it from `precision` (auto: bfloat16 where the machine runs it fast).")
+    bf16: bool = doc(False, "bfloat16 autocast over float32 weights, as TRL's field (`moalign "
+                     "train` / `trace` set it from `precision`).")
     # rollouts
     batch_size: int = doc(16, "Prompts per iteration on each process.")
     num_samples_per_prompt: int = doc(
         1, "Responses sampled per prompt (they form one group for group-wise scalarizers).")
-    max_prompt_length: int | None = doc(512, "Keep at most this many last tokens of a prompt.")
+    max_prompt_length: int | None = doc(512, "Keep at most this many last tokens of a prompt "
+                                        "(a weight condition is always kept).")
     max_new_tokens: int = doc(64, "Maximum length of a sampled response.")
     temperature: float = doc(1.0, "Sampling temperature (log-probs are computed at it too).")
     top_k: int = doc(0, "Top-k sampling (0: off).")
@@ -188,8 +187,7 @@ class MultiObjectivePPOTrainer:
             self.rows = rl.condition_prompts(self.rows, names, args)
         self.callbacks = list(callbacks)
         set_seed(args.seed)
-        # A new accelerator state per trainer, as transformers' TrainingArguments does: a run in
-        # one precision can follow a run in another in the same process (a notebook, a front).
+        # a fresh accelerator state per trainer, as TrainingArguments does
         AcceleratorState._reset_state(reset_partial_state=True)
         self.accelerator = Accelerator(cpu=args.use_cpu,
                                        mixed_precision="bf16" if args.bf16 else "no")
@@ -209,9 +207,9 @@ class MultiObjectivePPOTrainer:
             self.ref_model = (ref_model or copy.deepcopy(policy)).eval().requires_grad_(False)
             self.ref_model.to(self.accelerator.device)
 
-        def adamw(module, lr):
-            params = [p for p in module.parameters() if p.requires_grad]
-            return torch.optim.AdamW(params, lr=lr, weight_decay=args.weight_decay)
+        def adamw(module, lr):  # the trainable parameters only (LoRA: the adapter)
+            return torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr,
+                                     weight_decay=args.weight_decay)
 
         def scheduler(optimizer):
             return get_scheduler(args.lr_scheduler_type, optimizer, args.warmup_steps, args.max_steps)
@@ -226,8 +224,6 @@ class MultiObjectivePPOTrainer:
         self.generator = torch.Generator().manual_seed(args.seed)
         self.step = 0
         self.log_history: list[dict[str, float]] = []
-
-    # ------------------------------------------------------------------ setup helpers
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -21,3 +21,5 @@ def test_cpu_speed_tiny_prints_the_tables():
         assert row in out, out
     assert "bf16 / fp32" in out and "moalign vs plain transformers" in out
     assert "precision auto ->" in out
+    assert "how close to the limit" in out and "bfloat16 matmul" in out
+    assert "evaluation / peak" in out
