@@ -6,7 +6,10 @@ and ``train.json`` into ``output_dir`` (atomically: the folder appears only when
 prints the last logged per-objective metrics. A run that saves checkpoints (``save_strategy:
 steps`` and ``save_steps``; ppo: ``save_steps``) writes them to ``<output_dir>/trainer`` as it
 goes, so a stopped run can continue with ``resume: true`` (or ``auto``); ``train.json``, written
-last, is what marks the folder finished.
+last, is what marks the folder finished. ``overwrite: true`` over a finished run never destroys it
+before its replacement exists: the old folder waits beside it (``.<name>.replaced-<pid>.tmp``)
+until the new run is complete, and is put back if the new run fails. The output folder (and its
+parent) must accept a new file before anything loads.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from moalign.cli.train_config import (
     resolve_train_config,
     run_identity,
 )
-from moalign.config.checking import keys_epilog, read_config
-from moalign.storage.files import jsonable
+from moalign.config.checking import keys_epilog, raise_problems, read_config
+from moalign.storage.files import jsonable, writable_problems
 from moalign.storage.lock import output_lock
 from moalign.trainers.registry import TRAINERS
 from moalign.trainers.resume import CHECKPOINT_DIR
@@ -106,6 +109,12 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
     from moalign.storage.files import atomic_write_json
 
     run, args = resolved.run, resolved.args
+    out = Path(run.output_dir).expanduser()
+    if _is_main_process():  # a folder that cannot be written is found now, not after training
+        problems = writable_problems(out)
+        if not problems and (out / CHECKPOINT_DIR).is_dir():
+            problems = writable_problems(out / CHECKPOINT_DIR)
+        raise_problems(problems, None)
     seed = int(getattr(args, "seed", 0))
     if hasattr(args, "disable_tqdm"):
         args.disable_tqdm = not run.progress
@@ -114,7 +123,6 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
     model, tokenizer = load_model_spec(run.model, seed=seed)
     prepare, fit = RUNNERS[resolved.spec.data]
     ds = prepare(resolved, train_rows, tokenizer)
-    out = Path(run.output_dir).expanduser()
     # checkpoints are written in place, in <output_dir>/trainer, so that a stopped run can be
     # resumed from them; without them the whole output folder is built under a temporary name
     from moalign.trainers.runs import saves_checkpoints
@@ -128,22 +136,63 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
             args.output_dir = str(checkpoints if in_place else Path(scratch) / "trainer")
             fit(resolved, model, tokenizer, ds, Path(scratch))
         return {}
+    aside = None
     if in_place:
         if resolved.resume_from is None:  # a fresh start (overwrite: true)
-            # the old record goes first, so that the folder stops looking finished before the
-            # new run's checkpoints arrive; no old checkpoint is mixed in
-            (out / TRAIN_RECORD).unlink(missing_ok=True)
-            if checkpoints.exists():
-                shutil.rmtree(checkpoints)
+            if (out / TRAIN_RECORD).is_file():
+                # a finished result moves aside whole, so that the folder stops looking
+                # finished before the new run's checkpoints arrive; it is removed once the new
+                # result is complete, and put back if the new run fails
+                aside = _move_aside(out)
+            elif checkpoints.exists():  # an unfinished run started over: no old checkpoint
+                shutil.rmtree(checkpoints)  # is mixed in
         # what a resume must match, beside the checkpoints (and in the finished folder)
         atomic_write_json(checkpoints / RUN_IDENTITY, run_identity(run, args))
         args.output_dir = str(checkpoints)
     try:
-        return _fit_and_save(resolved, model, tokenizer, ds, out, in_place, start)
+        record = _fit_and_save(resolved, model, tokenizer, ds, out, in_place, start)
     except BaseException:
-        if in_place and not any(checkpoints.glob("checkpoint-*")):
+        if aside is not None:
+            _put_back(out, aside)
+        elif in_place and not any(checkpoints.glob("checkpoint-*")):
             _forget_identity(out)  # nothing to resume: leave the folder as it was found
         raise
+    _remove_replaced(out)  # this run's, and one left by a run killed while it replaced them
+    return record
+
+
+#: Name, beside ``output_dir``, of a finished result that a fresh run is replacing (``{pid}``:
+#: the replacing process); named as a temporary, so that no reader takes it for a result.
+REPLACED = ".{name}.replaced-{pid}.tmp"
+
+
+def _move_aside(out: Path) -> Path:
+    import os
+    import shutil
+
+    aside = out.with_name(REPLACED.format(name=out.name, pid=os.getpid()))
+    if aside.exists():
+        shutil.rmtree(aside)
+    os.replace(out, aside)
+    return aside
+
+
+def _put_back(out: Path, aside: Path) -> None:
+    """Restore the finished result ``aside`` as ``out`` (what the failed run wrote goes)."""
+    import os
+    import shutil
+
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(aside, out)
+
+
+def _remove_replaced(out: Path) -> None:
+    import glob
+    import shutil
+
+    for old in out.parent.glob(REPLACED.format(name=glob.escape(out.name), pid="*")):
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _forget_identity(out: Path) -> None:

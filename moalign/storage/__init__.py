@@ -1,7 +1,7 @@
 """Storage: crash-safe files and folders, and the validation of what a run left on disk.
 
 - :mod:`moalign.storage.files`: atomic writes (temporary sibling, then rename) of bytes, text,
-  JSON and whole folders; :func:`jsonable`; :func:`output_dir_problems`;
+  JSON and whole folders; :func:`jsonable`; :func:`output_dir_problems`; :func:`writable_problems`;
 - :mod:`moalign.storage.checkpoints`: the checks of adapters, model folders, safetensors files
   and trainer checkpoints, and the one :func:`latest_checkpoint` every resume uses (it skips a
   half-written or corrupt checkpoint);
@@ -30,6 +30,7 @@ from moalign.storage.files import (
     atomic_write_text,
     jsonable,
     output_dir_problems,
+    writable_problems,
 )
 from moalign.storage.lock import FolderInUseError, output_lock
 
@@ -52,4 +53,5 @@ __all__ = [
     "read_json",
     "scan_trace",
     "stale_temporaries",
+    "writable_problems",
 ]

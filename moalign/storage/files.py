@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "jsonable", "output_dir_problems"]
+           "jsonable", "output_dir_problems", "writable_problems"]
 
 
 def _umask() -> int:
@@ -123,4 +123,30 @@ def output_dir_problems(path: str | os.PathLike | None, overwrite: bool, *,
     if out.exists() and not (out.is_dir() and overwrite):
         return [f"'{key}' '{out}' already exists (set overwrite: true to replace it)"
                 if out.is_dir() else f"'{key}' '{out}' is a file"]
+    return []
+
+
+def _probe(folder: Path) -> None:
+    """Create and remove a small file in ``folder`` (named as a temporary, ignored by readers)."""
+    fd, name = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    os.unlink(name)
+
+
+def writable_problems(path: str | os.PathLike, *, key: str = "output_dir") -> list[str]:
+    """Problems writing the output folder ``path``, found before any work by writing a small
+    file: in its nearest existing parent (where it is built under a temporary name) and, when
+    it exists, in the folder itself. Each problem names the folder and the reason."""
+    out = Path(path).expanduser()
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return [f"'{key}': '{parent}' is not a folder, so '{out}' cannot be made"]
+    for folder in [parent, *([out] if out.is_dir() else [])]:
+        try:
+            _probe(folder)
+        except OSError as exc:
+            return [f"'{key}': cannot write in '{folder}' ({exc.strerror or exc}); make it "
+                    f"writable or choose another {key}"]
     return []

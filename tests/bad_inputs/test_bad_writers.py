@@ -76,3 +76,65 @@ def test_a_folder_being_written_is_refused_naming_it_and_its_holder(
                           "wait for it to finish")
     assert seconds < 10
     assert finished_outputs(out) == []
+
+
+# ------------------------------------------------------------------------ unwritable folders
+
+TRAIN = ["train", "--model", "tiny", "--output_dir", "{tmp}/out"]
+#: A finished ``moalign train`` output (what overwrite: true would replace).
+FINISHED_RUN = {"out/train.json": "{}", "out/adapter_config.json": "{}"}
+
+
+def _unwritable(monkeypatch, *folders: Path) -> None:
+    """Make the write check fail in ``folders`` as a read-only folder would (the tests may run
+    as root, whom file modes do not stop)."""
+    import moalign.storage.files as files
+
+    probe = files._probe
+    refused = {Path(f) for f in folders}
+
+    def check(folder: Path) -> None:
+        if Path(folder) in refused:
+            raise PermissionError(13, "Permission denied", str(folder))
+        probe(folder)
+
+    monkeypatch.setattr(files, "_probe", check)
+
+
+@pytest.mark.parametrize("where", ["out", "parent", "checkpoints"])
+def test_an_unwritable_output_folder_is_refused_before_training(where, cli, tmp_path, monkeypatch,
+                                                               no_model_load):
+    from conftest import write_files
+
+    files = {"out/trainer/checkpoint-1/x": "x"} if where == "checkpoints" else FINISHED_RUN
+    write_files(tmp_path, files)
+    folder = {"out": tmp_path / "out", "parent": tmp_path,
+              "checkpoints": tmp_path / "out" / "trainer"}[where]
+    _unwritable(monkeypatch, folder)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    extra = ["--overwrite", "true"]
+    result = cli(*(a.format(tmp=tmp_path) for a in TRAIN), *extra)
+    result.failed_cleanly(f"'output_dir': cannot write in '{folder}' (Permission denied)",
+                          "make it writable or choose another output_dir")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="file modes do not stop root")
+def test_a_read_only_output_folder_is_refused_before_training(cli, tmp_path, no_model_load):
+    from conftest import write_files
+
+    write_files(tmp_path, FINISHED_RUN)
+    (tmp_path / "out").chmod(0o555)
+    try:
+        result = cli(*(a.format(tmp=tmp_path) for a in TRAIN), "--overwrite", "true")
+    finally:
+        (tmp_path / "out").chmod(0o755)
+    result.failed_cleanly(f"cannot write in '{tmp_path / 'out'}'")
+    assert (tmp_path / "out" / "train.json").read_text() == "{}"
+
+
+def test_an_output_dir_under_a_file_is_refused(cli, tmp_path, no_model_load):
+    (tmp_path / "afile").write_text("not a folder")
+    result = cli("train", "--model", "tiny", "--output_dir", tmp_path / "afile" / "out")
+    result.failed_cleanly(f"'output_dir': cannot write in '{tmp_path / 'afile'}'")
+    assert (tmp_path / "afile").read_text() == "not a folder"

@@ -135,7 +135,8 @@ def test_a_killed_train_resumes_from_its_last_complete_checkpoint(killed, caplog
 
 def test_overwriting_a_finished_run_unmarks_it_before_new_checkpoints_arrive(tmp_path):
     """``overwrite: true`` over a finished run, killed after the new run's first checkpoint: the
-    folder no longer says it is finished (its old ``train.json`` is gone), and it resumes."""
+    folder no longer says it is finished (its old ``train.json`` is not in it), and it resumes.
+    The old result waited beside it, under a temporary's name, until the new one was complete."""
     import torch
 
     torch.set_num_threads(1)
@@ -151,9 +152,47 @@ def test_overwriting_a_finished_run_unmarks_it_before_new_checkpoints_arrive(tmp
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     assert not (tmp_path / "run" / "train.json").exists()  # not finished-looking
     assert [p.name for p in (tmp_path / "run" / "trainer").glob("checkpoint-*")] == ["checkpoint-1"]
+    from moalign.storage.checkpoints import is_temporary
+
+    aside = [p for p in tmp_path.iterdir() if ".replaced-" in p.name]
+    assert len(aside) == 1 and is_temporary(aside[0]), list(tmp_path.iterdir())
+    assert (aside[0] / "train.json").is_file()  # the old result, not yet destroyed
     rc, stdout, err = _train("--config", str(config), "--resume", "true")
     assert rc == 0 and "checkpoint-1" in stdout, err
     assert json.loads((tmp_path / "run" / "train.json").read_text())["steps"] == 2
+    assert not aside[0].exists()  # removed once the new result is complete
+
+
+def test_an_overwrite_that_fails_puts_the_finished_run_back(tmp_path, monkeypatch):
+    """``overwrite: true`` over a finished run whose new run fails after writing its first
+    checkpoint files: exit code 2, and the old result is back, byte for byte, with nothing of
+    the failed run mixed in."""
+    import torch
+
+    import moalign.trainers.runs as runs
+    from moalign.errors import DataError
+
+    torch.set_num_threads(1)
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.format(out=tmp_path / "run", steps=1))
+    rc, _, err = _train("--config", str(config))
+    assert rc == 0, err
+    before = {p.relative_to(tmp_path): p.read_bytes()
+              for p in (tmp_path / "run").rglob("*") if p.is_file()}
+
+    def fails(spec, args, *a, **kw):
+        partial = Path(args.output_dir) / "checkpoint-1"
+        partial.mkdir(parents=True)
+        (partial / "trainer_state.json").write_text("{}")
+        raise DataError("a problem found only when the trainer tokenizes")
+
+    monkeypatch.setattr(runs, "train_and_save", fails)
+    rc, _, err = _train("--config", str(config), "--overwrite", "true")
+    assert rc == 2 and "found only when the trainer tokenizes" in err, err
+    after = {p.relative_to(tmp_path): p.read_bytes()
+             for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "run.yaml"]  # no leftovers
 
 
 def test_resuming_with_another_configuration_is_refused_before_loading(tmp_path):
@@ -171,7 +210,6 @@ def test_resuming_with_another_configuration_is_refused_before_loading(tmp_path)
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     checkpoints = tmp_path / "run" / "trainer"
-    assert (checkpoints / "run_config.json").is_file()
     before = sorted(p.name for p in checkpoints.iterdir())
     for argv, changed in [
         (["--weights", "[0.5,0.5]"], ["weights: [0.3, 0.7] -> [0.5, 0.5]"]),
@@ -187,6 +225,7 @@ def test_resuming_with_another_configuration_is_refused_before_loading(tmp_path)
         assert "Traceback" not in err
         assert sorted(p.name for p in checkpoints.iterdir()) == before
         assert not (tmp_path / "run" / "train.json").exists()
+    assert (checkpoints / "run_config.json").is_file()  # the record the check compares with
     rc, stdout, err = _train("--config", str(config), "--resume", "true", "--progress", "true")
     assert rc == 0 and "checkpoint-1" in stdout, err
     record = json.loads((tmp_path / "run" / "train.json").read_text())
