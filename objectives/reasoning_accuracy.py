@@ -10,6 +10,9 @@ et al. 2021) references may be bare answers or solutions with a box.
 
 ``verifier="math-verify"`` grades with Hugging Face's ``math-verify`` instead, ``"both"`` asks
 it only where moalign rejects (optional extra: ``pip install 'moalign[math]'``).
+
+Every answer form it reads, with examples: ``docs/OBJECTIVES.md``, "Answer formats of
+``reasoning_accuracy``".
 """
 
 from __future__ import annotations
