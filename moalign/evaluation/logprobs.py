@@ -26,7 +26,7 @@ from moalign.evaluation.batching import (
     record,
     run_batched,
 )
-from moalign.evaluation.generation import render_prompt
+from moalign.evaluation.prompts import render_prompt
 from moalign.objective import as_text
 
 __all__ = ["pair_logprobs", "sequence_logprobs"]

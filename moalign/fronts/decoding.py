@@ -3,7 +3,11 @@
 Shi et al., "Decoding-Time Language Model Alignment with Multiple Objectives" (2024): given
 policies ``π_k`` each tuned for one objective, the next token is drawn from
 ``softmax(Σ_k w_k log π_k(· | x, y_<t))``, so any weight vector is served with no extra
-training. :func:`generate_mixture` implements that loop with one key/value cache per policy.
+training. :class:`Mixture` is that rule as a hook of the one decode driver
+(:func:`moalign.evaluation.generation.generate_completions`): the last policy of positive
+weight runs the token loop, and at each step the others, each with a key/value cache of its own,
+add their weighted log-probabilities to its own (summed in the order of the policies). Batching, padding, seeding, the
+out-of-memory split and throughput are the driver's, as for any other generation.
 
 A policy is a model, or a ``(peft_model, adapter_name)`` pair so that several LoRA adapters on
 one base share its memory (the adapter is activated before each of its forward passes).
@@ -16,136 +20,86 @@ from typing import Any
 
 import numpy as np
 
-from moalign.evaluation.batching import DEFAULT_MAX_BATCH_TOKENS, length_batches, run_batched
-from moalign.evaluation.generation import keep_prompt_ids, left_pad, render_prompt
+from moalign.evaluation.generation import NextToken, generate_completions, takes_generation_settings
 from moalign.fronts.context import Context, Policy
 from moalign.weights import as_weights, format_weights
 
-__all__ = ["generate_mixture", "policies"]
+__all__ = ["Mixture", "generate_mixture", "policies"]
 
 
 def _forward(policy: Any, **kwargs: Any):
-    if isinstance(policy, tuple):
-        model, adapter = policy
-        model.set_adapter(adapter)
-        return model(**kwargs)
-    return policy(**kwargs)
+    _activate(policy)
+    return _model_of(policy)(**kwargs)
 
 
 def _model_of(policy: Any):
     return policy[0] if isinstance(policy, tuple) else policy
 
 
-def _nucleus(probs: Any, top_p: float) -> Any:
-    """Keep the smallest set of tokens whose probability reaches ``top_p`` (nucleus sampling)."""
-    if top_p >= 1.0:
-        return probs
-    import torch
-
-    sorted_p, order = probs.sort(dim=-1, descending=True)
-    drop = sorted_p.cumsum(-1) - sorted_p >= top_p  # the top token is always kept
-    sorted_p = sorted_p.masked_fill(drop, 0.0)
-    return torch.zeros_like(probs).scatter(-1, order, sorted_p)
+def _activate(policy: Any) -> None:
+    if isinstance(policy, tuple):
+        policy[0].set_adapter(policy[1])
 
 
-def generate_mixture(
-    policies: Sequence[Any],
-    weights: Sequence[float],
-    tokenizer: Any,
-    prompts: Sequence[Any],
-    *,
-    max_new_tokens: int = 48,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    batch_size: int = 8,
-    max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS,
-    seed: int = 0,
-    max_prompt_length: int | None = None,
-    progress: bool = False,
-) -> list[str]:
+class Mixture(NextToken):
+    """The next-token logits ``Σ_k w_k log π_k`` of weighted policies (zero weights skipped)."""
+
+    def __init__(self, policies: Sequence[Any], weights: Sequence[float]):
+        w = as_weights(weights, len(policies))
+        self.active = [(float(wk), p) for wk, p in zip(w, policies) if wk > 0]
+        super().__init__(_model_of(self.active[-1][1]))
+
+    def models(self) -> list[Any]:
+        return [_model_of(p) for _, p in self.active]
+
+    def start(self, query_ids: Any, query_mask: Any) -> Any:
+        _activate(self.active[-1][1])
+        if len(self.active) == 1:
+            return None
+        return _MixtureStep(self.active, query_mask)
+
+
+class _MixtureStep:
+    """One batch of a :class:`Mixture`: called once per token with the ids so far and the
+    logits of the policy that runs the loop (the last one), it runs the other policies on the
+    new tokens (their caches) and returns the mixed log-probabilities."""
+
+    def __init__(self, active: list[tuple[float, Any]], query_mask: Any):
+        self.active, self.mask = active, query_mask
+        self.caches: list[Any] = [None] * (len(active) - 1)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        first = self.caches[0] is None
+        step = input_ids if first else input_ids[:, -1:]
+        if not first:
+            self.mask = torch.cat([self.mask, torch.ones_like(step)], dim=-1)
+        pos = (self.mask.cumsum(-1) - 1).clamp(min=0)[:, -step.shape[1]:]
+        mixed = None
+        for i, (wk, policy) in enumerate(self.active[:-1]):
+            o = _forward(policy, input_ids=step, attention_mask=self.mask, position_ids=pos,
+                         past_key_values=self.caches[i], use_cache=True)
+            self.caches[i] = o.past_key_values
+            logp = wk * torch.log_softmax(o.logits[:, -1].float(), dim=-1)
+            mixed = logp if mixed is None else mixed + logp
+        wk, lead = self.active[-1]
+        _activate(lead)  # its adapter runs the next step of the loop
+        return mixed + wk * torch.log_softmax(scores.float(), dim=-1)
+
+
+@takes_generation_settings
+def generate_mixture(policies: Sequence[Any], weights: Sequence[float], tokenizer: Any,
+                     prompts: Sequence[Any], **settings: Any) -> list[str]:
     """Generate from the log-linear mixture ``Σ_k w_k log π_k`` (greedy or sampled).
 
-    Policies with zero weight are skipped, so weight ``(1, 0, ...)`` reproduces greedy
-    generation from the first policy. Sampling uses ``temperature`` and nucleus ``top_p`` on
-    the mixed distribution. The other settings are those of
-    :func:`~moalign.evaluation.generation.generate_completions`, with the same meaning: batches
-    of at most ``batch_size`` prompts and ``max_batch_tokens`` tokens (prompt width plus
-    ``max_new_tokens`` per row; ``None``: no token limit), longest prompts first, a batch that
-    runs out of memory split in halves; sampling seeded per batch (``seed + batch index``);
-    ``max_prompt_length`` cuts long prompts by the rule of
-    :func:`~moalign.evaluation.generation.keep_prompt_ids`.
+    Policies with zero weight are skipped, so weight ``(1, 0, ...)`` is greedy generation from
+    the first policy. The settings are those of
+    :func:`~moalign.evaluation.generation.generate_completions`, with the same meaning and
+    defaults (sampling applies ``temperature`` and nucleus ``top_p`` to the mixed
+    distribution): the mixture is that driver's :class:`Mixture` hook.
     """
-    import torch
-
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError("batch_size and max_new_tokens must be positive")
-    w = as_weights(weights, len(policies))
-    active = [(float(wk), p) for wk, p in zip(w, policies) if wk > 0]
-    texts = [render_prompt(tokenizer, p) for p in prompts]
-    device = next(_model_of(active[0][1]).parameters()).device
-    encoded = keep_prompt_ids(tokenizer, texts, max_prompt_length)
-    batches = length_batches([len(ids) + max_new_tokens for ids in encoded],
-                             batch_size=batch_size, max_batch_tokens=max_batch_tokens)
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    out: list[str | None] = [None] * len(texts)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(texts), desc="mixture decoding", unit="prompt")
-    calls = [0]
-
-    def one(batch: list[int]) -> None:
-        ids, attn = left_pad([encoded[i] for i in batch], pad)
-        ids, attn = ids.to(device), attn.to(device)
-        n = ids.shape[0]
-        caches: list[Any] = [None] * len(active)
-        step_ids, generated = ids, []
-        done = torch.zeros(n, dtype=torch.bool, device=device)
-        gen = torch.Generator(device="cpu").manual_seed(seed + calls[0])
-        with torch.no_grad():
-            for _ in range(max_new_tokens):
-                pos = (attn.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1] :]
-                mixed = None
-                for i, (wk, policy) in enumerate(active):
-                    o = _forward(policy, input_ids=step_ids, attention_mask=attn,
-                                 position_ids=pos, past_key_values=caches[i], use_cache=True)
-                    caches[i] = o.past_key_values
-                    logp = torch.log_softmax(o.logits[:, -1].float(), dim=-1)
-                    mixed = wk * logp if mixed is None else mixed + wk * logp
-                if do_sample:
-                    probs = _nucleus(torch.softmax(mixed / temperature, dim=-1), top_p).cpu()
-                    nxt = torch.multinomial(probs, 1, generator=gen).squeeze(-1).to(device)
-                else:
-                    nxt = mixed.argmax(-1)
-                nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-                generated.append(nxt)
-                done |= nxt == eos
-                if bool(done.all()):
-                    break
-                step_ids = nxt.unsqueeze(-1)
-                attn = torch.cat([attn, torch.ones_like(step_ids)], dim=-1)
-        calls[0] += 1
-        new = torch.stack(generated, dim=1)
-        for i, text in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
-            out[i] = text
-        if bar is not None:
-            bar.update(len(batch))
-
-    models = {id(_model_of(p)): _model_of(p) for _, p in active}
-    modes = {k: m.training for k, m in models.items()}
-    for m in models.values():
-        m.eval()
-    try:
-        run_batched(one, batches)
-    finally:
-        for k, m in models.items():
-            m.train(modes[k])
-        if bar is not None:
-            bar.close()
-    return [str(t) for t in out]
+    return generate_completions(Mixture(policies, weights), tokenizer, prompts, **settings)
 
 
 def policies(ctx: Context) -> Iterator[tuple[str, np.ndarray, Policy]]:

@@ -3,9 +3,10 @@
 A :class:`PromptSampler` walks a prompt dataset in seeded, reshuffled epochs and can be saved
 and restored exactly (resuming a run replays the same prompts). :func:`encode_prompts` and
 :func:`sample_responses` turn prompts into left-padded queries and right-padded responses cut
-after the first end-of-sequence token. Prompts follow TRL's convention: a string is used as it
-is, a list of chat messages goes through the tokenizer's chat template (and the completion is
-then handed to the objectives as one assistant message).
+after the first end-of-sequence token. Prompts are rendered, cut and padded by the helpers
+evaluation generation uses (:mod:`moalign.evaluation.prompts`): a string is used as it is, a
+list of chat messages goes through the tokenizer's chat template (TRL's convention; the
+completion is then handed to the objectives as one assistant message).
 """
 
 from __future__ import annotations
@@ -17,18 +18,12 @@ from typing import Any
 import torch
 
 from moalign.errors import DataError
-from moalign.evaluation.generation import keep_prompt_ids, left_pad
+from moalign.evaluation.prompts import is_conversational, pad_rows, prompt_ids
 
 __all__ = [
     "PromptSampler", "Rollout", "as_prompt_rows", "cut_after_eos", "encode_prompts",
-    "sample_responses",
+    "is_conversational", "sample_responses",
 ]
-
-
-def is_conversational(prompt: Any) -> bool:
-    return isinstance(prompt, Sequence) and not isinstance(prompt, str) and bool(prompt) and all(
-        isinstance(m, Mapping) and "role" in m for m in prompt
-    )
 
 
 def as_prompt_rows(dataset: Any, required_columns: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -141,14 +136,10 @@ def encode_prompts(tokenizer, prompts: Sequence[Any], max_length: int | None, de
     the end of the condition line stay and the user text after them is cut from its start; a
     prompt whose condition leaves no room is refused with a counted
     :class:`~moalign.errors.DataError` (the rule of
-    :func:`moalign.evaluation.generation.keep_prompt_ids`, which evaluation follows too).
+    :func:`moalign.evaluation.prompts.keep_prompt_ids`, which evaluation follows too). Prompts
+    are rendered by :func:`moalign.evaluation.prompts.render_prompt`, as evaluation renders them.
     """
-    texts = [
-        tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-        if is_conversational(p) else p
-        for p in prompts
-    ]
-    ids, mask = left_pad(keep_prompt_ids(tokenizer, texts, max_length), tokenizer.pad_token_id)
+    ids, mask = pad_rows(prompt_ids(tokenizer, prompts, max_length), tokenizer.pad_token_id)
     return ids.to(device), mask.to(device)
 
 
