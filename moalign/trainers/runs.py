@@ -9,10 +9,11 @@ Nothing here imports torch or TRL until a function needs it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from moalign.config.checking import build_checked
 from moalign.trainers.registry import TrainerSpec
 
 __all__ = ["TRAINER_DEFAULTS", "build_args", "build_trainer", "check_prompt_columns",
-           "prompt_rows", "saves_checkpoints", "tradeoff_problems", "train_and_save",
-           "trained_policy", "trainer_defaults"]
+           "check_saved_policy", "prompt_rows", "save_policy", "saves_checkpoints",
+           "tradeoff_problems", "train_and_save", "trained_policy", "trainer_defaults"]
 
 #: Trainer-config defaults sized for a CPU, per kind of data (``TrainerSpec.data``); each applies
 #: only where the chosen config has the field, and what the user gives overrides it.
@@ -144,6 +145,86 @@ def trained_policy(trainer: Any) -> Any:
     return trainer.model
 
 
+def _engine_gathers(engine: Any) -> Any:
+    """The ZeRO-3 engine's "gather the 16-bit weights on save" switch (its config object), or
+    None where there is no such engine."""
+    config = getattr(getattr(engine, "_config", None), "zero_config", None)
+    return config if hasattr(config, "gather_16bit_weights_on_model_save") else None
+
+
+@contextlib.contextmanager
+def _full_state_on_save(trainer: Any) -> Iterator[None]:
+    """While the final policy is saved, sharded training states gather a whole one: FSDP's
+    ``SHARDED_STATE_DICT`` (checkpoints) becomes ``FULL_STATE_DICT``, and a ZeRO-3 engine
+    without ``stage3_gather_16bit_weights_on_model_save`` gathers anyway (without this
+    ``Trainer.save_model`` writes nothing under FSDP, and only a ZeRO checkpoint under ZeRO-3:
+    no policy a soup or an evaluation can load). Both are put back afterwards."""
+    state = trainer.accelerator.state
+    fsdp = getattr(state, "fsdp_plugin", None) if getattr(trainer, "is_fsdp_enabled", False) else None
+    old_type = getattr(fsdp, "state_dict_type", None)
+    engine = _engine_gathers(getattr(trainer, "model_wrapped", None)) \
+        if getattr(trainer, "is_deepspeed_enabled", False) else None
+    old_gather = getattr(engine, "gather_16bit_weights_on_model_save", None)
+    if fsdp is not None and "FULL_STATE_DICT" not in str(old_type):
+        fsdp.set_state_dict_type("FULL_STATE_DICT")
+    if engine is not None:
+        engine.gather_16bit_weights_on_model_save = True
+    try:
+        yield
+    finally:
+        if fsdp is not None and fsdp.state_dict_type != old_type:
+            fsdp.set_state_dict_type(old_type)
+        if engine is not None:
+            engine.gather_16bit_weights_on_model_save = old_gather
+
+
+def check_saved_policy(folder: str | Path) -> None:
+    """A saved policy holds whole, non-empty weights: a ``*.safetensors`` file whose tensors all
+    have elements (a partitioned ZeRO-3 / FSDP parameter saved without gathering has none).
+    :class:`~moalign.errors.CheckpointError` otherwise, naming the folder."""
+    from moalign.errors import CheckpointError
+    from moalign.storage.checkpoints import check_safetensors
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"the trained policy saved in '{folder}' has no *.safetensors "
+                              "weights (a DeepSpeed / FSDP checkpoint cannot be loaded as a "
+                              "policy)")
+    for f in files:
+        empty = [name for name, info in check_safetensors(f).items()
+                 if name != "__metadata__" and 0 in info.get("shape", [1])]
+        if empty:
+            raise CheckpointError(f"the trained policy saved in '{f}' holds {len(empty)} empty "
+                                  f"tensors (e.g. '{empty[0]}'): sharded weights were saved "
+                                  "without being gathered")
+
+
+def save_policy(trainer: Any, save_to: str | Path) -> None:
+    """Save the policy a trainer trained (the adapter under LoRA, the whole model otherwise)
+    into ``save_to``, gathered from every process: call it on **every** process. The TRL-based
+    trainers save through ``Trainer.save_model`` (which gathers ZeRO-3 / FSDP shards; the
+    final save always gathers a whole policy, see :func:`_full_state_on_save`), MO-PPO through
+    its accelerator's ``get_state_dict``; only the main process writes, the others wait until
+    the folder is complete, and the result is checked (:func:`check_saved_policy`)."""
+    save_to = Path(save_to)
+    acc = trainer.accelerator
+    if hasattr(trainer, "policy"):  # MO-PPO: its own loop on accelerate
+        from accelerate.utils import DistributedType
+
+        sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
+        state = acc.get_state_dict(trainer.policy) if sharded else None  # every process
+        if acc.is_main_process:
+            trained_policy(trainer).save_pretrained(str(save_to), state_dict=state)
+    else:
+        with _full_state_on_save(trainer):
+            trainer.save_model(str(save_to))  # gathers on every process, the main one writes
+        if trainer.args.should_save:  # the run's arguments are recorded elsewhere, not pickled
+            (save_to / "training_args.bin").unlink(missing_ok=True)
+    if acc.is_main_process:
+        check_saved_policy(save_to)
+    acc.wait_for_everyone()
+
+
 def _quiet(trainer: Any) -> None:
     """No metrics dict printed per logged step (a progress bar is kept where there is one)."""
     if not hasattr(trainer, "remove_callback"):
@@ -188,7 +269,7 @@ def train_and_save(spec: TrainerSpec, args: Any, model: Any, tokenizer: Any, dat
     state = getattr(trainer, "state", None)
     log = list(getattr(state, "log_history", None) or (result if isinstance(result, list) else []))
     steps = int(getattr(state, "global_step", None) or getattr(trainer, "step", 0))
-    trained_policy(trainer).save_pretrained(str(save_to))
+    save_policy(trainer, save_to)
     loss = getattr(result, "training_loss", None)
     return {"log": log, "steps": steps, "seconds": seconds,
             "final_loss": None if loss is None else float(loss)}
