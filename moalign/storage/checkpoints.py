@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import struct
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "check_adapter",
     "check_model_folder",
     "check_safetensors",
+    "check_sharded_states",
     "check_trainer_checkpoint",
     "is_temporary",
     "latest_checkpoint",
@@ -180,6 +182,78 @@ def check_model_folder(folder: str | os.PathLike) -> None:
         check_safetensors(weights)
 
 
+def _check_zip(path: Path) -> None:
+    """A ``torch.save`` file (a zip archive) is whole: its central directory, written last, is
+    there and readable. Nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"state file '{path}' is truncated or corrupt ({exc})") from None
+    if not names:
+        raise CheckpointError(f"state file '{path}' is empty")
+
+
+def _zero_ranks(files: Iterable[Path], kind: str) -> set[int]:
+    return {int(m.group(1)) for f in files
+            if (m := re.search(rf"zero_pp_rank_(\d+)_mp_rank_\d+_{kind}_states\.pt$", f.name))}
+
+
+def _check_deepspeed(folder: Path, steps: list[Path]) -> None:
+    """A DeepSpeed checkpoint: ``latest`` names a ``global_step*`` folder of the checkpoint, which
+    holds the model states (one file, or one per process under ZeRO-3), every ``*.pt`` whole,
+    and, under ZeRO, one optimizer partition per process that has model states."""
+    latest = folder / "latest"
+    if not latest.is_file():
+        raise CheckpointError(f"checkpoint '{folder}' is incomplete: DeepSpeed folders "
+                              f"({steps[0].name}) but no 'latest' file naming one")
+    tag = read_text(latest, "DeepSpeed tag file").strip()
+    step = folder / tag
+    if not tag or "/" in tag or not step.is_dir():
+        raise CheckpointError(f"checkpoint '{folder}': 'latest' names '{tag}', which is not a "
+                              "folder of the checkpoint")
+    files = sorted(step.glob("*.pt"))
+    if not any(f.name.endswith("model_states.pt") for f in files):
+        raise CheckpointError(f"DeepSpeed checkpoint '{step}' holds no *model_states.pt file")
+    for f in files:
+        _check_zip(f)
+    model, optim = _zero_ranks(files, "model"), _zero_ranks(files, "optim")
+    if optim and model and optim != model:
+        raise CheckpointError(f"DeepSpeed checkpoint '{step}' is incomplete: model states of "
+                              f"processes {sorted(model)}, optimizer states of {sorted(optim)}")
+    if optim and optim != set(range(len(optim))):
+        raise CheckpointError(f"DeepSpeed checkpoint '{step}' is incomplete: optimizer states "
+                              f"of processes {sorted(optim)} only")
+
+
+def _check_distributed_checkpoint(path: Path) -> None:
+    """An FSDP ``SHARDED_STATE_DICT`` folder (``torch.distributed.checkpoint``): data files and
+    the ``.metadata`` file that is written once every process has written its data."""
+    if not (path / ".metadata").is_file() or (path / ".metadata").stat().st_size == 0:
+        raise CheckpointError(f"sharded checkpoint '{path}' is incomplete: no .metadata (it is "
+                              "written last)")
+    if not any(path.glob("*.distcp")):
+        raise CheckpointError(f"sharded checkpoint '{path}' holds no *.distcp data file")
+
+
+def check_sharded_states(folder: str | os.PathLike) -> bool:
+    """Check the weights a DeepSpeed checkpoint (``global_step*`` folders, ``latest``) or an FSDP
+    ``SHARDED_STATE_DICT`` checkpoint (``pytorch_model_fsdp_*`` and ``optimizer_*`` folders)
+    keeps without a ``*.safetensors`` file (ZeRO-3 without 16-bit weights on save, FSDP's
+    sharded state dict); returns whether there were any. Nothing is unpickled: zip archives are
+    checked for their central directory, distributed checkpoints for their metadata file."""
+    folder = Path(folder)
+    found = False
+    steps = sorted(p for p in folder.glob("global_step*") if p.is_dir())
+    if steps:
+        _check_deepspeed(folder, steps)
+        found = True
+    fsdp = sorted(p for p in folder.glob("pytorch_model_fsdp_*") if p.is_dir())
+    for path in [*fsdp, *(p for p in folder.glob("optimizer_*") if p.is_dir())]:
+        _check_distributed_checkpoint(path)
+    return found or bool(fsdp)
+
+
 def check_trainer_checkpoint(folder: str | os.PathLike,
                              required: Sequence[str] = ()) -> dict[str, Any]:
     """Validate a ``checkpoint-<step>`` folder of a Hugging Face / TRL trainer (or of
@@ -187,7 +261,9 @@ def check_trainer_checkpoint(folder: str | os.PathLike,
 
     The ``Trainer`` writes ``trainer_state.json`` last (moalign's trainers write their own
     state files before it), so its absence means the save was cut short. Every
-    ``*.safetensors`` file must be whole, every moalign state file must parse, and each file
+    ``*.safetensors`` file must be whole; a checkpoint without one keeps its weights sharded
+    (DeepSpeed ZeRO-3 without 16-bit weights, FSDP ``SHARDED_STATE_DICT``), and those are
+    checked by :func:`check_sharded_states`. Every moalign state file must parse, and each file
     named in ``required`` (what the resuming trainer reads, e.g. ``moalign_state.json``) must be
     there.
     """
@@ -205,10 +281,13 @@ def check_trainer_checkpoint(folder: str | os.PathLike,
     if "global_step" not in state and "step" not in state:
         raise CheckpointError(f"trainer state '{state_file}' names no step")
     weights = sorted(folder.rglob("*.safetensors"))
-    if not weights:
-        raise CheckpointError(f"checkpoint '{folder}' holds no *.safetensors weights")
     for f in weights:
         check_safetensors(f)
+    sharded = check_sharded_states(folder)
+    if not weights and not sharded:
+        raise CheckpointError(f"checkpoint '{folder}' holds no weights: no *.safetensors file, "
+                              "no DeepSpeed global_step* folder and no FSDP "
+                              "pytorch_model_fsdp_* folder")
     for name in _STATE_FILES:
         if (folder / name).exists():
             read_json(folder / name, what="moalign state")
