@@ -364,12 +364,23 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
             atomic_write_json(os.path.join(folder, STATE_FILE), state)
         super()._save_checkpoint(model, trial)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, STATE_FILE)
+    def _restore_moalign_state(self, checkpoint) -> None:
+        path = os.path.join(checkpoint, STATE_FILE)
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as fh:
                 self._load_moalign_state(json.load(fh))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._restore_moalign_state(resume_from_checkpoint)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        # the Trainer calls this on every resume, DeepSpeed included (which loads the weights
+        # itself and never calls _load_from_checkpoint): the trade-off's state is restored here
+        # too, after the weights, whatever the backend (restoring it twice is harmless)
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            self._restore_moalign_state(checkpoint)
 
     resume_required = (STATE_FILE,)
 
