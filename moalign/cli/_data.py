@@ -22,21 +22,15 @@ __all__ = ["ROW_CHECKS", "check_prompt_columns", "preference_data", "prompt_data
 
 def _label_with_scorers(ds: Any, names: list[str], batch_size: int = 32) -> Any:
     """Add ``pref_<name>`` = sign(score(chosen) - score(rejected)) for objectives the data does
-    not label (NaN where either side is unscored)."""
+    not label (NaN where either side is unscored;
+    :func:`moalign.evaluation.core.pair_score_margins`)."""
     from moalign.data import pref_column
+    from moalign.evaluation.core import pair_score_margins
     from moalign.objective import load_objective
 
     for name in names:
-        scorer = load_objective(name)
-        labels: list[float] = []
-        for start in range(0, len(ds), batch_size):
-            batch = ds[start:start + batch_size]
-            extra = {c: batch[c] for c in scorer.required_columns}
-            good = scorer(batch["prompt"], batch["chosen"], **extra)
-            bad = scorer(batch["prompt"], batch["rejected"], **extra)
-            labels += [float("nan") if a is None or b is None else float(np.sign(a - b))
-                       for a, b in zip(good, bad, strict=True)]
-        ds = ds.add_column(pref_column(name), labels)
+        margins = pair_score_margins(ds, load_objective(name), batch_size=batch_size)
+        ds = ds.add_column(pref_column(name), np.sign(margins).tolist())
     return ds
 
 

@@ -4,6 +4,8 @@
   :func:`~moalign.evaluation.logprobs.pair_logprobs` (log-probabilities) are the building blocks;
 - :func:`evaluate_policy`: generation + :class:`~moalign.objective.ObjectiveSet` scoring -> mean
   and standard error per objective (:class:`PolicyEvaluation`);
+- :func:`pair_score_margins`: a scorer's ``r(chosen) - r(rejected)`` on preference pairs (the
+  labels ``moalign train`` derives from a scorer, and MODPO's margins);
 - :func:`implicit_reward_accuracy`: the generation-free metric
   for DPO-family policies (Rafailov et al. 2023): the implicit reward
   ``beta * (log pi(y|x) - log pi_ref(y|x))`` ranks the labelled-better reply first, measured per
@@ -33,6 +35,7 @@ __all__ = [
     "implicit_reward_outcomes",
     "labelled_rows",
     "mean_and_stderr",
+    "pair_score_margins",
     "score_completions",
 ]
 
@@ -85,6 +88,29 @@ def score_completions(objectives: ObjectiveSet, prompts: Sequence[Any],
         rewards = objectives.score(list(prompts), list(completions), **columns)
         units.append(len(completions))
     return rewards.values.double().numpy()
+
+
+def pair_score_margins(dataset: Any, scorer: Callable[..., Sequence[Any]], *,
+                       batch_size: int = 64) -> np.ndarray:
+    """``score(prompt, chosen) - score(prompt, rejected)`` for each pair of a preference dataset.
+
+    ``scorer`` has the objective signature ``(prompts, completions, **columns)`` (an
+    :class:`~moalign.objective.Objective` or any such callable) and gets every column other than
+    ``prompt`` / ``chosen`` / ``rejected`` as keyword arguments. A pair either side of which is
+    unscored (``None``) gets NaN. Batches of ``batch_size`` pairs, in order.
+    """
+    from moalign.data.schema import CORE_COLUMNS
+
+    margins = np.full(len(dataset), np.nan)
+    for start in range(0, len(dataset), batch_size):
+        batch = dataset[start:start + batch_size]
+        extra = {k: v for k, v in batch.items() if k not in CORE_COLUMNS}
+        good = scorer(batch["prompt"], batch["chosen"], **extra)
+        bad = scorer(batch["prompt"], batch["rejected"], **extra)
+        for i, (a, b) in enumerate(zip(good, bad, strict=True)):
+            if a is not None and b is not None:
+                margins[start + i] = float(a) - float(b)
+    return margins
 
 
 def evaluate_policy(

@@ -187,23 +187,17 @@ def encode_reward_input(
 
 def _batches(encoded: Sequence[tuple[list[int], int]], batch_size: int, pad_id: int,
              pad_multiple: int = 8):
-    """Yield (rows, input_ids, attention_mask, starts, lengths), right-padded, shortest first."""
-    import torch
+    """Yield (rows, input_ids, attention_mask, starts, lengths), right-padded, the rows grouped
+    by length (:func:`moalign.evaluation.batching.length_batches`): the one batcher of reward
+    scoring, for reward checkpoints and reward-model objectives alike."""
+    from moalign.evaluation.batching import length_batches
+    from moalign.evaluation.prompts import pad_rows
 
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    for b in range(0, len(order), batch_size):
-        rows = order[b:b + batch_size]
-        width = max(1, max(len(encoded[i][0]) for i in rows))
-        width = -(-width // pad_multiple) * pad_multiple  # fewer distinct shapes; pads are masked
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            seq = encoded[i][0]
-            ids[r, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[r, : len(seq)] = 1
-        starts = [encoded[i][1] for i in rows]
-        lengths = [len(encoded[i][0]) for i in rows]
-        yield rows, ids, mask, starts, lengths
+    lengths = [len(ids) for ids, _ in encoded]
+    for rows in length_batches(lengths, batch_size=batch_size, max_batch_tokens=None):
+        ids, mask = pad_rows([encoded[i][0] for i in rows], pad_id, side="right",
+                             multiple=pad_multiple)
+        yield rows, ids, mask, [encoded[i][1] for i in rows], [lengths[i] for i in rows]
 
 
 def _pad_id(model) -> int:
@@ -230,6 +224,21 @@ def _pool(hidden, ids, starts, lengths, pooling: str, pad_id: int):
     return out
 
 
+def _each_batch(model, encoded: Sequence[tuple[list[int], int]], batch_size: int, width: int,
+                step, dtype=None):
+    """``[N, width]`` rows filled batch by batch (:func:`_batches`, on the model's device, no
+    gradients) with ``step(input_ids, attention_mask, starts, lengths, pad_id)``."""
+    import torch
+
+    pad_id = _pad_id(model)
+    device = next(model.parameters()).device
+    out = torch.empty(len(encoded), width, dtype=dtype or torch.float32)
+    with torch.inference_mode():
+        for rows, ids, mask, starts, lengths in _batches(encoded, batch_size, pad_id):
+            out[rows] = step(ids, mask.to(device), starts, lengths, pad_id).to(out.dtype)
+    return out
+
+
 def features(
     model,
     encoded: Sequence[tuple[list[int], int]],
@@ -243,19 +252,18 @@ def features(
     ``encoded`` holds ``(ids, completion start)`` pairs from :func:`encode_reward_input`.
     ``progress`` (optional) is called with the number of examples done after each batch.
     """
-    import torch
-
     backbone = getattr(model, model.base_model_prefix)
-    pad_id = _pad_id(model)
     device = next(model.parameters()).device
-    out = torch.empty(len(encoded), model.config.get_text_config().hidden_size)
-    with torch.inference_mode():
-        for rows, ids, mask, starts, lengths in _batches(encoded, batch_size, pad_id):
-            hidden = backbone(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            out[rows] = _pool(hidden.cpu(), ids, starts, lengths, pooling, pad_id)
-            if progress is not None:
-                progress(len(rows))
-    return out
+
+    def step(ids, mask, starts, lengths, pad_id):
+        hidden = backbone(input_ids=ids.to(device), attention_mask=mask).last_hidden_state
+        pooled = _pool(hidden.cpu(), ids, starts, lengths, pooling, pad_id)
+        if progress is not None:
+            progress(len(starts))
+        return pooled
+
+    return _each_batch(model, encoded, batch_size, model.config.get_text_config().hidden_size,
+                       step)
 
 
 def reward_scores(
@@ -272,23 +280,17 @@ def reward_scores(
     """
     import torch
 
-    pad_id = _pad_id(model)
     device = next(model.parameters()).device
-    out = torch.empty(len(encoded), model.config.num_labels, dtype=torch.float64)
-    with torch.inference_mode():
-        if pooling == "last":
-            for rows, ids, mask, _, _ in _batches(encoded, batch_size, pad_id):
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                out[rows] = logits.double().cpu()
-            return out
-        head = model.score
-        for rows, ids, mask, starts, lengths in _batches(encoded, batch_size, pad_id):
-            hidden = getattr(model, model.base_model_prefix)(
-                input_ids=ids.to(device), attention_mask=mask.to(device)
-            ).last_hidden_state
-            pooled = _pool(hidden.cpu(), ids, starts, lengths, pooling, pad_id)
-            out[rows] = head(pooled.to(head.weight.dtype).to(device)).double().cpu()
-    return out
+    if pooling == "last":
+        def step(ids, mask, starts, lengths, pad_id):
+            return model(input_ids=ids.to(device), attention_mask=mask).logits.double().cpu()
+
+        return _each_batch(model, encoded, batch_size, model.config.num_labels, step,
+                           dtype=torch.float64)
+    pooled = features(model, encoded, pooling, batch_size=batch_size)
+    head = model.score
+    with torch.no_grad():
+        return head(pooled.to(head.weight.dtype).to(device)).double().cpu()
 
 
 def pairwise_accuracy(chosen, rejected) -> float:

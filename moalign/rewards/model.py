@@ -32,7 +32,8 @@ tokens, the first M completion tokens) and its pooling (``"last"``, or the mean 
 completion's states) are then used, so the objective reads inputs exactly as the model was
 trained; ``max_length`` still caps the total from the left.
 
-Scoring runs under ``torch.no_grad()`` in batches of ``batch_size`` on the model's device.
+Scoring runs without gradients in batches of ``batch_size`` on the model's device, formed by the
+one batcher of reward scoring (:func:`moalign.rewards.head.reward_scores`).
 """
 
 from __future__ import annotations
@@ -382,32 +383,14 @@ class RewardModelObjective(Objective):
             return self._logits(prompts, completions)
 
     def _logits(self, prompts: Sequence[Any] | None, completions: Sequence[Any]):
-        import torch
+        from moalign.rewards.head import reward_scores
 
-        model, _, pad_id = self._loaded.get(self.__name__)
+        model, _, _ = self._loaded.get(self.__name__)
         if prompts is None:
             prompts = [None] * len(completions)
         pairs = [self._encode(p, c) for p, c in zip(prompts, completions, strict=True)]
-        if self.spec is not None and self.spec.pooling != "last":
-            from moalign.rewards.head import reward_scores
-
-            return reward_scores(model, pairs, self.spec.pooling, batch_size=self.batch_size)
-        encoded = [ids for ids, _ in pairs]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
-        device = next(model.parameters()).device
-        out = torch.empty(len(encoded), self.num_labels, dtype=torch.float64)
-        with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                width = max(len(encoded[i]) for i in rows)
-                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, i in enumerate(rows):
-                    ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-                    mask[r, : len(encoded[i])] = 1
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-                out[rows] = logits.double().cpu()
-        return out
+        pooling = "last" if self.spec is None else self.spec.pooling
+        return reward_scores(model, pairs, pooling, batch_size=self.batch_size)
 
     def score(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any):
         if len(completions) == 0:

@@ -28,6 +28,7 @@ from trl import DPOConfig
 
 from moalign.data.schema import CORE_COLUMNS, pref_column
 from moalign.errors import ConfigError, DataError, UnknownObjectiveError
+from moalign.evaluation.core import pair_score_margins
 from moalign.objective import Objective, load_objective
 from moalign.tradeoff.tradeoff import TradeOff, refuse_renamed_fields
 from moalign.trainers._dpo_base import (
@@ -125,7 +126,8 @@ def add_margin_columns(dataset: Any, rewards: Mapping[str, Any], *, batch_size: 
     rule, :class:`ImplicitReward`), an objective spec for :func:`~moalign.load_objective`, or any
     callable with the objective signature ``(prompts, completions, **columns)``. The other
     dataset columns are passed as keyword arguments. A pair either side of which is unscored
-    (``None``) gets NaN. Existing margin columns are kept unless ``overwrite``.
+    (``None``) gets NaN (:func:`moalign.evaluation.core.pair_score_margins`). Existing margin
+    columns are kept unless ``overwrite``.
     """
     from datasets import Dataset
 
@@ -140,16 +142,7 @@ def add_margin_columns(dataset: Any, rewards: Mapping[str, Any], *, batch_size: 
             if not overwrite:
                 continue
             dataset = dataset.remove_columns(column)
-        scorer = _as_scorer(name, spec)
-        margins = np.full(len(dataset), np.nan)
-        for start in range(0, len(dataset), batch_size):
-            batch = dataset[start:start + batch_size]
-            extra = {k: v for k, v in batch.items() if k not in CORE_COLUMNS}
-            good = scorer(batch["prompt"], batch["chosen"], **extra)
-            bad = scorer(batch["prompt"], batch["rejected"], **extra)
-            for i, (a, b) in enumerate(zip(good, bad, strict=True)):
-                if a is not None and b is not None:
-                    margins[start + i] = float(a) - float(b)
+        margins = pair_score_margins(dataset, _as_scorer(name, spec), batch_size=batch_size)
         dataset = dataset.add_column(column, margins.tolist())
     return dataset
 
