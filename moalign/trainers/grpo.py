@@ -36,7 +36,8 @@ GDPO argues). TRL sums weighted rewards itself, so only the linear scalarizer ap
 
 With ``beta > 0`` and a policy that is not a peft model, TRL loads the reference model from the
 policy's ``name_or_path``; a model built in memory is first saved to ``reference_dir`` so the
-reference is exactly the initial policy.
+reference is exactly the initial policy (by the main process, atomically, while the other
+processes wait).
 """
 
 from __future__ import annotations
@@ -266,6 +267,13 @@ def _with_loadable_name(model: Any, args: MultiObjectiveGRPOConfig, peft_config:
     if source and os.path.isdir(source) and os.path.isfile(os.path.join(source, "config.json")):
         return model
     folder = args.reference_dir or os.path.join(args.output_dir, "reference")
-    model.save_pretrained(folder)
+    # one process writes (per node with save_on_each_node, as the Trainer saves), under a
+    # temporary name renamed when whole; the others wait for it before TRL loads the folder
+    with args.main_process_first(local=args.save_on_each_node, desc="the reference copy"):
+        if args.should_save:
+            from moalign.storage.files import atomic_directory
+
+            with atomic_directory(folder, overwrite=True) as tmp:
+                model.save_pretrained(tmp)
     model.config._name_or_path = folder
     return model
