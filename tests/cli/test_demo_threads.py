@@ -69,3 +69,23 @@ def test_threads_flag_is_checked(bad):
 
     with pytest.raises(argparse.ArgumentTypeError, match="thread"):
         demo._positive_int(bad)
+
+
+def test_bfloat16_buys_the_default_demo_more_pairs(monkeypatch):
+    """Where the default preset runs in bfloat16 it trains and evaluates on more pairs; in
+    float32 it keeps the preset; what the user gives still decides."""
+    monkeypatch.setenv("MOALIGN_CPU_BF16", "1")
+    data, _ = demo.demo_config("default", None, {})
+    assert (data["train_pairs"], data["eval_pairs"], data["train"]["max_steps"]) == (96, 250, 24)
+    assert data["train"]["learning_rate"] == demo.DEFAULT_PRESET["train"]["learning_rate"]
+    forced, _ = demo.demo_config("default", None, {"precision": "float32"})
+    assert (forced["train_pairs"], forced["eval_pairs"], forced["train"]["max_steps"]) == (
+        demo.DEFAULT_PRESET["train_pairs"], demo.DEFAULT_PRESET["eval_pairs"], 16)
+    mine, _ = demo.demo_config("default", None, {"eval_pairs": 40, "train": {"max_steps": 2}})
+    assert (mine["eval_pairs"], mine["train"]["max_steps"], mine["train_pairs"]) == (40, 2, 96)
+    monkeypatch.setenv("MOALIGN_CPU_BF16", "0")
+    plain, _ = demo.demo_config("default", None, {})
+    assert plain["eval_pairs"] == demo.DEFAULT_PRESET["eval_pairs"]
+    monkeypatch.setenv("MOALIGN_CPU_BF16", "1")
+    tiny, _ = demo.demo_config("tiny", None, {})
+    assert tiny["eval_pairs"] == demo.TINY_PRESET["eval_pairs"]  # the tiny preset is fixed
