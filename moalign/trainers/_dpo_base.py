@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,8 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
     Subclasses set ``self._mo_columns`` (before ``super().__init__``), ``self._mo_names``
     (objectives whose labels are logged) and ``self.tradeoff`` (the
     :class:`~moalign.tradeoff.tradeoff.TradeOff` over all their objectives), and implement
-    ``_compute_loss``.
+    ``_pairs_loss`` (the loss of a batch of pairs from their log-ratios, logging its
+    per-objective metrics); ``_compute_loss`` runs the passes around it.
     """
 
     _mo_columns: tuple[str, ...] = ()
@@ -160,6 +161,27 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
                 and not getattr(model.config, "_name_or_path", "")):
             return copy.deepcopy(model)
         return ref_model
+
+    def _init_dpo(self, model, ref_model, args, data_collator, train_dataset, eval_dataset,
+                  processing_class, compute_metrics, callbacks, optimizers, quantization_config,
+                  peft_config) -> None:
+        """``DPOTrainer.__init__`` with :meth:`_default_reference`, then :meth:`_finish_init`:
+        the end of every multi-objective DPO trainer's ``__init__``."""
+        ref_model = self._default_reference(model, ref_model, args, peft_config)
+        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
+                         train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, compute_metrics=compute_metrics,
+                         callbacks=callbacks, optimizers=optimizers,
+                         quantization_config=quantization_config, peft_config=peft_config)
+        self._finish_init()
+
+    @staticmethod
+    def _eval_splits(eval_dataset) -> dict[str, Any]:
+        """``{split: dataset}`` of an ``eval_dataset``: one dataset (``"eval"``), a mapping of
+        them, or ``None``."""
+        if isinstance(eval_dataset, Mapping):
+            return dict(eval_dataset)
+        return {} if eval_dataset is None else {"eval": eval_dataset}
 
     def _finish_init(self) -> None:
         """Wrap the collator (after ``DPOTrainer.__init__`` built it) and set up metrics."""
@@ -223,6 +245,19 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
             if column not in self._signature_columns:
                 self._signature_columns.append(column)
 
+    def _prepare_inputs(self, inputs):
+        """Device placement of a batch, the moalign columns (``pref_<k>``, ``margin_<k>``,
+        ``condition_weights``) kept in their dtype. Under DeepSpeed the ``Trainer`` casts every
+        float tensor of a batch to the engine's dtype (``_prepare_input``): in bf16 the
+        condition weights would leave the simplex and the margins keep ~3 digits."""
+        columns = {c: inputs[c] for c in self._mo_columns if c in inputs}
+        if not columns:
+            return super()._prepare_inputs(inputs)
+        prepared = super()._prepare_inputs({k: v for k, v in inputs.items() if k not in columns})
+        for column, value in columns.items():
+            prepared[column] = value.to(self.args.device) if torch.is_tensor(value) else value
+        return prepared
+
     @staticmethod
     def _split_inputs(inputs: dict[str, Any], columns: Sequence[str]) -> tuple[dict, dict]:
         extra = {c: inputs[c] for c in columns if c in inputs}
@@ -253,14 +288,42 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
         else:
             reference = self.ref_model if self.ref_model is not None else self.model
             ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
+        # the losses are computed in float32 at least: under DeepSpeed bf16 the log-probs can be
+        # bf16, and the condition weights / margins / labels are cast to the log-ratios' dtype
+        dtype = torch.promote_types(chosen_logps.dtype, torch.float32)
         return (
-            chosen_logps - ref_chosen.to(chosen_logps.dtype),
-            rejected_logps - ref_rejected.to(rejected_logps.dtype),
+            chosen_logps.to(dtype) - ref_chosen.to(dtype),
+            rejected_logps.to(dtype) - ref_rejected.to(dtype),
             chosen_logps,
             rejected_logps,
             outputs,
             seq_len,
         )
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        """One policy pass and one reference pass, the subclass's loss of the pairs
+        (:meth:`_pairs_loss`) and the metrics TRL's ``DPOTrainer`` logs."""
+        mode = "train" if self.model.training else "eval"
+        trl_inputs, extra = self._split_inputs(inputs, self._mo_columns)
+        chosen_lr, rejected_lr, chosen_logps, rejected_logps, outputs, seq_len = \
+            self._logratios(model, trl_inputs)
+        loss = self._pairs_loss(model, mode, (chosen_lr, rejected_lr), extra, trl_inputs,
+                                outputs)
+        self._log_standard_metrics(mode, trl_inputs, outputs, seq_len, chosen_lr, rejected_lr,
+                                   chosen_logps, rejected_logps)
+        if return_outputs:
+            with torch.no_grad():
+                outputs = model(**{k: v for k, v in trl_inputs.items()
+                                   if k in ("input_ids", "attention_mask")})
+            return loss, outputs
+        return loss
+
+    def _pairs_loss(self, model, mode: str, logratios: tuple[torch.Tensor, torch.Tensor],
+                    extra: dict[str, Any], inputs: dict[str, Any], outputs) -> torch.Tensor:
+        """The loss of a batch from the chosen / rejected log-ratios ``logratios`` of ``model``,
+        the moalign columns ``extra`` and TRL's ``inputs`` and ``outputs``; logs the
+        per-objective metrics."""
+        raise NotImplementedError
 
     def _add_aux_loss(self, loss: torch.Tensor, outputs, mode: str) -> torch.Tensor:
         if not self.aux_loss_enabled:

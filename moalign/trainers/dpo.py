@@ -291,18 +291,12 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
         if train_dataset is not None:
             check_label_columns(train_dataset, names, need_labels=need, split="train")
             self._check_condition_column(train_dataset, "train")
-        evals = eval_dataset if isinstance(eval_dataset, dict) else (
-            {"eval": eval_dataset} if eval_dataset is not None else {})
-        for split, ds in evals.items():
+        for split, ds in self._eval_splits(eval_dataset).items():
             check_label_columns(ds, names, split=split)
             self._check_condition_column(ds, split)
-        ref_model = self._default_reference(model, ref_model, args, peft_config)
-        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
-                         train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=processing_class, compute_metrics=compute_metrics,
-                         callbacks=callbacks, optimizers=optimizers,
-                         quantization_config=quantization_config, peft_config=peft_config)
-        self._finish_init()
+        self._init_dpo(model, ref_model, args, data_collator, train_dataset, eval_dataset,
+                       processing_class, compute_metrics, callbacks, optimizers,
+                       quantization_config, peft_config)
         # Trainer divides a loss by the accumulation steps unless it says it is scaled already
         self.loss_is_scaled_for_ga = self._step_normalized
 
@@ -452,16 +446,12 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
         return step[:-1].to(device), int(step[-1]), float(self.accelerator.num_processes)
 
     # ------------------------------------------------------------------ loss
-    def _compute_loss(self, model, inputs, return_outputs):
-        mode = "train" if self.model.training else "eval"
-        trl_inputs, extra = self._split_inputs(inputs, self._mo_columns)
-        chosen_lr, rejected_lr, chosen_logps, rejected_logps, outputs, seq_len = \
-            self._logratios(model, trl_inputs)
-        delta = chosen_lr - rejected_lr
+    def _pairs_loss(self, model, mode, logratios, extra, inputs, outputs):
+        delta = logratios[0] - logratios[1]
         labels = torch.stack([extra[c] for c in self._label_columns], dim=1).to(delta.dtype)
-        lengths = trl_inputs["completion_mask"].sum(dim=1).chunk(2, dim=0)
+        lengths = inputs["completion_mask"].sum(dim=1).chunk(2, dim=0)
         losses, mask = pair_losses(delta, labels, self.beta, self._pair_loss,
-                                   logratios=(chosen_lr, rejected_lr), lengths=lengths)
+                                   logratios=logratios, lengths=lengths)
         if self._conditioned:
             weights = extra[WEIGHTS_COLUMN].to(delta.dtype)
         elif self._mgda and mode == "train":
@@ -474,18 +464,10 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
                        self.args.label_normalization, counts=counts, parts=parts)
         # the auxiliary loss counts once per step: 1 / parts of it per micro-batch and process
         loss = self._add_aux_loss(loss * parts, outputs, mode) * (scale / parts)
-
-        self._log_standard_metrics(mode, trl_inputs, outputs, seq_len, chosen_lr, rejected_lr,
-                                   chosen_logps, rejected_logps)
         stats = self._log_objective_metrics(mode, delta, labels, losses)
         self._log_tradeoff(mode, weights=weights.mean(dim=0).tolist() if self._conditioned else None)
         if mode == "train" and not self._conditioned:
             self._step_sums += stats[:2].flip(0).cpu().numpy()  # rows: loss sum, count
-        if return_outputs:
-            with torch.no_grad():
-                outputs = model(**{k: v for k, v in trl_inputs.items()
-                                   if k in ("input_ids", "attention_mask")})
-            return loss, outputs
         return loss
 
     # ------------------------------------------------------------------ checkpoint state

@@ -233,21 +233,15 @@ class MODPOTrainer(_MultiObjectiveDPOBase):
                             for s, d in eval_dataset.items()}
         elif eval_dataset is not None:
             eval_dataset = self._with_margins(eval_dataset, names[1:], margin_rewards or {}, "eval")
-        evals = eval_dataset if isinstance(eval_dataset, Mapping) else (
-            {"eval": eval_dataset} if eval_dataset is not None else {})
-        for split, ds in evals.items():
+        for split, ds in self._eval_splits(eval_dataset).items():
             check_label_columns(ds, names[:1], split=split)
             self._check_margins(ds, names, split)
         self._mo_names = tuple(logged)
         self._label_columns = tuple(pref_column(n) for n in logged)
         self._mo_columns = self._label_columns + self._margin_columns
-        ref_model = self._default_reference(model, ref_model, args, peft_config)
-        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
-                         train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=processing_class, compute_metrics=compute_metrics,
-                         callbacks=callbacks, optimizers=optimizers,
-                         quantization_config=quantization_config, peft_config=peft_config)
-        self._finish_init()
+        self._init_dpo(model, ref_model, args, data_collator, train_dataset, eval_dataset,
+                       processing_class, compute_metrics, callbacks, optimizers,
+                       quantization_config, peft_config)
 
     @staticmethod
     def _with_margins(dataset, names: Sequence[str], rewards: Mapping[str, Any], split: str):
@@ -287,12 +281,8 @@ class MODPOTrainer(_MultiObjectiveDPOBase):
                 raise DataError(f"{split} dataset, row {row}, column '{column}': margin is "
                                 f"{values[row]} on a pair labelled for '{names[0]}'")
 
-    def _compute_loss(self, model, inputs, return_outputs):
-        mode = "train" if self.model.training else "eval"
-        trl_inputs, extra = self._split_inputs(inputs, self._mo_columns)
-        chosen_lr, rejected_lr, chosen_logps, rejected_logps, outputs, seq_len = \
-            self._logratios(model, trl_inputs)
-        delta = chosen_lr - rejected_lr
+    def _pairs_loss(self, model, mode, logratios, extra, inputs, outputs):
+        delta = logratios[0] - logratios[1]
         nan = torch.full_like(delta, math.nan)
         labels = torch.stack([extra.get(c, nan).to(delta.dtype) for c in self._label_columns], dim=1)
         margins = torch.stack([extra[c].to(delta.dtype) for c in self._margin_columns], dim=1) \
@@ -302,15 +292,7 @@ class MODPOTrainer(_MultiObjectiveDPOBase):
         count = mask.sum()
         loss = losses.sum() / count.clamp(min=1) if bool(count > 0) else losses.sum() * 0.0
         loss = self._add_aux_loss(loss, outputs, mode)
-
-        self._log_standard_metrics(mode, trl_inputs, outputs, seq_len, chosen_lr, rejected_lr,
-                                   chosen_logps, rejected_logps)
         dpo_losses, _ = pair_losses(delta.detach(), labels, self.beta)
         self._log_objective_metrics(mode, delta, labels, dpo_losses)
         self._log_tradeoff(mode)
-        if return_outputs:
-            with torch.no_grad():
-                outputs = model(**{k: v for k, v in trl_inputs.items()
-                                   if k in ("input_ids", "attention_mask")})
-            return loss, outputs
         return loss
