@@ -19,6 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "after a stop with resume: true")
 
 
+def _secondary_process() -> bool:
+    """A process other than the main one of an ``accelerate launch`` / ``torchrun`` run (it takes
+    no lock, writes nothing and prints nothing)."""
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0
+
+
 def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from moalign.cli._output import print_summary
     from moalign.config.checking import load_command_config
@@ -29,6 +37,8 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     with output_lock(cfg.output_dir):  # one writer per output folder
         cfg = load_command_config(SFTTrainingConfig, args.config, overrides)  # again, under it
         result = train_sft(cfg, progress=not args.quiet)
+    if _secondary_process():  # the main process wrote the output (the others waited) and reports
+        return 0
     rows = [
         ("model", cfg.model + (" + LoRA" + (" (merged)" if cfg.merge_lora else "") if cfg.lora else "")),
         ("dataset", f"{cfg.dataset} ({result.n_examples} examples)"),

@@ -389,6 +389,18 @@ METHODS: dict[str, Callable] = {
 }
 
 
+def _launched_processes() -> Any:
+    """accelerate's ``PartialState`` under a multi-process launch (``accelerate launch``,
+    ``torchrun``: ``WORLD_SIZE`` > 1), None in a single process."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState()
+
+
 def train_reward_model(config: RewardTrainingConfig | dict[str, Any], *,
                        progress: bool = False) -> RewardTrainingResult:
     """Train and save a reward model for ``config.objective``; see the module docstring.
@@ -424,11 +436,15 @@ def train_reward_model(config: RewardTrainingConfig | dict[str, Any], *,
     }
     model.config.id2label = {0: cfg.objective}
     model.config.label2id = {cfg.objective: 0}
-    with atomic_directory(output, overwrite=cfg.overwrite) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        cfg.spec.save(tmp, objective=cfg.objective, method=cfg.method, trained_dtype=cfg.dtype)
-        atomic_write_json(Path(tmp) / METRICS_FILE, metrics)
+    processes = _launched_processes()
+    if processes is None or processes.is_main_process:  # one writer, the others wait for it
+        with atomic_directory(output, overwrite=cfg.overwrite) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            cfg.spec.save(tmp, objective=cfg.objective, method=cfg.method, trained_dtype=cfg.dtype)
+            atomic_write_json(Path(tmp) / METRICS_FILE, metrics)
+    if processes is not None:
+        processes.wait_for_everyone()
     return RewardTrainingResult(output, cfg.objective, cfg.method, acc["test"], acc["train"],
                                 len(split["train"]), len(split["test"]), seconds, metrics)
 

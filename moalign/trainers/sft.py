@@ -236,8 +236,6 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
     output = Path(cfg.output_dir).expanduser()
     checkpoints = output / CHECKPOINT_DIR
     in_place = cfg.save_steps > 0 or resume_from is not None
-    if in_place and resume_from is None and checkpoints.exists():
-        shutil.rmtree(checkpoints)  # a fresh start (overwrite: true): no old checkpoint mixed in
     with tempfile.TemporaryDirectory(prefix="moalign-sft-") as tmp:
         args = SFTConfig(
             output_dir=str(checkpoints) if in_place else tmp, max_steps=cfg.max_steps,
@@ -250,6 +248,11 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
             report_to="none", bf16=cfg.dtype == "bfloat16", use_cpu=not torch.cuda.is_available(),
             gradient_checkpointing=None, activation_checkpointing=False, disable_tqdm=not progress,
         )
+        # under accelerate / torchrun one process writes the output (args.should_save, as the
+        # Trainer saves); the others wait for it
+        with args.main_process_first(local=args.save_on_each_node, desc="the checkpoint folder"):
+            if args.should_save and in_place and resume_from is None and checkpoints.exists():
+                shutil.rmtree(checkpoints)  # a fresh start (overwrite: true): no old checkpoint
         model.train()
         trainer = ValidatedSFTTrainer(model=model, args=args, train_dataset=train,
                                       processing_class=tokenizer, peft_config=peft_config)
@@ -267,11 +270,13 @@ def train_sft(config: SFTTrainingConfig | dict[str, Any], *, progress: bool = Fa
         "n_examples": len(train), "prompts_shortened": shortened, "seconds": round(seconds, 1),
         "resumed_from": resume_from, "config": dataclasses.asdict(cfg),
     }
-    with atomic_directory(output, overwrite=cfg.overwrite or output.exists()) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        atomic_write_json(Path(tmp) / METRICS_FILE, metrics)
-        if in_place and checkpoints.is_dir():  # last: the checkpoints move into the result
-            os.replace(checkpoints, Path(tmp) / CHECKPOINT_DIR)
+    if args.should_save:  # one writer; every process renaming the folder would collide
+        with atomic_directory(output, overwrite=cfg.overwrite or output.exists()) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            atomic_write_json(Path(tmp) / METRICS_FILE, metrics)
+            if in_place and checkpoints.is_dir():  # last: the checkpoints move into the result
+                os.replace(checkpoints, Path(tmp) / CHECKPOINT_DIR)
+    trainer.accelerator.wait_for_everyone()  # the folder is whole when any process returns
     return SFTResult(output, int(out.global_step), float(out.training_loss), len(train), seconds,
                      json.loads(json.dumps(metrics)))
