@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,8 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
     Subclasses set ``self._mo_columns`` (before ``super().__init__``), ``self._mo_names``
     (objectives whose labels are logged) and ``self.tradeoff`` (the
     :class:`~moalign.tradeoff.tradeoff.TradeOff` over all their objectives), and implement
-    ``_compute_loss``.
+    ``_pairs_loss`` (the loss of a batch of pairs from their log-ratios, logging its
+    per-objective metrics); ``_compute_loss`` runs the passes around it.
     """
 
     _mo_columns: tuple[str, ...] = ()
@@ -160,6 +161,27 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
                 and not getattr(model.config, "_name_or_path", "")):
             return copy.deepcopy(model)
         return ref_model
+
+    def _init_dpo(self, model, ref_model, args, data_collator, train_dataset, eval_dataset,
+                  processing_class, compute_metrics, callbacks, optimizers, quantization_config,
+                  peft_config) -> None:
+        """``DPOTrainer.__init__`` with :meth:`_default_reference`, then :meth:`_finish_init`:
+        the end of every multi-objective DPO trainer's ``__init__``."""
+        ref_model = self._default_reference(model, ref_model, args, peft_config)
+        super().__init__(model, ref_model=ref_model, args=args, data_collator=data_collator,
+                         train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=processing_class, compute_metrics=compute_metrics,
+                         callbacks=callbacks, optimizers=optimizers,
+                         quantization_config=quantization_config, peft_config=peft_config)
+        self._finish_init()
+
+    @staticmethod
+    def _eval_splits(eval_dataset) -> dict[str, Any]:
+        """``{split: dataset}`` of an ``eval_dataset``: one dataset (``"eval"``), a mapping of
+        them, or ``None``."""
+        if isinstance(eval_dataset, Mapping):
+            return dict(eval_dataset)
+        return {} if eval_dataset is None else {"eval": eval_dataset}
 
     def _finish_init(self) -> None:
         """Wrap the collator (after ``DPOTrainer.__init__`` built it) and set up metrics."""
@@ -277,6 +299,31 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
             outputs,
             seq_len,
         )
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        """One policy pass and one reference pass, the subclass's loss of the pairs
+        (:meth:`_pairs_loss`) and the metrics TRL's ``DPOTrainer`` logs."""
+        mode = "train" if self.model.training else "eval"
+        trl_inputs, extra = self._split_inputs(inputs, self._mo_columns)
+        chosen_lr, rejected_lr, chosen_logps, rejected_logps, outputs, seq_len = \
+            self._logratios(model, trl_inputs)
+        loss = self._pairs_loss(model, mode, (chosen_lr, rejected_lr), extra, trl_inputs,
+                                outputs)
+        self._log_standard_metrics(mode, trl_inputs, outputs, seq_len, chosen_lr, rejected_lr,
+                                   chosen_logps, rejected_logps)
+        if return_outputs:
+            with torch.no_grad():
+                outputs = model(**{k: v for k, v in trl_inputs.items()
+                                   if k in ("input_ids", "attention_mask")})
+            return loss, outputs
+        return loss
+
+    def _pairs_loss(self, model, mode: str, logratios: tuple[torch.Tensor, torch.Tensor],
+                    extra: dict[str, Any], inputs: dict[str, Any], outputs) -> torch.Tensor:
+        """The loss of a batch from the chosen / rejected log-ratios ``logratios`` of ``model``,
+        the moalign columns ``extra`` and TRL's ``inputs`` and ``outputs``; logs the
+        per-objective metrics."""
+        raise NotImplementedError
 
     def _add_aux_loss(self, loss: torch.Tensor, outputs, mode: str) -> torch.Tensor:
         if not self.aux_loss_enabled:
