@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from moalign.config.fields import doc, document_fields
-from moalign.errors import CheckpointError, ConfigError, ModelError
+from moalign.errors import CheckpointError, ConfigError
 from moalign.objective import ObjectiveSet
 from moalign.storage.checkpoints import latest_checkpoint
 from moalign.storage.files import atomic_directory, atomic_write_json, jsonable
@@ -52,6 +52,7 @@ from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fie
 from moalign.trainers import conditioned_rl as rl
 from moalign.trainers import ppo_core as core
 from moalign.trainers import ppo_distributed as ddp
+from moalign.trainers import ppo_models as parts
 from moalign.trainers.checkpointing import (
     is_peft_model,
     load_policy_weights,
@@ -69,7 +70,6 @@ from moalign.trainers.rollout import (
     is_conversational,
     sample_responses,
 )
-from moalign.trainers.value_heads import VectorValueModel
 from moalign.weights import as_weights
 
 __all__ = ["MultiObjectivePPOConfig", "MultiObjectivePPOTrainer"]
@@ -110,6 +110,9 @@ class MultiObjectivePPOConfig(rl.ConditioningFields):
     # optimization
     learning_rate: float = doc(1e-5, "AdamW learning rate of the policy.")
     critic_learning_rate: float | None = doc(None, "Learning rate of the critic (default: learning_rate).")
+    critic: Literal["auto", "lora", "full"] = doc("auto", "The vector critic: 'lora' (its own adapter "
+        "over a LoRA policy's frozen base, plus the heads), 'full' (a trainable copy of the backbone) "
+        "or 'auto' (lora for a LoRA policy).")
     weight_decay: float = doc(0.0, "AdamW weight decay (policy and critic).")
     lr_scheduler_type: str = doc(
         "constant", "Learning-rate schedule over max_steps iterations (transformers' "
@@ -142,6 +145,8 @@ class MultiObjectivePPOConfig(rl.ConditioningFields):
         problems = trainer_range_problems(self, PPO_RANGES)
         if self.kl_estimator not in core.KL_ESTIMATORS:
             problems.append(f"'kl_estimator' must be one of {list(core.KL_ESTIMATORS)}")
+        if self.critic not in parts.CRITIC_KINDS:
+            problems.append(f"'critic' must be one of {list(parts.CRITIC_KINDS)}, got {self.critic!r}")
         if self.kl_penalty not in ("token", "sequence"):
             problems.append(f"'kl_penalty' must be 'token' or 'sequence', got {self.kl_penalty!r}")
         if self.weights is not None and self.schedule is not None:
@@ -158,8 +163,10 @@ class MultiObjectivePPOTrainer:
 
     ``model`` is a path/hub id or a ``PreTrainedModel`` (or a peft model); ``objectives`` an
     :class:`~moalign.objective.ObjectiveSet` or what builds one. ``train_dataset`` holds a
-    ``prompt`` column plus the columns the objectives need. ``value_model`` defaults to a
-    :class:`VectorValueModel` copied from the policy. A ``ref_model`` passed is the reference,
+    ``prompt`` column plus the columns the objectives need. ``value_model`` defaults to the
+    config's ``critic`` (see :mod:`moalign.trainers.ppo_models`). Policy and critic are one
+    prepared module, ``self.model`` (``self.policy`` and ``self.critic`` are its parts), with one
+    optimizer of two parameter groups. A ``ref_model`` passed is the reference,
     LoRA or not; by default a frozen copy (under LoRA the adapter-disabled base). ``schedule``
     and ``scalarizer`` objects override the config's specs. ``callbacks`` are called as
     ``callback(trainer, metrics)`` per iteration. The trade-off's metrics (``rewards/<k>/mean``,
@@ -193,32 +200,19 @@ class MultiObjectivePPOTrainer:
                                        mixed_precision="bf16" if args.bf16 else "no")
 
         policy, self.tokenizer = resolve_policy(model, processing_class)
-        is_peft = is_peft_model(policy)
-        critic = value_model or VectorValueModel.from_causal_lm(policy, (*names, "kl"))
-        if getattr(critic, "num_heads", len(names) + 1) != len(names) + 1:
-            raise ModelError(f"the value model needs {len(names) + 1} heads ({', '.join(names)}, kl)")
-        if peft_config is not None:
-            from peft import get_peft_model
-
-            policy, is_peft = get_peft_model(policy, peft_config), True
-        if args.kl_coef == 0 or (is_peft and ref_model is None):  # the adapter-disabled base
-            self.ref_model = None
-        else:
+        policy, critic = parts.build_parts(policy, (*names, "kl"), args.critic, value_model, peft_config)
+        self.ref_model = self._reference = None  # None: the adapter-disabled base
+        if args.kl_coef != 0 and not (is_peft_model(policy) and ref_model is None):
             self.ref_model = (ref_model or copy.deepcopy(policy)).eval().requires_grad_(False)
             self.ref_model.to(self.accelerator.device)
-
-        def adamw(module, lr):  # the trainable parameters only (LoRA: the adapter)
-            return torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr,
-                                     weight_decay=args.weight_decay)
-
-        def scheduler(optimizer):
-            return get_scheduler(args.lr_scheduler_type, optimizer, args.warmup_steps, args.max_steps)
-
-        policy_opt = adamw(policy, args.learning_rate)
-        critic_opt = adamw(critic, args.critic_learning_rate or args.learning_rate)
-        self.schedulers = [scheduler(policy_opt), scheduler(critic_opt)]
-        self.policy, self.critic, self.policy_optimizer, self.critic_optimizer = self.accelerator.prepare(
-            policy, critic, policy_opt, critic_opt)
+            self._reference = parts.PolicyAndCritic(self.ref_model, None)
+        # one module and one optimizer (DeepSpeed and FSDP2 prepare a single model)
+        optimizer = parts.joint_optimizer(policy, critic, args.learning_rate,
+                                    args.critic_learning_rate or args.learning_rate, args.weight_decay)
+        self.scheduler = get_scheduler(args.lr_scheduler_type, optimizer, args.warmup_steps,
+                                       args.max_steps)
+        self.model, self.optimizer = self.accelerator.prepare(parts.PolicyAndCritic(policy, critic), optimizer)
+        self.policy, self.critic = self._unwrap(self.model).policy, self._unwrap(self.model).critic
         seed_sampling(args.seed, self.accelerator.process_index)  # per process, models built
         self.sampler = PromptSampler(len(self.rows), seed=args.seed)
         self.generator = torch.Generator().manual_seed(args.seed)
@@ -265,40 +259,44 @@ class MultiObjectivePPOTrainer:
         check_scored(self.accelerator.gather(values), self.names)
         return values
 
-    def _logits(self, model, rollout: Rollout) -> torch.Tensor:
-        """Logits predicting each response token, at the sampling temperature: ``[B, T, V]``."""
-        mask = rollout.attention_mask
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        T = rollout.response_ids.shape[1]
+    def _forward(self, rollout: Rollout, policy: bool = True, critic: bool = False, model=None):
+        """``(logits, values)`` of ``model`` (default: the prepared policy and critic) before
+        each response token: the raw logits ``[B, T, V]`` predicting it, the values ``[B, T, C]``."""
+        T, L = rollout.response_ids.shape[1], rollout.input_ids.shape[1]
+        keep = torch.arange(L - T - 1, L - 1, device=rollout.response_ids.device)
         with self.accelerator.autocast():  # the reference too, which is not prepared
-            out = model(input_ids=rollout.input_ids, attention_mask=mask, position_ids=positions,
-                        use_cache=False, logits_to_keep=T + 1)
-        return out.logits[:, :-1].float() / self.args.temperature
+            logits, values = (model or self.model)(rollout.input_ids, rollout.attention_mask, keep,
+                                                   policy=policy, critic=critic)
+        return logits, None if values is None else values[:, -T - 1:-1].float()
+
+    def _logprobs(self, logits: torch.Tensor, tokens: torch.Tensor, entropy: bool = False):
+        """Log-probs of ``tokens`` at the sampling temperature ``[B, T]`` (and, with
+        ``entropy``, the entropies, without gradients), chunk by chunk of rows: no copy of the
+        full-vocabulary logits (ppo_core.selective_logprobs)."""
+        if entropy:
+            return core.selective_logprobs_and_entropy(logits, tokens, self.args.temperature)
+        return core.selective_logprobs(logits, tokens, self.args.temperature)
 
     def values(self, rollout: Rollout) -> torch.Tensor:
         """The critic's values before each response token, one column per head: ``[B, T, C]``."""
-        T = rollout.response_ids.shape[1]
-        with self.accelerator.autocast():
-            values = self.critic(rollout.input_ids, rollout.attention_mask)
-        return values[:, -T - 1:-1].float()
+        return self._forward(rollout, policy=False, critic=True)[1]
 
     @torch.no_grad()
     def _ref_logprobs(self, rollout: Rollout) -> torch.Tensor:
-        if self.ref_model is not None:
-            logits = self._logits(self.ref_model, rollout)
+        if self._reference is not None:
+            logits, _ = self._forward(rollout, model=self._reference)
         else:
-            with self._unwrap(self.policy).disable_adapter():
-                logits = self._logits(self.policy, rollout)
-        return core.logprobs_from_logits(logits, rollout.response_ids)
+            with self.policy.disable_adapter():
+                logits, _ = self._forward(rollout)
+        return self._logprobs(logits, rollout.response_ids)
 
     @torch.no_grad()
     def make_batch(self, rollout: Rollout, rewards: torch.Tensor) -> dict[str, Any]:
         """Log-probs, values, per-objective GAE and the combined advantages of a rollout."""
         a, K = self.args, len(self.names)
         mask = rollout.response_mask
-        logits = self._logits(self.policy, rollout)
-        old_logp = core.logprobs_from_logits(logits, rollout.response_ids)
-        entropy = ddp.global_token_mean(self.accelerator, core.entropy_from_logits(logits), mask)
+        old_logp, entropy = self._logprobs(self._forward(rollout)[0], rollout.response_ids, True)
+        entropy = ddp.global_token_mean(self.accelerator, entropy, mask)
         if a.kl_coef > 0:
             kl = core.kl_estimate(old_logp, self._ref_logprobs(rollout), a.kl_estimator) * mask
         else:
@@ -346,44 +344,48 @@ class MultiObjectivePPOTrainer:
 
     # ------------------------------------------------------------------ optimization
 
-    def _step(self, loss: torch.Tensor, model, optimizer) -> None:
+    def _step(self, loss: torch.Tensor) -> None:
+        """One backward of the policy and value losses, each part's gradient clipped on its
+        own (as two models would be), one step of the optimizer (a group per part)."""
         self.accelerator.backward(loss)
         if self.args.max_grad_norm is not None:
-            self.accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            for group in self.optimizer.param_groups:
+                self.accelerator.clip_grad_norm_(group["params"], self.args.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         """PPO epochs over a batch from :meth:`make_batch`; returns averaged loss statistics.
-        Token means (losses, clipfrac, approx_kl) are over every process's minibatch tokens."""
+        Token means (losses, clipfrac, approx_kl) are over every process's minibatch tokens.
+        The statistics add up on the device; the host reads them once, at the end."""
         a, r = self.args, batch["rollout"]
         n = r.response_ids.shape[0]
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(a.ppo_epochs):
             for idx in torch.randperm(n, generator=self.generator).split(a.mini_batch_size):
                 mb = r.select(idx)
                 idx = idx.to(r.response_ids.device)
-                logp = core.logprobs_from_logits(self._logits(self.policy, mb), mb.response_ids)
+                logits, values = self._forward(mb, critic=True)  # one forward of the prepared module
+                logp = self._logprobs(logits, mb.response_ids)
+                del logits
                 pg_loss, stats = core.clipped_policy_loss(
                     logp, batch["old_logp"][idx], batch["advantages"][idx], mb.response_mask, a.cliprange)
                 scale = ddp.token_mean_scale(self.accelerator, mb.response_mask)  # global token mean
                 pg_loss, stats = pg_loss * scale, {k: v * scale for k, v in stats.items()}
-                self._step(pg_loss, self.policy, self.policy_optimizer)
                 _, per_head = core.clipped_value_loss(
-                    self.values(mb), batch["old_values"][idx], batch["returns"][idx],
+                    values, batch["old_values"][idx], batch["returns"][idx],
                     batch["value_mask"][idx], a.cliprange_value)
                 per_head = per_head * ddp.token_mean_scale(self.accelerator, batch["value_mask"][idx], (0, 1))
                 vf_loss = per_head.mean()
-                self._step(vf_loss, self.critic, self.critic_optimizer)
+                self._step(pg_loss + vf_loss)  # disjoint parameters: each loss moves its own part
                 items = {"loss/policy": pg_loss, "loss/value": vf_loss, **stats,
                          **{f"value/{h}/loss": v for h, v in zip((*self.names, "kl"), per_head)}}
                 for key, value in items.items():
-                    sums[key] = sums.get(key, 0.0) + float(torch.as_tensor(value).detach())
+                    sums[key] = sums.get(key, 0.0) + value.detach().float()
                 count += 1
-        means = self.accelerator.reduce(torch.tensor(list(sums.values()),
-                                                     device=self.accelerator.device) / count, "mean")
-        return {k if "/" in k else f"policy/{k}": float(v) for k, v in zip(sums, means)}
+        means = self.accelerator.reduce(torch.stack(list(sums.values())) / count, "mean").tolist()
+        return {k if "/" in k else f"policy/{k}": v for k, v in zip(sums, means)}
 
     def _metrics(self, batch: dict[str, Any], losses: dict[str, float], seconds: float) -> dict:
         acc = self.accelerator
@@ -396,7 +398,7 @@ class MultiObjectivePPOTrainer:
         tokens = acc.gather(batch["rollout"].response_mask.sum()).sum().item()
         m.update({"kl": acc.gather(batch["kl"]).mean().item(), "entropy": float(batch["entropy"]),
                   **losses, "tokens": tokens,
-                  "learning_rate": self.schedulers[0].get_last_lr()[0],
+                  "learning_rate": self.scheduler.get_last_lr()[0],
                   "time/iteration": seconds, "tokens_per_second": tokens / max(seconds, 1e-9)})
         return m
 
@@ -410,8 +412,7 @@ class MultiObjectivePPOTrainer:
         self.tradeoff.update_multipliers(self.accelerator.gather(rewards))  # dual ascent
         batch = self.make_batch(rollout, rewards)
         losses = self.update(batch)
-        for scheduler in self.schedulers:
-            scheduler.step()
+        self.scheduler.step()
         self.step += 1
         metrics = self._metrics(batch, losses, time.perf_counter() - start)
         self.tradeoff.tell({"step": self.step, "weights": weights,
@@ -461,13 +462,11 @@ class MultiObjectivePPOTrainer:
             with atomic_directory(path, overwrite=True) as tmp:
                 for index, state in enumerate(rng_states):
                     torch.save(state, tmp / f"rng_state_{index}.pt")
-                self._unwrap(self.policy).save_pretrained(tmp)
+                self.policy.save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
-                self._unwrap(self.critic).save(tmp)
-                torch.save({"policy": self.policy_optimizer.state_dict(),
-                            "critic": self.critic_optimizer.state_dict(),
-                            "schedulers": [s.state_dict() for s in self.schedulers]},
-                           tmp / "optimizer.pt")
+                self.critic.save(tmp)
+                torch.save({"optimizer": self.optimizer.state_dict(),
+                            "scheduler": self.scheduler.state_dict()}, tmp / "optimizer.pt")
                 atomic_write_json(tmp / _STATE, {
                     "step": self.step, "sampler": self.sampler.state_dict(),
                     "tradeoff": self.tradeoff.state_dict(), "objectives": list(self.names),
@@ -485,13 +484,12 @@ class MultiObjectivePPOTrainer:
         if state["objectives"] != list(self.names):
             raise CheckpointError(f"checkpoint '{path}' was trained on {state['objectives']}, "
                                   f"not {list(self.names)}")
-        load_policy_weights(self._unwrap(self.policy), path)
-        self._unwrap(self.critic).load(path)
-        optim = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-        self.policy_optimizer.load_state_dict(optim["policy"])
-        self.critic_optimizer.load_state_dict(optim["critic"])
-        for scheduler, saved in zip(self.schedulers, optim["schedulers"], strict=True):
-            scheduler.load_state_dict(saved)
+        load_policy_weights(self.policy, path)
+        self.critic.load(path)
+        optim = parts.joint_optimizer_state(torch.load(path / "optimizer.pt", map_location="cpu",
+                                                 weights_only=True))
+        self.optimizer.load_state_dict(optim["optimizer"])
+        self.scheduler.load_state_dict(optim["scheduler"])
         restore_rng(torch.load(path / f"rng_state_{self.accelerator.process_index}.pt",
                                weights_only=True), self.generator)
         self.step = int(state["step"])

@@ -33,8 +33,14 @@ __all__ = [
     "masked_var",
     "masked_whiten",
     "place_at_last_token",
+    "selective_logprobs",
+    "selective_logprobs_and_entropy",
     "weighted_channels",
 ]
+
+#: Elements of a chunk of full-vocabulary rows that the log-prob functions process at a time
+#: (4M floats: 16 MiB in float32), so that no copy of the whole ``[B, T, V]`` logits is made.
+CHUNK_ELEMENTS = 1 << 22
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,6 +117,90 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the categorical distribution at each position: ``[B, T, V] -> [B, T]``."""
     logps = torch.log_softmax(logits.float(), dim=-1)
     return -(logps.exp() * logps).sum(-1)
+
+
+def _row_chunks(logits: torch.Tensor, chunk_elements: int) -> list[slice]:
+    """Slices of whole rows (the first dimension) of at most ``chunk_elements`` elements
+    each (at least one row)."""
+    per_row = max(1, logits[:1].numel())
+    rows = max(1, chunk_elements // per_row)
+    return [slice(i, i + rows) for i in range(0, logits.shape[0], rows)]
+
+
+def _scaled(chunk: torch.Tensor, temperature: float) -> torch.Tensor:
+    """A chunk of logits in float32 divided by the temperature (no copy when there is none)."""
+    chunk = chunk.float()
+    return chunk if temperature == 1.0 else chunk / temperature
+
+
+class _SelectiveLogSoftmax(torch.autograd.Function):
+    """``log softmax(logits / t)`` at the taken tokens, chunk by chunk of rows.
+
+    Forward keeps only the ``[B, T]`` log-normalizers; backward rebuilds each chunk's softmax
+    from the logits and writes the gradient ``(onehot - softmax) / t`` into one tensor of the
+    logits' shape and dtype. No full-vocabulary intermediate (float32 copy, scaled logits,
+    log-softmax, gradient of the log-softmax) is ever held for the whole batch.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, tokens, temperature, chunk_elements):
+        lse = logits.new_empty(logits.shape[:-1], dtype=torch.float32)
+        taken = torch.empty_like(lse)
+        index = tokens.unsqueeze(-1)
+        for rows in _row_chunks(logits, chunk_elements):
+            x = _scaled(logits[rows], temperature)
+            lse[rows] = torch.logsumexp(x, dim=-1)
+            taken[rows] = torch.gather(x, -1, index[rows]).squeeze(-1)
+        ctx.save_for_backward(logits, tokens, lse)
+        ctx.temperature, ctx.chunk_elements = temperature, chunk_elements
+        return taken - lse
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, tokens, lse = ctx.saved_tensors
+        t = ctx.temperature
+        out = torch.empty_like(logits)
+        index = tokens.unsqueeze(-1)
+        for rows in _row_chunks(logits, ctx.chunk_elements):
+            g = grad[rows].float().unsqueeze(-1)
+            chunk = torch.exp(_scaled(logits[rows], t) - lse[rows].unsqueeze(-1))
+            chunk.mul_(-g).scatter_add_(-1, index[rows], g)
+            if t != 1.0:
+                chunk.div_(t)
+            out[rows] = chunk
+        return out, None, None, None
+
+
+def selective_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
+                       chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+    """Log-probability of each token under ``softmax(logits / temperature)``:
+    ``[B, T, V], [B, T] -> [B, T]`` (float32), differentiable.
+
+    The same values as :func:`logprobs_from_logits` of ``logits / temperature`` (to float32
+    rounding), computed as ``x_token - logsumexp(x)`` over chunks of rows of at most
+    ``chunk_elements`` elements: the only full-size tensors are the logits themselves and,
+    in backward, their gradient.
+    """
+    return _SelectiveLogSoftmax.apply(logits, tokens, float(temperature), int(chunk_elements))
+
+
+@torch.no_grad()
+def selective_logprobs_and_entropy(logits: torch.Tensor, tokens: torch.Tensor,
+                                   temperature: float = 1.0,
+                                   chunk_elements: int = CHUNK_ELEMENTS
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`selective_logprobs` and the entropy of ``softmax(logits / temperature)`` at each
+    position (as :func:`entropy_from_logits`), chunk by chunk of rows, without gradients."""
+    logp = logits.new_empty(logits.shape[:-1], dtype=torch.float32)
+    entropy = torch.empty_like(logp)
+    index = tokens.unsqueeze(-1)
+    for rows in _row_chunks(logits, chunk_elements):
+        x = _scaled(logits[rows], temperature)
+        lse = torch.logsumexp(x, dim=-1, keepdim=True)
+        logp[rows] = (torch.gather(x, -1, index[rows]) - lse).squeeze(-1)
+        p = torch.exp(x - lse)
+        entropy[rows] = lse.squeeze(-1) - (p * x).sum(-1)  # -sum p log p, log p = x - lse
+    return logp, entropy
 
 
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
