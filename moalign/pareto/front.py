@@ -315,14 +315,21 @@ class ParetoFront:
         def bad(msg: str) -> CheckpointError:
             return CheckpointError(f"{source}: {msg}")
 
+        def check_keys(entry: Mapping, required: tuple[str, ...], known: set[str],
+                       where: str = "") -> None:
+            """Required and unknown fields of the front (``where`` empty) or of a point."""
+            for key in required:
+                if key not in entry:
+                    raise bad(f"{where} is missing field {key!r}" if where
+                              else f"missing field {key!r}")
+            unknown = sorted(set(entry) - known)
+            if unknown:
+                raise bad(f"{where + ' has ' if where else ''}unknown field(s) {unknown}; "
+                          f"expected {sorted(known)}")
+
         if not isinstance(data, Mapping):
             raise bad(f"expected a JSON object, got {type(data).__name__}")
-        for key in ("objectives", "points"):
-            if key not in data:
-                raise bad(f"missing field {key!r}")
-        unknown = sorted(set(data) - _FRONT_KEYS)
-        if unknown:
-            raise bad(f"unknown field(s) {unknown}; expected {sorted(_FRONT_KEYS)}")
+        check_keys(data, ("objectives", "points"), _FRONT_KEYS)
         if not isinstance(data["points"], list):
             raise bad("field 'points' must be a list")
         hv = data.get("hypervolume")
@@ -332,12 +339,7 @@ class ParetoFront:
         for i, entry in enumerate(data["points"]):
             if not isinstance(entry, Mapping):
                 raise bad(f"points[{i}] must be an object")
-            for key in ("id", "scores"):
-                if key not in entry:
-                    raise bad(f"points[{i}] is missing field {key!r}")
-            unknown = sorted(set(entry) - _POINT_KEYS)
-            if unknown:
-                raise bad(f"points[{i}] has unknown field(s) {unknown}; expected {sorted(_POINT_KEYS)}")
+            check_keys(entry, ("id", "scores"), _POINT_KEYS, f"points[{i}]")
             if not isinstance(entry.get("nondominated", False), bool):
                 raise bad(f"points[{i}].nondominated must be true or false")
             points.append(FrontPoint(

@@ -38,19 +38,20 @@ def _box(px: float, py: float, w: float, h: float, r: float, angle: float):
     pixels from ``(px, py)`` in direction ``angle``."""
     c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
     ax, ay = px + r * c, py + r * s
-    if c > 0.3:
-        x0, ha = ax, "left"
-    elif c < -0.3:
-        x0, ha = ax - w, "right"
-    else:
-        x0, ha = ax - w / 2, "center"
-    if s > 0.3:
-        y0, va = ay, "bottom"
-    elif s < -0.3:
-        y0, va = ay - h, "top"
-    else:
-        y0, va = ay - h / 2, "center"
+    x0, ha = _start(ax, w, c, "left", "right")
+    y0, va = _start(ay, h, s, "bottom", "top")
     return (x0, y0, x0 + w, y0 + h), ha, va, (ax, ay)
+
+
+def _start(anchor: float, size: float, direction: float, after: str, before: str
+           ) -> tuple[float, str]:
+    """Along one axis, where a box of ``size`` starts and its alignment name: after the anchor
+    (``direction`` clearly positive), before it (clearly negative) or centred on it."""
+    if direction > 0.3:
+        return anchor, after
+    if direction < -0.3:
+        return anchor - size, before
+    return anchor - size / 2, "center"
 
 
 def place_labels(ax: Any, points: Sequence[tuple[float, float]], texts: Sequence[str], *,

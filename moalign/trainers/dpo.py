@@ -28,13 +28,14 @@ which cuts sequences from their start, is refused with conditioning (a
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from trl import DPOConfig
 
+from moalign.config.fields import doc
 from moalign.data.schema import pref_column
 from moalign.errors import ConfigError, DataError, MoalignError, WeightsError
 from moalign.tradeoff.conditioning import (
@@ -107,64 +108,46 @@ class MultiObjectiveDPOConfig(DPOConfig):
     ``use_cpu=True, bf16=False``.
     """
 
-    loss_type: list[str] = field(
-        default_factory=lambda: ["sigmoid"],
-        metadata={"help": "The pairwise loss applied to each objective's orientation of a pair "
-                          f"(moalign.trainers.dpo_losses): one of {list(PAIRWISE)}, or a list "
-                          "summed with `loss_weights` as in TRL. Ties (label 0) are skipped for "
-                          "every loss; `label_smoothing` is read by robust and exo_pair only. "
-                          "Refused: " + "; ".join(f"{k} ({v})" for k, v in REFUSED.items()) + "."},
-    )
-    objectives: list[str] | None = field(
-        default=None,
-        metadata={"help": "Objective names, in order. Each needs a `pref_<name>` column "
-                          "(+1 chosen better, -1 rejected better, 0 tie, NaN unlabelled)."},
-    )
-    weights: list[float] | None = field(
-        default=None,
-        metadata={"help": "Fixed weights, one per objective, on the simplex. Leave unset to use "
-                          "`schedule`, conditioning, or uniform weights."},
-    )
-    schedule: str | dict | None = field(
-        default=None,
-        metadata={"help": "A moalign.tradeoff.schedule spec asked once per optimizer step instead of "
-                          "fixed weights: e.g. {'name': 'anneal', 'start': [...], 'end': [...], "
-                          "'steps': N} or 'mgda' (min-norm weights of the per-objective "
-                          "gradients, computed on each batch: K extra backward passes)."},
-    )
-    scalarizer: str | dict = field(
-        default="linear",
-        metadata={"help": "How per-objective losses combine: a moalign.tradeoff.scalarize spec, 'linear' "
-                          "(sum_k w_k l_k) or 'tchebycheff' (max_k w_k l_k, ideal loss 0; "
-                          "{'name': 'tchebycheff', 'rho': 0.05} for the augmented form)."},
-    )
-    label_normalization: str = field(
-        default="objective",
-        metadata={"help": "Normalization over labelled pairs: 'objective' (l_k = mean loss over "
-                          "the pairs labelled for k in the whole optimizer step, all micro-batches "
-                          "and processes; weights never renormalized), 'batch' (sum over labelled "
-                          "pairs / batch size) or 'pair' (weights renormalized over each pair's "
-                          "labelled objectives). See "
-                          "moalign.trainers._dpo_core.LABEL_NORMALIZATIONS."},
-    )
-    conditioning: str | None = field(
-        default=None,
-        metadata={"help": "'prompt': per-pair Dirichlet weights, shown to the model with "
-                          "moalign.tradeoff.conditioning.apply_condition and used in that pair's loss "
-                          "(one policy for every weight vector). None: no conditioning."},
-    )
-    condition_style: str = field(
-        default="system",
-        metadata={"help": "Where the condition goes in chat prompts: 'system' (a system "
-                          "message) or 'prefix' (first line of the first user message). Plain "
-                          "text prompts always get it as their first line."},
-    )
-    dirichlet_alpha: float = field(
-        default=1.0,
-        metadata={"help": "Concentration of the Dirichlet the conditioning weights are drawn "
-                          "from (1 = uniform on the simplex, < 1 favours the vertices). Draws are "
-                          "seeded by `seed` and made once per pair when the dataset is prepared."},
-    )
+    loss_type: list[str] = doc(
+        factory=lambda: ["sigmoid"],
+        help="The pairwise loss applied to each objective's orientation of a pair "
+             f"(moalign.trainers.dpo_losses): one of {list(PAIRWISE)}, or a list summed with "
+             "`loss_weights` as in TRL. Ties (label 0) are skipped for every loss; "
+             "`label_smoothing` is read by robust and exo_pair only. Refused: "
+             + "; ".join(f"{k} ({v})" for k, v in REFUSED.items()) + ".")
+    objectives: list[str] | None = doc(
+        None, "Objective names, in order. Each needs a `pref_<name>` column (+1 chosen better, -1 "
+        "rejected better, 0 tie, NaN unlabelled).")
+    weights: list[float] | None = doc(
+        None, "Fixed weights, one per objective, on the simplex. Leave unset to use `schedule`, "
+        "conditioning, or uniform weights.")
+    schedule: str | dict | None = doc(
+        None, "A moalign.tradeoff.schedule spec asked once per optimizer step instead of fixed "
+        "weights: e.g. {'name': 'anneal', 'start': [...], 'end': [...], 'steps': N} or 'mgda' "
+        "(min-norm weights of the per-objective gradients, computed on each batch: K extra "
+        "backward passes).")
+    scalarizer: str | dict = doc(
+        "linear", "How per-objective losses combine: a moalign.tradeoff.scalarize spec, 'linear' "
+        "(sum_k w_k l_k) or 'tchebycheff' (max_k w_k l_k, ideal loss 0; {'name': 'tchebycheff', "
+        "'rho': 0.05} for the augmented form).")
+    label_normalization: str = doc(
+        "objective", "Normalization over labelled pairs: 'objective' (l_k = mean loss over the "
+        "pairs labelled for k in the whole optimizer step, all micro-batches and processes; "
+        "weights never renormalized), 'batch' (sum over labelled pairs / batch size) or 'pair' "
+        "(weights renormalized over each pair's labelled objectives). See "
+        "moalign.trainers._dpo_core.LABEL_NORMALIZATIONS.")
+    conditioning: str | None = doc(
+        None, "'prompt': per-pair Dirichlet weights, shown to the model with "
+        "moalign.tradeoff.conditioning.apply_condition and used in that pair's loss (one policy "
+        "for every weight vector). None: no conditioning.")
+    condition_style: str = doc(
+        "system", "Where the condition goes in chat prompts: 'system' (a system message) or "
+        "'prefix' (first line of the first user message). Plain text prompts always get it as "
+        "their first line.")
+    dirichlet_alpha: float = doc(
+        1.0, "Concentration of the Dirichlet the conditioning weights are drawn from (1 = uniform "
+        "on the simplex, < 1 favours the vertices). Draws are seeded by `seed` and made once per "
+        "pair when the dataset is prepared.")
 
     _VALID_DICT_FIELDS = DPOConfig._VALID_DICT_FIELDS + ["schedule", "scalarizer"]
 

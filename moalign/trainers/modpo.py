@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from trl import DPOConfig
 
+from moalign.config.fields import doc
 from moalign.data.schema import CORE_COLUMNS, pref_column
 from moalign.errors import ConfigError, DataError, UnknownObjectiveError
 from moalign.evaluation.core import pair_score_margins
@@ -159,17 +160,12 @@ class MODPOConfig(DPOConfig):
     ``use_cpu=True, bf16=False`` (TRL's defaults target GPUs).
     """
 
-    objectives: list[str] | None = field(
-        default=None,
-        metadata={"help": "Objective names. The first is trained on its `pref_<name>` labels; "
-                          "each other one contributes the margin column `margin_<name>` "
-                          "(r(chosen) - r(rejected))."},
-    )
-    weights: list[float] | None = field(
-        default=None,
-        metadata={"help": "(w_0, w_rest...), one per objective, on the simplex, with w_0 > 0. "
-                          "Default: uniform."},
-    )
+    objectives: list[str] | None = doc(
+        None, "Objective names. The first is trained on its `pref_<name>` labels; each other one "
+        "contributes the margin column `margin_<name>` (r(chosen) - r(rejected)).")
+    weights: list[float] | None = doc(
+        None, "(w_0, w_rest...), one per objective, on the simplex, with w_0 > 0. Default: "
+        "uniform.")
 
     def __post_init__(self):
         problems = _objective_problems(self.objectives)
