@@ -20,7 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from moalign.evaluation.generation import NextToken, generate_completions, takes_generation_settings
+from moalign.evaluation.generation import (
+    NextToken,
+    generate_completions,
+    takes_generation_settings,
+)
 from moalign.fronts.context import Context, Policy
 from moalign.weights import as_weights, format_weights
 
