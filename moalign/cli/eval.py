@@ -103,7 +103,7 @@ EVAL_RANGES: dict[str, Range] = {
 def _train_output(path: str) -> dict[str, Any] | None:
     """The ``train.json`` of a ``moalign train`` output folder (None when there is none); a
     damaged one is a :class:`~moalign.errors.CheckpointError` naming the file."""
-    from moalign.storage.checkpoints import read_json
+    from moalign.storage.readers import read_json
 
     record = Path(path).expanduser() / TRAIN_RECORD
     if not record.is_file():
@@ -113,6 +113,19 @@ def _train_output(path: str) -> dict[str, Any] | None:
 
 def _is_adapter(path: str) -> bool:
     return (Path(path).expanduser() / "adapter_config.json").is_file()
+
+
+def _adapter_problems(path: str, key: str) -> list[str]:
+    """A damaged adapter (its config or weights), named before any model loads."""
+    from moalign.storage.readers import check_adapter, read_adapter_config
+
+    folder = Path(path).expanduser()
+    try:
+        read_adapter_config(folder)
+        check_adapter(folder)
+    except CheckpointError as exc:
+        return [f"'{key}': {exc}"]
+    return []
 
 
 def resolve_eval_config(data: dict[str, Any], *, source: str | None = None) -> EvalConfig:
@@ -132,13 +145,18 @@ def resolve_eval_config(data: dict[str, Any], *, source: str | None = None) -> E
         trained = _train_output(cfg.model)
     except CheckpointError as exc:
         trained, problems = None, [*problems, f"'model': {exc}"]
-    if trained is None:
+    if trained is None or not _is_adapter(cfg.model):  # a model, or a full fine-tune's output
         problems += model_problems(cfg.model)
-    elif _is_adapter(cfg.model) and cfg.adapter is not None:
-        problems.append(f"'adapter': '{cfg.model}' already holds the adapter of a moalign train run")
+    else:
+        problems += _adapter_problems(cfg.model, "model")
+        if cfg.adapter is not None:
+            problems.append(f"'adapter': '{cfg.model}' already holds the adapter of a moalign "
+                            "train run")
     if cfg.adapter is not None and not _is_adapter(cfg.adapter):
         problems.append(f"'adapter': '{cfg.adapter}' is not a LoRA adapter folder "
                         "(no adapter_config.json)")
+    elif cfg.adapter is not None:
+        problems += _adapter_problems(cfg.adapter, "adapter")
     if cfg.reference is not None:
         problems += model_problems(cfg.reference, "reference")
     has_adapter = cfg.adapter is not None or (trained is not None and _is_adapter(cfg.model))
@@ -167,6 +185,9 @@ def load_evaluated_policy(cfg: EvalConfig) -> tuple[Any, Any]:
     if adapter is not None:
         from peft import PeftModel
 
+        from moalign.storage.readers import check_adapter
+
+        check_adapter(Path(adapter).expanduser())  # again, just before peft reads it
         model = PeftModel.from_pretrained(model, str(Path(adapter).expanduser()))
     return model.eval(), tokenizer
 

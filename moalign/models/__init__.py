@@ -18,9 +18,10 @@ from __future__ import annotations
 from moalign._lazy import attach, exports_of
 
 _EXPORTS = exports_of({
-    "loading": ["EMBEDDED_NAMES", "INSTALL_SMOLLM2", "ParameterCount", "cache_root",
-                "count_parameters", "default_reward_model_path", "embedded_sft_checkpoint",
-                "load_policy", "prepare_tokenizer", "quiet_transformers", "resolve_model_source"],
+    "loading": ["DamagedCheckpointError", "EMBEDDED_NAMES", "INSTALL_SMOLLM2", "ParameterCount",
+                "cache_root", "count_parameters", "default_reward_model_path",
+                "embedded_sft_checkpoint", "load_policy", "prepare_tokenizer", "quiet_transformers",
+                "resolve_model_source"],
     "lora": ["LORA_ALIASES", "LORA_DEFAULTS", "apply_lora", "as_lora_config", "flat_lora_options",
              "lora_config", "lora_options", "lora_problems", "soup_lora_problems"],
     "precision": ["PRECISIONS", "precision_problems", "resolve_precision", "torch_dtype"],

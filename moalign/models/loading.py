@@ -28,10 +28,11 @@ from moalign.models.lora import apply_lora, as_lora_config
 from moalign.models.tiny import CHATML_TEMPLATE
 from moalign.storage.checkpoints import check_model_folder
 from moalign.storage.files import atomic_directory
+from moalign.storage.readers import read_adapter_config
 
 __all__ = [
-    "EMBEDDED_NAMES", "INSTALL_SMOLLM2", "ParameterCount", "cache_root", "count_parameters",
-    "default_reward_model_path", "embedded_sft_checkpoint", "load_policy", "prepare_tokenizer",
+    "DamagedCheckpointError", "EMBEDDED_NAMES", "INSTALL_SMOLLM2", "ParameterCount", "cache_root",
+    "count_parameters", "default_reward_model_path", "embedded_sft_checkpoint", "load_policy", "prepare_tokenizer",
     "quiet_transformers", "resolve_model_source",
 ]
 
@@ -49,6 +50,13 @@ _CONVERSION_MARKER = "moalign-conversion.json"
 _DTYPES = ("float32", "bfloat16", "float16", "auto")
 # "owner/name" or "name": what a Hugging Face hub id looks like (a relative path may too).
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
+
+
+class DamagedCheckpointError(ModelError, CheckpointError):
+    """A model or adapter folder whose files are damaged (found by
+    :mod:`moalign.storage.readers` before any tensor is read): a :class:`ModelError` (the
+    model cannot be used) and a :class:`CheckpointError` (what a damaged file raises)."""
+
 
 def cache_root() -> Path:
     """Folder where moalign caches converted and trained models: ``$MOALIGN_CACHE``, else
@@ -87,7 +95,8 @@ def resolve_model_source(
     the path when it does not exist locally and is not a usable hub id: either it does not look
     like one, or the hub is offline (``HF_HUB_OFFLINE=1``) and the id is not in the local cache.
     A local folder whose weights are truncated or corrupt (only safetensors headers are read)
-    is a :class:`ModelError` naming the file too. ``what`` names the thing in the message
+    is a :class:`DamagedCheckpointError` (a :class:`ModelError` and a :class:`CheckpointError`)
+    naming the file. ``what`` names the thing in the message
     (``"policy"``, ``"reward model of 'helpfulness'"``).
     """
     text = os.fspath(name_or_path)
@@ -108,7 +117,7 @@ def resolve_model_source(
             try:
                 check_model_folder(path)
             except CheckpointError as exc:
-                raise ModelError(f"{what}: {exc}") from None
+                raise DamagedCheckpointError(f"{what}: {exc}") from None
         return str(path), gguf_file
     if not _HUB_ID_RE.match(text) or text.lower().endswith(".gguf"):
         raise ModelError(f"{what}: model path '{text}' does not exist")
@@ -239,15 +248,16 @@ def load_policy(
 
 
 def _load_adapter(folder: str, lora: Any, dtype: Any, device: Any, trust_remote_code: bool):
-    import json
-
     from peft import PeftModel
     from transformers import AutoTokenizer
 
     if lora not in (None, True, False):
         raise ModelError(f"policy: '{folder}' is already a LoRA adapter; pass lora=True to keep "
                          "training it (its own settings are used) or lora=None to load it frozen")
-    config = json.loads((Path(folder) / "adapter_config.json").read_text())
+    try:  # before the base loads (resolve_model_source checked the weights)
+        config = read_adapter_config(folder)
+    except CheckpointError as exc:
+        raise DamagedCheckpointError(f"policy: {exc}") from None
     base = config.get("base_model_name_or_path")
     if not base:
         raise ModelError(f"policy: adapter '{folder}' does not name its base model")

@@ -5,6 +5,10 @@
 - :mod:`moalign.storage.checkpoints`: the checks of adapters, model folders, safetensors files
   and trainer checkpoints, and the one :func:`latest_checkpoint` every resume uses (it skips a
   half-written or corrupt checkpoint);
+- :mod:`moalign.storage.readers`: the one checked reader of every file moalign reads back
+  (JSON records, JSON lines, safetensors weights, adapter configs, ``torch.save`` states): a
+  damaged file is a :class:`~moalign.errors.CheckpointError` naming it, before anything in it
+  is used;
 - :mod:`moalign.storage.lock`: :func:`output_lock`, the one-writer-per-folder lock every command
   that writes an output folder holds.
 """
@@ -33,6 +37,14 @@ from moalign.storage.files import (
     writable_problems,
 )
 from moalign.storage.lock import FolderInUseError, output_lock
+from moalign.storage.readers import (
+    check_torch_file,
+    check_trainer_states,
+    load_safetensors,
+    read_adapter_config,
+    read_jsonl,
+    torch_load,
+)
 
 __all__ = [
     "FolderInUseError",
@@ -44,14 +56,20 @@ __all__ = [
     "check_adapter",
     "check_model_folder",
     "check_safetensors",
+    "check_torch_file",
     "check_trainer_checkpoint",
+    "check_trainer_states",
     "is_temporary",
     "jsonable",
     "latest_checkpoint",
+    "load_safetensors",
     "output_dir_problems",
     "output_lock",
+    "read_adapter_config",
     "read_json",
+    "read_jsonl",
     "scan_trace",
     "stale_temporaries",
+    "torch_load",
     "writable_problems",
 ]

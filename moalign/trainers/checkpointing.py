@@ -52,20 +52,23 @@ def resolve_policy(model: Any, tokenizer: Any = None) -> tuple[Any, Any]:
 
 
 def load_policy_weights(model: Any, path: Path) -> None:
-    """Load what ``model.save_pretrained(path)`` wrote back into ``model`` (in place)."""
-    from safetensors.torch import load_file
+    """Load what ``model.save_pretrained(path)`` wrote back into ``model`` (in place); every
+    file goes through :func:`moalign.storage.readers.load_safetensors` (a damaged one is a
+    :class:`CheckpointError` naming it, before any tensor is used)."""
+    from moalign.storage.readers import load_safetensors as load_file
 
     if is_peft_model(model):
         from peft import set_peft_model_state_dict
 
-        set_peft_model_state_dict(model, load_file(path / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, load_file(path / "adapter_model.safetensors",
+                                                   what="policy weights"))
         return
     files = sorted(path.glob("model*.safetensors"))
     if not files:
         raise CheckpointError(f"no policy weights (model*.safetensors) in '{path}'")
     state: dict[str, torch.Tensor] = {}
     for f in files:
-        state.update(load_file(f))
+        state.update(load_file(f, what="policy weights"))
     result = model.load_state_dict(state, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
     missing = [k for k in result.missing_keys if k not in tied]
