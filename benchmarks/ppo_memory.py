@@ -1,0 +1,196 @@
+"""Peak CPU memory of one MO-PPO iteration (make_batch + update), old path vs new path, one run.
+
+SmolLM2-135M-Instruct (embedded, offline) with a LoRA policy (moalign's default adapter),
+``--rollouts`` responses of exactly ``--tokens`` tokens (end-of-sequence suppressed), one PPO
+epoch over the whole batch as one minibatch by default (the logits of the whole rollout batch
+at once, the case issue 23 describes). Each variant runs in a fresh worker process:
+
+- ``full-vocab``: the log-probs and entropies of the full-vocabulary path MO-PPO used before
+  (``logits.float() / temperature``, then ``log_softmax`` and ``gather``, and the entropy from
+  a second ``log_softmax``, its ``exp`` and their product: full ``[B, T, V]`` float32 copies),
+  kept here as a reference implementation; full critic (a trainable copy of the backbone);
+- ``chunked``: the same trainer with MO-PPO's chunked log-probs (``ppo_core.selective_logprobs``:
+  a logsumexp per chunk of rows, the taken token's logit gathered, no log-softmax copy) and the
+  same full critic, so its losses must equal ``full-vocab``'s;
+- ``lora-critic``: chunked log-probs and the default critic of a LoRA policy (its own adapter
+  over the shared frozen base plus the value heads).
+
+``--baseline-file PATH`` adds a variant running another ``ppo.py`` (e.g. the trainer before
+these changes: ``git show <rev>:moalign/trainers/ppo.py > /tmp/ppo_old.py``) with its own
+defaults.
+
+Memory: the worker builds the trainer and samples the rollouts first, then resets the kernel's
+high-water mark of its resident set (``/proc/self/clear_refs``) and runs ``make_batch`` +
+``update``; the **step peak** is the high-water mark minus the resident set just before. The
+process peak (``getrusage`` maxrss: model, critic, optimizer state and the step) is printed
+too. glibc's malloc is given a fixed mmap threshold in every worker, so freed tensors go back
+to the kernel and the resident set follows the live tensors.
+
+    python benchmarks/ppo_memory.py
+    python benchmarks/ppo_memory.py --rollouts 16 --tokens 64 --mini-batch 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+VARIANTS = ("full-vocab", "chunked", "lora-critic")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rollouts", type=int, default=16, help="responses per iteration")
+    p.add_argument("--tokens", type=int, default=64, help="tokens per response (exactly)")
+    p.add_argument("--mini-batch", type=int, default=0, help="minibatch size (0: all rollouts)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per worker")
+    p.add_argument("--baseline-file", help="another ppo.py to measure as a variant 'baseline'")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _full_vocab_trainer(base):
+    """A trainer whose log-probs and entropies take the full-vocabulary path (reference)."""
+    import torch
+
+    class FullVocab(base):
+        def _logprobs(self, logits, tokens, entropy=False):
+            scaled = logits.float() / self.args.temperature
+            logps = torch.log_softmax(scaled, dim=-1)
+            taken = torch.gather(logps, -1, tokens.unsqueeze(-1)).squeeze(-1)
+            del logps
+            if not entropy:
+                return taken
+            logps = torch.log_softmax(scaled.float(), dim=-1)
+            return taken, -(logps.exp() * logps).sum(-1)
+
+    return FullVocab
+
+
+def worker(args) -> dict:
+    import gc
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from moalign.models import load_policy
+    from moalign.objective import load_objective
+
+    variant = args.worker
+    if variant == "baseline":
+        spec = importlib.util.spec_from_file_location("ppo_baseline", args.baseline_file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    else:
+        from moalign.trainers import ppo as module
+    trainer_class = module.MultiObjectivePPOTrainer
+    if variant == "full-vocab":
+        trainer_class = _full_vocab_trainer(trainer_class)
+    settings = dict(output_dir="/tmp/ppo-memory-unused", max_steps=1, batch_size=args.rollouts,
+                    max_new_tokens=args.tokens, mini_batch_size=args.mini_batch or args.rollouts,
+                    ppo_epochs=1, use_cpu=True, kl_coef=0.05, save_final=False,
+                    temperature=args.temperature, seed=0,
+                    generation_kwargs={"min_new_tokens": args.tokens})
+    fields = module.MultiObjectivePPOConfig.__dataclass_fields__
+    if "critic" in fields:
+        settings["critic"] = "auto" if variant == "lora-critic" else "full"
+    policy, tok = load_policy("smollm2", lora=True)
+    prompts = [{"prompt": f"Write one sentence about the number {i}."} for i in range(args.rollouts)]
+    trainer = trainer_class(policy, [load_objective("length", target=20)],
+                            module.MultiObjectivePPOConfig(**settings), train_dataset=prompts,
+                            processing_class=tok)
+    trainer.tradeoff.ask()
+    rollout = trainer.rollout()
+    rewards = trainer.score(rollout)
+    assert rollout.response_mask.sum().item() == args.rollouts * args.tokens, "short responses"
+    gc.collect()
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current resident set
+        f.write("5")
+    start = time.perf_counter()
+    batch = trainer.make_batch(rollout, rewards)
+    losses = trainer.update(batch)
+    seconds = time.perf_counter() - start
+    peak = _status_kib("VmHWM")
+    vocab = trainer.tokenizer.vocab_size if hasattr(trainer.tokenizer, "vocab_size") else None
+    return {"variant": variant, "step_peak_mb": (peak - before) / 1024,
+            "rss_before_mb": before / 1024,
+            "process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "seconds": seconds, "losses": losses, "vocab": vocab,
+            "entropy": float(batch["entropy"]), "old_logp_sum": float(batch["old_logp"].sum())}
+
+
+def run(variant: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--worker", variant, "--rollouts", str(args.rollouts),
+           "--tokens", str(args.tokens), "--mini-batch", str(args.mini_batch),
+           "--temperature", str(args.temperature), "--threads", str(args.threads)]
+    if args.baseline_file:
+        cmd += ["--baseline-file", args.baseline_file]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {variant} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    variants = [v for v in args.variants.split(",") if v]
+    if args.baseline_file:
+        variants = ["baseline", *variants]
+    results = {}
+    for v in variants:
+        results[v] = run(v, args)
+        print(f"{v}: {json.dumps(results[v])}", flush=True)
+    mb = args.mini_batch or args.rollouts
+    print(f"MO-PPO make_batch + update, SmolLM2-135M LoRA policy, {args.rollouts} rollouts x "
+          f"{args.tokens} tokens, minibatch {mb}, 1 epoch, vocabulary {results[variants[0]]['vocab']}")
+    print(f"{'variant':<12} {'step peak MB':>13} {'process peak MB':>16} {'seconds':>8} "
+          f"{'loss/policy':>12} {'loss/value':>11}")
+    for v, r in results.items():
+        print(f"{v:<12} {r['step_peak_mb']:>13.0f} {r['process_peak_mb']:>16.0f} "
+              f"{r['seconds']:>8.1f} {r['losses']['loss/policy']:>12.6f} "
+              f"{r['losses']['loss/value']:>11.6f}")
+    ok = True
+    if "full-vocab" in results and "chunked" in results:
+        old, new = results["full-vocab"], results["chunked"]
+        diff = max(abs(old["losses"][k] - new["losses"][k]) for k in old["losses"])
+        same = diff <= 1e-5 * max(1.0, max(abs(v) for v in old["losses"].values()))
+        ok &= same
+        print(f"chunked vs full-vocab (same critic): step peak {old['step_peak_mb'] / new['step_peak_mb']:.2f}x "
+              f"lower; losses equal: {same} (max |diff| {diff:.2e} over {len(old['losses'])} "
+              f"statistics; entropy {old['entropy']:.6f} vs {new['entropy']:.6f})")
+    reference = "baseline" if "baseline" in results else "full-vocab"
+    if reference in results and "lora-critic" in results:
+        old, new = results[reference], results["lora-critic"]
+        print(f"lora-critic vs {reference}: step peak {old['step_peak_mb'] / new['step_peak_mb']:.2f}x "
+              f"lower, process peak {old['process_peak_mb'] / new['process_peak_mb']:.2f}x lower")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
