@@ -36,6 +36,7 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     cfg = load_command_config(SFTTrainingConfig, args.config, overrides)
     with output_lock(cfg.output_dir):  # one writer per output folder
         cfg = load_command_config(SFTTrainingConfig, args.config, overrides)  # again, under it
+        _check_rows(cfg)  # every row, before the model loads
         result = train_sft(cfg, progress=not args.quiet)
     if _secondary_process():  # the main process wrote the output (the others waited) and reports
         return 0
@@ -49,3 +50,15 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     ]
     print_summary(rows)
     return 0
+
+
+def _check_rows(cfg: Any) -> None:
+    """The rows :func:`~moalign.trainers.sft.train_sft` will train on, each checked
+    (:func:`moalign.data.sft_rows.validate_sft_dataset`: a bad one is named with its row and
+    column)."""
+    from moalign.data.catalog import describe_spec
+    from moalign.data.sft_rows import validate_sft_dataset
+    from moalign.trainers.sft import load_sft_dataset
+
+    rows = load_sft_dataset(cfg.dataset, max_examples=cfg.max_examples, seed=cfg.seed)
+    validate_sft_dataset(rows, describe_spec(cfg.dataset))

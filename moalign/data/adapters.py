@@ -51,12 +51,63 @@ class DatasetAdapter:
     labels: Callable[[Mapping[str, Any]], list[str] | None] = field(
         default=lambda options: None)
 
+    def option_names(self) -> frozenset[str] | None:
+        """The options ``convert`` accepts, from its signature (the parameters after the
+        records); for a ``convert`` that passes ``**options`` on, those of the function it
+        passes them to (:func:`_passes_options_to`). ``None``: any option (not known)."""
+        return _keywords(self.convert)
+
+    def option_problems(self, options: Any, key: str = "dataset") -> list[str]:
+        """Options the adapter does not take, each named with the ones it does."""
+        accepted = self.option_names()
+        if accepted is None or not isinstance(options, Mapping):
+            return []
+        from moalign.config.checking import did_you_mean
+
+        shown = ", ".join(sorted(accepted)) or "none"
+        return [f"'{key}.options': adapter '{self.name}' has no option '{name}'"
+                f"{did_you_mean(name, accepted)} (its options: {shown})"
+                for name in options if name not in accepted]
+
     def output_columns(self, options: Mapping[str, Any]) -> frozenset[str] | None:
         """The canonical columns it writes, when they can be told without reading data."""
         labels = self.labels(options)
         if self.kind != "preference" or labels is None:
             return None
         return frozenset(CORE_COLUMNS) | {pref_column(o) for o in labels}
+
+
+def _keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
+    """Keyword parameters of ``fn`` after its first (the records); ``None`` when it takes any."""
+    import inspect
+
+    target = getattr(fn, "_passes_options_to", None)
+    try:
+        params = list(inspect.signature(fn).parameters.values())[1:]
+    except (TypeError, ValueError):  # a callable without a signature
+        return None
+    names = {p.name for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        if target is None:
+            return None
+        module, _, attr = target[0].partition(":")
+        import importlib
+
+        inner = _keywords(getattr(importlib.import_module(module), attr))
+        return None if inner is None else frozenset((names | inner) - set(target[1]))
+    return frozenset(names)
+
+
+def _passes_options_to(target: str, fixed: tuple[str, ...] = ()) -> Callable[[Any], Any]:
+    """Mark a ``convert(records, **options)`` as passing its options to ``target``
+    (``module:function``) with ``fixed`` set by the adapter itself, so that
+    :meth:`DatasetAdapter.option_names` can tell which options it takes."""
+    def mark(fn: Any) -> Any:
+        fn._passes_options_to = (target, fixed)
+        return fn
+
+    return mark
 
 
 def _accept(name: str, adapter: Any, where: str) -> DatasetAdapter:
@@ -112,12 +163,14 @@ def _hh(records: Any, *, objective: str = "helpfulness", as_chat: bool = True) -
     return from_hh_rlhf(records, objective, as_chat=as_chat, drop_empty=True, errors="drop")
 
 
+@_passes_options_to("moalign.data.pku:from_pku_saferlhf", ("errors",))
 def _pku(records: Any, **options: Any) -> AdapterResult:
     from moalign.data.pku import from_pku_saferlhf
 
     return from_pku_saferlhf(records, errors="drop", **options)
 
 
+@_passes_options_to("moalign.data.ratings:from_ratings", ())
 def _ratings(records: Any, **options: Any) -> AdapterResult:
     from moalign.data.ratings import from_ratings
 
@@ -127,12 +180,14 @@ def _ratings(records: Any, **options: Any) -> AdapterResult:
     return from_ratings(records, **options)
 
 
+@_passes_options_to("moalign.data.reasoning:load_gsm8k", ())
 def _gsm8k(records: Any, **options: Any) -> AdapterResult:
     from moalign.data.reasoning import load_gsm8k
 
     return load_gsm8k(records, **options)
 
 
+@_passes_options_to("moalign.data.reasoning:load_math500", ())
 def _math(records: Any, **options: Any) -> AdapterResult:
     from moalign.data.reasoning import load_math500
 
@@ -166,7 +221,7 @@ def _pairs(records: Any, *, objective: str = "helpfulness", score_chosen: str = 
             continue
         label = 1.0
         if score_chosen in cols and score_rejected in cols:
-            a, b = float(cols[score_chosen][i]), float(cols[score_rejected][i])
+            a, b = (_number(cols[c][i], c, i) for c in (score_chosen, score_rejected))
             label = 1.0 if a > b else (0.0 if a == b else -1.0)
         out["prompt"].append(chat)
         out["chosen"].append(replies[0])
@@ -174,6 +229,24 @@ def _pairs(records: Any, *, objective: str = "helpfulness", score_chosen: str = 
         out[pref_column(objective)].append(label)
     report.records_kept = report.rows_out = len(out["prompt"])
     return AdapterResult(Dataset.from_dict(out), report)
+
+
+def _number(value: Any, column: str, row: int) -> float:
+    """A score of the ``pairs`` adapter as a float; text, a bool or a missing score is a
+    :class:`DataError` naming the column and the row."""
+    import math
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    raise DataError(f"adapter 'pairs': row {row}, column '{column}': a score must be a finite "
+                    f"number, got {value!r:.60}")
 
 
 def _reply_after(conversation: Any, prompt: list[dict[str, Any]]) -> Any:

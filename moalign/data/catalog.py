@@ -253,6 +253,8 @@ def _spec_problems(spec: Mapping[str, Any], key: str) -> list[str]:
         return [*problems, f"'{key}.adapter': unknown dataset adapter {adapter_name!r}"
                 f"{_close(adapter_name, available_adapters())} (adapters: "
                 f"{', '.join(available_adapters())})"]
+    if isinstance(spec.get("options"), Mapping):
+        problems += adapter.option_problems(spec["options"], key)
     path = Path(source).expanduser()
     if not path.exists():
         if _looks_like_path(source):
@@ -265,9 +267,17 @@ def _spec_problems(spec: Mapping[str, Any], key: str) -> list[str]:
                 "copy as 'source: data.jsonl'")
         return problems
     have = dataset_columns(str(path)) if path.is_file() else None
+    mapping = spec.get("columns") if isinstance(spec.get("columns"), Mapping) else {}
     if have is not None:
-        renamed = {**{c: c for c in have}, **{a: s for a, s in (spec.get("columns") or {}).items()}}
-        missing = [c for c in adapter.columns if c not in have and renamed.get(c) not in have]
+        shown = ", ".join(sorted(have))
+        absent = {a: s for a, s in mapping.items() if s not in have}
+        for target, name in absent.items():
+            problems.append(f"'{key}.columns': '{target}: {name}' maps a column '{name}' that "
+                            f"source '{source}' does not have{_close(name, have)} (columns: "
+                            f"{shown})")
+        renamed = {**{c: c for c in have}, **dict(mapping)}
+        missing = [c for c in adapter.columns
+                   if c not in absent and c not in have and renamed.get(c) not in have]
         for column in missing:
             problems.append(f"'{key}': source '{source}' has no column '{column}' that adapter "
                             f"'{adapter.name}' needs (columns: {', '.join(sorted(have))}); map "
@@ -283,7 +293,12 @@ def _spec_columns(spec: Mapping[str, Any]) -> frozenset[str] | None:
     except Exception:
         return None
     if adapter.name == "canonical" and isinstance(spec.get("source"), str):
-        return dataset_columns(spec["source"])
+        have = dataset_columns(spec["source"])
+        mapping = spec.get("columns")
+        if have is None or not isinstance(mapping, Mapping):
+            return have
+        renamed = {s: a for a, s in mapping.items() if s in have}  # source name -> its new name
+        return frozenset(renamed.get(c, c) for c in have)
     return adapter.output_columns(dict(spec.get("options") or {}))
 
 

@@ -33,7 +33,7 @@ from moalign.fronts.plan import (
 )
 from moalign.models.lora import lora_options, lora_problems
 from moalign.models.precision import precision_problems
-from moalign.models.specs import model_problems
+from moalign.models.specs import lora_target_problems, model_problems
 from moalign.objective.checks import objective_problems
 from moalign.objective.registry import objective_name
 from moalign.pareto.bootstrap import DEFAULT_BOOTSTRAP, bootstrap_problems
@@ -160,6 +160,10 @@ class FrontConfig:
             problems.append(f"'method' must be one of {sorted(METHOD_NAMES)}, got {self.method!r}")
         if not self.objectives or len(set(self.objective_names)) != len(self.objectives):
             problems.append(f"'objectives' must be distinct names, got {self.objectives!r}")
+        elif len(self.objectives) < 2:
+            problems.append(f"'objectives': a front needs at least 2 objectives (front.png plots "
+                            f"them against each other, the hypervolume measures their trade-off),"
+                            f" got {self.objective_names}; train one objective with moalign train")
         if self.metric not in ("implicit", "generation"):
             problems.append(f"'metric' must be 'implicit' or 'generation', got {self.metric!r}")
         if self.metric == "implicit" and self.method == "decoding":
@@ -326,7 +330,10 @@ def resolve_front_config(data: Mapping[str, Any], *, source: str | None = None):
                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
         problems += range_problems(train_good, _trace_train_ranges(view["trainer"]),
                                    prefix="train: ")
-    problems += lora_problems(view.get("lora"))
+    lora_found = lora_problems(view.get("lora"))
+    problems += lora_found
+    if not lora_found:  # against the model's module names, from its config alone
+        problems += lora_target_problems(view["model"], view.get("lora"))
     problems += generation_problems(view.get("generation"))
     problems += _report_problems(view.get("report"))
     raise_problems(problems, source)

@@ -14,7 +14,8 @@ from typing import Any
 from moalign.errors import ModelError
 
 __all__ = ["LORA_ALIASES", "LORA_DEFAULTS", "apply_lora", "as_lora_config", "flat_lora_options",
-           "lora_config", "lora_options", "lora_problems", "soup_lora_problems"]
+           "lora_config", "lora_options", "lora_problems", "soup_lora_problems",
+           "target_module_problems"]
 
 #: moalign's LoRA defaults, the one set every path starts from (``moalign train``, front traces,
 #: ``moalign sft``, ``moalign reward`` with method ``lora``, :func:`~moalign.models.load_policy`):
@@ -150,7 +151,72 @@ def lora_problems(lora: Any, key: str = "lora", *, aliases: Sequence[str] = ()) 
     r = lora.get("r", 1)
     if isinstance(r, bool) or not isinstance(r, int) or r < 1:
         problems.append(f"'{key}': 'r' must be a positive integer, got {r!r}")
+    for name in ("lora_alpha", "alpha"):
+        alpha = lora.get(name, 1)
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+            problems.append(f"'{key}': '{name}' must be a positive number, got {alpha!r}")
+    for name in ("lora_dropout", "dropout"):
+        dropout = lora.get(name, 0.0)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0.0 <= dropout < 1.0:
+            problems.append(f"'{key}': '{name}' must be a number in [0, 1), got {dropout!r}")
+    targets = lora.get("target_modules", LORA_DEFAULTS["target_modules"])
+    if not _targets_ok(targets):
+        problems.append(f"'{key}': 'target_modules' must be a non-empty list of module names "
+                        f"(or one regular expression, or 'all-linear'), got {targets!r}")
     return problems
+
+
+def _targets_ok(targets: Any) -> bool:
+    if isinstance(targets, str):
+        return bool(targets.strip())
+    return (isinstance(targets, Sequence) and len(targets) > 0
+            and all(isinstance(t, str) and t.strip() for t in targets))
+
+
+def target_module_problems(lora: Any, modules: Mapping[str, str], model: str,
+                           key: str = "lora") -> list[str]:
+    """LoRA ``target_modules`` that match no module of a model, found from its module names
+    (``modules``: full name -> class name, e.g. from a model built on the meta device) before
+    any weight loads. Matching follows peft: a list entry matches a module whose name is it or
+    ends with ``.<entry>``; a single string is a regular expression the whole name must match;
+    ``all-linear`` needs a linear layer. ``model`` names the model in the message."""
+    import re
+
+    if not isinstance(lora, Mapping):
+        lora = {} if lora is True else None
+    if lora is None:
+        return []
+    targets = lora.get("target_modules", LORA_DEFAULTS["target_modules"])
+    if not _targets_ok(targets):
+        return []  # lora_problems reports it
+    linear = sorted({n.rsplit(".", 1)[-1] for n, cls in modules.items()
+                     if cls in ("Linear", "Conv1D") and n})
+    if isinstance(targets, str) and targets.strip().lower() == "all-linear":
+        return [] if linear else [f"'{key}': 'target_modules: all-linear' but model '{model}' "
+                                  "has no linear layer"]
+    if isinstance(targets, str):
+        try:
+            pattern = re.compile(targets)
+        except re.error as exc:
+            return [f"'{key}': 'target_modules' {targets!r} is not a regular expression ({exc})"]
+        missing = [] if any(pattern.fullmatch(n) for n in modules) else [targets]
+    else:
+        missing = [t for t in targets
+                   if not any(n == t or n.endswith("." + t) for n in modules)]
+    if not missing:
+        return []
+    verb = "matches" if len(missing) == 1 else "match"
+    return [f"'{key}': 'target_modules' {', '.join(map(repr, missing))} {verb} no module of "
+            f"model '{model}'{_close_name(missing[0], linear)}; its linear layers are: "
+            f"{', '.join(linear) or 'none'}"]
+
+
+def _close_name(name: str, choices: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 #: LoRA options under which an adapter is not the plain update ``ΔW = s B A`` of a base layer,

@@ -22,7 +22,8 @@ from moalign.models.loading import (
     resolve_model_source,
 )
 
-__all__ = ["is_embedded", "load_model_spec", "model_problems", "resolve_model"]
+__all__ = ["is_embedded", "load_model_spec", "lora_target_problems", "model_modules",
+           "model_problems", "resolve_model"]
 
 
 def is_embedded(model: str) -> bool:
@@ -69,3 +70,47 @@ def resolve_model(name: str) -> str:
         raise ModelError(f"'model': '{name}' is a GGUF file; convert it to a checkpoint folder "
                          "first (moalign.models.load_policy, then save_pretrained)")
     return source
+
+
+def model_modules(spec: str) -> dict[str, str] | None:
+    """``{module name: class name}`` of a model spec's causal LM, built from its config on the
+    meta device (no weight is read or allocated); ``None`` when the config cannot be had
+    without loading or downloading (a hub id, a GGUF file, an adapter, SmolLM2 not converted
+    yet)."""
+    import torch
+
+    if spec == "tiny":
+        from moalign.models.tiny import _tiny_llama_config, tiny_tokenizer
+
+        config = _tiny_llama_config(tiny_tokenizer())
+    else:
+        folder = cache_root() / _SMOLLM2_FOLDER if is_embedded(spec) else Path(spec).expanduser()
+        if not (folder / "config.json").is_file():
+            return None
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(str(folder))
+        except (OSError, ValueError):
+            return None  # the loader reports a damaged config with its own message
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError, TypeError):
+        return None
+    return {name: type(module).__name__ for name, module in model.named_modules()}
+
+
+def lora_target_problems(spec: Any, lora: Any, key: str = "lora") -> list[str]:
+    """LoRA ``target_modules`` that match no module of the model ``spec``, found from its
+    config before any weight loads (:func:`moalign.models.lora.target_module_problems`)."""
+    from moalign.models.lora import target_module_problems
+
+    if not isinstance(spec, str) or lora is None or lora is False:
+        return []
+    modules = model_modules(spec)
+    if modules is None:
+        return []
+    return target_module_problems(lora, modules, spec, key)
