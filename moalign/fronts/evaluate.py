@@ -41,7 +41,29 @@ def _eval_pairs(cfg: Any, ctx: Any):
         rows, _ = truncate_prompts(ctx.test_ds.select(keep), ctx.tokenizer,
                                    _max_prompt_tokens(cfg))
         ctx._eval_pairs = labelled_rows(rows, list(cfg.objective_names))
+        _check_scorable(cfg, ctx.tokenizer, ctx._eval_pairs)
     return ctx._eval_pairs
+
+
+def _check_scorable(cfg: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> None:
+    """Refuse an evaluation ``max_length`` that leaves nothing to score: when every held-out
+    pair's prompt fills it, chosen and rejected are cut to the same tokens, every margin is 0
+    and every accuracy a meaningless 0.5. Checked when the held-out pairs are first prepared
+    (before the baseline is scored and before any run trains)."""
+    from moalign.evaluation.logprobs import _completion_ids, _truncate
+
+    prompts = []
+    for row in rows:
+        p, (c, j) = _completion_ids(tokenizer, row["prompt"], [row["chosen"], row["rejected"]])
+        if _truncate(p, c, cfg.max_length)[1] != _truncate(p, j, cfg.max_length)[1]:
+            return
+        prompts.append(len(p))
+    if rows:
+        raise DataError(
+            f"'max_length': {cfg.max_length} tokens leave nothing to score: the {len(rows)} "
+            f"held-out pairs have prompts of {min(prompts)} to {max(prompts)} tokens, so each "
+            "pair's chosen and rejected replies are cut to the same tokens; raise max_length "
+            f"above {max(prompts)}")
 
 
 def _precision(ctx: Any) -> str:

@@ -177,8 +177,17 @@ def common_reference(fronts: Sequence[Any],
     With ``reference_point``, that one (every front is recomputed at it). Otherwise every
     front that stores a reference point must store the same one (a front without one is
     measured at it); fronts with different reference points are refused with
-    :class:`ParetoError`: their hypervolumes measure different things.
+    :class:`ParetoError`: their hypervolumes measure different things. So are fronts measured
+    on different objectives (or in another order), named with their objectives first.
     """
+    objectives = list(fronts[0].objectives) if fronts else []
+    for n, f in enumerate(fronts[1:], start=1):
+        if list(f.objectives) != objectives:
+            same = sorted(f.objectives) == sorted(objectives)
+            raise ParetoError(
+                f"front {n} has objectives {list(f.objectives)}, front 0 has {objectives}: "
+                + ("the same objectives in another order; fronts compare only axis by axis"
+                   if same else "fronts compare only on the same objectives"))
     if reference_point is not None:
         k = len(fronts[0].objectives)
         try:

@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from moalign.errors import CheckpointError, ConfigError
-from moalign.tradeoff.schedule_base import Schedule
-from moalign.weights import as_weights
+from moalign.errors import ConfigError
+from moalign.tradeoff.schedule_base import HoldsWeights
 
 __all__ = ["MGDAWeights", "gram_matrix", "min_norm_weights", "min_norm_weights_from_gram"]
 
@@ -123,7 +122,7 @@ def min_norm_weights(grads: torch.Tensor | Sequence[torch.Tensor], **solver: Any
     return torch.as_tensor(w, dtype=dtype, device=ref.device)
 
 
-class MGDAWeights(Schedule):
+class MGDAWeights(HoldsWeights):
     """Weights from MGDA (Désidéri 2012; Sener & Koltun 2018), recomputed at each ``tell``.
 
     ``tell({"gradients": Tensor[K, P]})`` (per-objective gradients of the shared parameters,
@@ -154,13 +153,3 @@ class MGDAWeights(Schedule):
                 f"of shape {gram.shape}"
             )
         self.weights = min_norm_weights_from_gram(gram)
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "weights": self.weights.tolist()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        try:
-            self.weights = as_weights(state["weights"], self.num_objectives)
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"mgda state has no valid weights: {exc}") from None

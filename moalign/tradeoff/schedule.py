@@ -31,6 +31,7 @@ from moalign.errors import CheckpointError, ConfigError, WeightsError
 from moalign.tradeoff.adaptive import AdaptiveFront
 from moalign.tradeoff.mgda import MGDAWeights, min_norm_weights, min_norm_weights_from_gram
 from moalign.tradeoff.schedule_base import (
+    HoldsWeights,
     Schedule,
     ScheduleExhausted,
     check_k,
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 
-class FixedWeights(Schedule):
+class FixedWeights(HoldsWeights):
     """The same weight vector at every ``ask()``."""
 
     kind = "fixed"
@@ -68,16 +69,6 @@ class FixedWeights(Schedule):
 
     def ask(self) -> np.ndarray:
         return self.weights.copy()
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "weights": self.weights.tolist()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        try:
-            self.weights = as_weights(state["weights"], self.num_objectives)
-        except (KeyError, WeightsError) as exc:
-            raise CheckpointError(f"fixed schedule state has no valid weights: {exc}") from None
 
     def __repr__(self) -> str:
         return f"FixedWeights({self.weights.tolist()})"

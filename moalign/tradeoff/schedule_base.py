@@ -9,7 +9,7 @@ import numpy as np
 
 from moalign.errors import CheckpointError, ConfigError, MoalignError
 
-__all__ = ["Schedule", "ScheduleExhausted", "check_k", "rng_from_state", "rng_state"]
+__all__ = ["HoldsWeights", "Schedule", "ScheduleExhausted", "check_k", "rng_from_state", "rng_state"]
 
 
 class ScheduleExhausted(MoalignError, LookupError):
@@ -96,3 +96,22 @@ class Schedule:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_objectives={self.num_objectives})"
+
+
+class HoldsWeights(Schedule):
+    """A schedule whose state is its current weight vector ``self.weights`` (fixed weights,
+    MGDA's last solution): saved with the checkpoint and checked on the simplex when loaded."""
+
+    weights: np.ndarray
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "weights": self.weights.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        from moalign.weights import as_weights
+
+        super().load_state_dict(state)
+        try:
+            self.weights = as_weights(state["weights"], self.num_objectives)
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"{self.kind} schedule state has no valid weights: {exc}") from None
