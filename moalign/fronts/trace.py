@@ -57,7 +57,12 @@ from moalign.fronts.evaluate import evaluate_front_policy, heldout_fingerprint
 from moalign.pareto.bootstrap import per_example_text, read_per_example
 from moalign.pareto.front import FrontPoint, ParetoFront
 from moalign.storage.checkpoints import read_json
-from moalign.storage.files import atomic_directory, atomic_write_json, atomic_write_text
+from moalign.storage.files import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    writable_problems,
+)
 from moalign.storage.lock import output_lock
 
 __all__ = ["METHODS", "trace_front"]
@@ -182,6 +187,12 @@ def trace_front(config: FrontConfig | dict[str, Any]):
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"'output_dir': '{out}' exists and is not a folder")
+    problems = writable_problems(out)  # found now, not when the first point is written
+    for sub in ("runs", "points", "baseline"):
+        if not problems and (out / sub).is_dir():
+            problems = writable_problems(out / sub)
+    if problems:
+        raise ConfigError(problems)
     precision = cfg.resolved_precision()
     from moalign.models.precision import precision_scope
 

@@ -24,6 +24,14 @@ USER = {"role": "user", "content": "hi?"}
 BOT = {"role": "assistant", "content": "hello"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _imported() -> None:
+    """The libraries a first case imports (transformers' model classes, read for the module
+    names of a LoRA check) are imported once, so each case's time is its own work."""
+    from moalign.models.specs import model_modules
+
+    model_modules("tiny")
+
 def _yaml(dataset: dict) -> str:
     return f"model: tiny\ndataset: {json.dumps(dataset)}\nobjectives: [helpfulness]\n" \
            "weights: [1]\nmax_steps: 1\n"
