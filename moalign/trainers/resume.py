@@ -21,6 +21,7 @@ from typing import Any
 
 from moalign.errors import CheckpointError
 from moalign.storage.checkpoints import check_trainer_checkpoint, is_temporary, latest_checkpoint
+from moalign.storage.readers import check_trainer_states
 
 __all__ = ["CHECKPOINT_DIR", "RESUME_VALUES", "ValidatedResume", "plan_resume", "resume_path"]
 
@@ -39,9 +40,11 @@ def resume_path(resume_from_checkpoint: str | os.PathLike | bool | None, output_
         path = latest_checkpoint(output_dir, required)
         if path is None:
             raise CheckpointError(f"no complete checkpoint to resume in '{output_dir}'")
-        return str(path)
-    check_trainer_checkpoint(resume_from_checkpoint, required)
-    return str(resume_from_checkpoint)
+    else:
+        check_trainer_checkpoint(resume_from_checkpoint, required)
+        path = resume_from_checkpoint
+    check_trainer_states(path)  # optimizer, scheduler, RNG: named if damaged, before loading
+    return str(path)
 
 
 class ValidatedResume:

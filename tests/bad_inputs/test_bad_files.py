@@ -178,3 +178,25 @@ def test_json_lines_records(content, expect, tmp_path):
         return
     with pytest.raises(CheckpointError, match=f"rows.jsonl', {expect}"):
         read_jsonl(path, what="rows")
+
+
+@pytest.mark.parametrize("damage", list(STATES))
+def test_a_resume_names_a_damaged_trainer_state(damage, tmp_path, monkeypatch):
+    """``resume`` (explicit folder or the newest checkpoint) checks the optimizer, scheduler
+    and RNG states before the trainer reads them."""
+    import moalign.trainers.resume as resume
+
+    folder = tmp_path / "checkpoint-2"
+    folder.mkdir()
+    _torch_file(folder / "optimizer.pt")
+    name, damage_it, expect = STATES[damage]
+    damage_it(folder / name)
+    monkeypatch.setattr(resume, "check_trainer_checkpoint", lambda *a, **k: {})
+    monkeypatch.setattr(resume, "latest_checkpoint", lambda *a, **k: folder)
+    for how in (str(folder), True):
+        with pytest.raises(CheckpointError) as info:
+            resume.resume_path(how, str(tmp_path))
+        assert expect.format(file=folder / name) in str(info.value)
+    (folder / name).unlink()
+    _torch_file(folder / "optimizer.pt")
+    assert resume.resume_path(True, str(tmp_path)) == str(folder)  # whole states pass
