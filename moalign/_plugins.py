@@ -1,22 +1,47 @@
-"""The one plugin mechanism: a named group of Python entry points plus in-process registrations.
+"""The one registry of named things, and the one "did you mean".
 
-Objectives (group ``moalign.objectives``) and dataset adapters (group ``moalign.datasets``) are
-both found this way; the built-in ones are declared in moalign's own ``pyproject.toml`` through
-the same group a third-party package uses, so there is one door for everyone. Entry points are
-read once, lazily, and imported only when their name is asked for.
+Every named family of moalign is a :class:`Registry`: objectives (entry-point group
+``moalign.objectives``), dataset adapters (``moalign.datasets``), scalarizers, schedules,
+trainers, front methods, named datasets and the subcommands of ``moalign``. A registry holds
+
+- what was registered in-process (:meth:`Registry.register`): an object, or a
+  ``"module:attr"`` path imported on first use;
+- for a family with an entry-point ``group``, the entry points installed packages declare there
+  (read once, lazily, and imported only when their name is asked for). moalign's own objectives
+  and adapters are declared in its ``pyproject.toml`` through the same group a third-party
+  package uses.
+
+Built-ins and plugins go through the same door and are checked the same way (``accept``); an
+unknown name raises the family's own error type with one message shape:
+``unknown <kind> '<name>'; did you mean '<close>'? (available: ...)``.
+
+A registry is a read-only mapping: ``name in reg``, ``reg[name]`` (raises the unknown-name
+error), ``reg.get(name)`` (``None`` when unknown), iteration in registration order (installed
+entry points after, by name), and :meth:`Registry.names` sorted.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from moalign.errors import MoalignError
+from moalign.errors import ConfigError, MoalignError
 
-__all__ = ["PluginRegistry"]
+__all__ = ["IDENTIFIER", "Registry", "did_you_mean"]
+
+#: Names of the families users type in configs: lowercase letters, digits and underscores.
+IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+
+
+def did_you_mean(name: Any, choices: Iterable[Any]) -> str:
+    """``"; did you mean '<closest>'?"`` when one of ``choices`` is close to ``name``, else
+    ``""``: the one suggestion every unknown name gets."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 class _Clash:
@@ -31,30 +56,78 @@ def qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-class PluginRegistry:
-    """Plugins of one ``kind`` ("objective", "dataset adapter") from entry-point ``group``.
+def _config_error(message: str, name: Any) -> MoalignError:
+    return ConfigError(message)
 
-    ``accept(name, obj, where)`` checks what an entry point or a registration provides and
-    returns what the registry stores (it raises, naming ``where``, when ``obj`` does not fit).
-    ``error(message, name)`` and ``unknown(message, name)`` build the exceptions raised for a
-    broken plugin and for an unknown name (with a "did you mean" and the available names).
+
+class Registry(Mapping[str, Any]):
+    """The things of one ``kind`` ("objective", "scalarizer", ...) by name.
+
+    ``group``: the entry-point group installed packages declare their plugins in (``None``: a
+    family registered in-process only). ``accept(name, obj, where)`` checks what a registration
+    or an entry point provides and returns what the registry stores (raising, naming
+    ``where``, when it does not fit). ``error(message, name)`` and ``unknown(message, name)``
+    build the exceptions for a broken or clashing plugin and for an unknown name (default:
+    :class:`~moalign.errors.ConfigError` for both). ``name_pattern``: a regular expression every
+    registered name must match (``None``: any string).
     """
 
-    def __init__(self, group: str, kind: str, *, accept: Callable[[str, Any, str], Any],
-                 error: Callable[[str, str], MoalignError],
-                 unknown: Callable[[str, str], MoalignError]):
-        self.group, self.kind = group, kind
-        self.accept, self._error, self._unknown_error = accept, error, unknown
+    def __init__(self, kind: str, *, group: str | None = None,
+                 accept: Callable[[str, Any, str], Any] | None = None,
+                 error: Callable[[str, Any], MoalignError] = _config_error,
+                 unknown: Callable[[str, Any], MoalignError] | None = None,
+                 name_pattern: str | None = None):
+        self.kind, self.group = kind, group
+        self.accept = accept or (lambda name, obj, where: obj)
+        self._error, self._unknown_error = error, unknown or error
+        self._name_re = re.compile(name_pattern) if name_pattern else None
+        #: in-process registrations: the accepted object, or an EntryPoint for a lazy path
         self.registered: dict[str, Any] = {}
-        self.loaded: dict[str, Any] = {}  # entry points already imported (a cache)
+        self.loaded: dict[str, Any] = {}  # entry points and paths already imported (a cache)
         self._entry_points: dict[str, Any] | None = None
 
-    def entry_points(self) -> dict[str, EntryPoint]:
-        """The group's entry points by name, read once (not imported)."""
+    # ---------------------------------------------------------------- registering ----------
+
+    def check_name(self, name: Any) -> None:
+        """Raise the family's error for a name that ``name_pattern`` does not allow."""
+        if self._name_re is not None and not (isinstance(name, str) and self._name_re.match(name)):
+            raise self._error(f"invalid {self.kind} name {name!r}: use lowercase letters, digits "
+                              "and underscores, starting with a letter", str(name))
+
+    def register(self, name: str, obj: Any = None, *, path: str | None = None) -> Any:
+        """Register ``obj`` (or the ``"module:attr"`` ``path``, imported on first use) under
+        ``name``; returns ``obj``. A different object under a name that is taken (in-process or
+        by an entry point) is an error."""
+        self.check_name(name)
+        if path is not None:
+            obj = EntryPoint(name=name, value=path, group=self.group or self.kind)
+        who = obj.value.replace(":", ".") if isinstance(obj, EntryPoint) else qualname(obj)
+        previous = self.registered.get(name)
+        if previous is not None and previous is not obj:
+            was = (previous.value.replace(":", ".") if isinstance(previous, EntryPoint)
+                   else qualname(previous))
+            if was != who:
+                raise self._error(f"{self.kind} name '{name}' is already registered by {was}; "
+                                  f"cannot register {who}", name)
+        ep = self.entry_points().get(name)
+        if ep is not None and ep.value.replace(":", ".") != who:
+            raise self._error(f"{self.kind} name '{name}' is already provided by the entry point "
+                              f"'{ep.value}'; cannot register {who}", name)
+        if isinstance(obj, EntryPoint):
+            self.registered[name] = obj
+            self.loaded.pop(name, None)
+            return None
+        self.registered[name] = self.accept(name, obj, f"@register('{name}')")
+        return obj
+
+    # ---------------------------------------------------------------- entry points ---------
+
+    def entry_points(self) -> dict[str, Any]:
+        """The group's installed entry points by name, read once (not imported)."""
         if self._entry_points is None:
             found: dict[str, Any] = {}
             clashes: dict[str, set[str]] = {}
-            for ep in entry_points(group=self.group):
+            for ep in entry_points(group=self.group) if self.group else ():
                 if ep.name in found and found[ep.name].value != ep.value:
                     clashes.setdefault(ep.name, {found[ep.name].value}).add(ep.value)
                     continue
@@ -70,53 +143,67 @@ class PluginRegistry:
         self.loaded.clear()
         importlib.invalidate_caches()
 
+    def source(self, name: str) -> str:
+        """Where ``name`` comes from: an entry point's or a path's ``module:attr``, or
+        ``registered in-process``."""
+        found = self.registered.get(name, self.entry_points().get(name))
+        return found.value if isinstance(found, (EntryPoint, _Clash)) else "registered in-process"
+
+    # ---------------------------------------------------------------- looking up -----------
+
     def names(self) -> list[str]:
         """Every available name, sorted."""
-        return sorted(set(self.registered) | set(self.entry_points()))
+        return sorted(self)
 
-    def source(self, name: str) -> str:
-        ep = self.entry_points().get(name)
-        return ep.value if ep is not None else "registered in-process"
+    def __iter__(self) -> Iterator[str]:
+        yield from self.registered
+        yield from sorted(n for n in self.entry_points() if n not in self.registered)
 
-    def register(self, name: str, obj: Any) -> Any:
-        """Register ``obj`` under ``name`` in-process; a different object under a name that is
-        taken (in-process or by an entry point) is an error."""
-        previous = self.registered.get(name)
-        if previous is not None and previous is not obj and qualname(previous) != qualname(obj):
-            raise self._error(f"{self.kind} name '{name}' is already registered by "
-                              f"{qualname(previous)}; cannot register {qualname(obj)}", name)
-        ep = self.entry_points().get(name)
-        if ep is not None and ep.value.replace(":", ".") != qualname(obj):
-            raise self._error(f"{self.kind} name '{name}' is already provided by the entry point "
-                              f"'{ep.value}'; cannot register {qualname(obj)}", name)
-        self.registered[name] = self.accept(name, obj, f"@register('{name}')")
-        return obj
+    def __len__(self) -> int:
+        return len(set(self.registered) | set(self.entry_points()))
 
-    def get(self, name: str) -> Any:
-        """What ``name`` provides, importing its entry point on first use."""
-        if name in self.registered:
-            return self.registered[name]
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (name in self.registered or name in self.entry_points())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        """What ``name`` provides, or ``default`` when no such name is known (a broken plugin
+        still raises)."""
+        return self[name] if name in self else default
+
+    def __getitem__(self, name: str) -> Any:
+        """What ``name`` provides, importing its entry point or path on first use."""
+        if not isinstance(name, str):
+            raise self.unknown(name)
         if name in self.loaded:
             return self.loaded[name]
-        ep = self.entry_points().get(name)
-        if ep is None:
-            raise self._unknown(name)
-        if isinstance(ep, _Clash):
+        found = self.registered.get(name, self.entry_points().get(name))
+        if found is None:
+            raise self.unknown(name)
+        if not isinstance(found, (EntryPoint, _Clash)):
+            return found
+        if isinstance(found, _Clash):
             raise self._error(f"{self.kind} name '{name}' is provided by several installed "
-                              f"packages ({', '.join(ep.values)}); uninstall one of them", name)
+                              f"packages ({', '.join(found.values)}); uninstall one of them", name)
         try:
-            obj = ep.load()
+            obj = found.load()
         except MoalignError:
             raise
         except Exception as exc:
-            raise self._error(f"{self.kind} '{name}': cannot import its entry point '{ep.value}': "
-                              f"{type(exc).__name__}: {exc}", name) from exc
-        self.loaded[name] = self.accept(name, obj, f"entry point '{ep.value}'")
+            raise self._error(f"{self.kind} '{name}': cannot import its entry point "
+                              f"'{found.value}': {type(exc).__name__}: {exc}", name) from exc
+        self.loaded[name] = self.accept(name, obj, f"entry point '{found.value}'")
         return self.loaded[name]
 
-    def _unknown(self, name: str) -> MoalignError:
+    def unknown_message(self, name: Any) -> str:
+        """``unknown <kind> '<name>'; did you mean '<close>'? (available: ...)``."""
+        shown = f"'{name}'" if isinstance(name, str) else repr(name)
         names = self.names()
-        close = difflib.get_close_matches(str(name), names, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        return self._unknown_error(
-            f"unknown {self.kind} '{name}'.{hint} Available: {', '.join(names) or 'none'}", name)
+        return (f"unknown {self.kind} {shown}{did_you_mean(name, names)} "
+                f"(available: {', '.join(names) or 'none'})")
+
+    def unknown(self, name: Any) -> MoalignError:
+        """The family's error for an unknown ``name``."""
+        return self._unknown_error(self.unknown_message(name), name)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {list(self)})"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from moalign._plugins import PluginRegistry
+from moalign._plugins import Registry
 from moalign.data.schema import CORE_COLUMNS, AdapterReport, AdapterResult, pref_column
 from moalign.errors import DataError
 
@@ -120,9 +120,8 @@ def _accept(name: str, adapter: Any, where: str) -> DatasetAdapter:
     return adapter
 
 
-_REGISTRY = PluginRegistry(ADAPTER_GROUP, "dataset adapter", accept=_accept,
-                           error=lambda message, name: DataError(message),
-                           unknown=lambda message, name: DataError(message))
+_REGISTRY = Registry("dataset adapter", group=ADAPTER_GROUP, accept=_accept,
+                     error=lambda message, name: DataError(message))
 
 
 def available_adapters() -> list[str]:
@@ -132,7 +131,7 @@ def available_adapters() -> list[str]:
 
 def get_adapter(name: str) -> DatasetAdapter:
     """The adapter registered under ``name``; an unknown name lists the known ones."""
-    return _REGISTRY.get(name)
+    return _REGISTRY[name]
 
 
 def register_adapter(adapter: DatasetAdapter) -> DatasetAdapter:

@@ -14,15 +14,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from moalign._plugins import PluginRegistry
+from moalign._plugins import IDENTIFIER, Registry
 from moalign.errors import ObjectiveError, UnknownObjectiveError
 from moalign.objective.base import Objective
 
 ENTRY_POINT_GROUP = "moalign.objectives"
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "OBJECTIVES",
     "available_objectives",
     "describe_objectives",
     "get_objective_class",
@@ -36,15 +36,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------------------------
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ObjectiveError(
-            f"invalid objective name {name!r}: use lowercase letters, digits and underscores, "
-            "starting with a letter",
-            objective=str(name),
-        )
-
 
 def _accept(name: str, cls: Any, where: str) -> type[Objective]:
     """An objective class under ``name``: an :class:`Objective` subclass whose own ``name`` is
@@ -60,12 +51,16 @@ def _accept(name: str, cls: Any, where: str) -> type[Objective]:
     return cls
 
 
-_REGISTRY = PluginRegistry(
-    ENTRY_POINT_GROUP, "objective", accept=_accept,
+#: Every objective by name: the entry points of ``moalign.objectives`` and in-process
+#: registrations (:func:`register_objective`).
+OBJECTIVES = Registry(
+    "objective", group=ENTRY_POINT_GROUP, accept=_accept, name_pattern=IDENTIFIER,
     error=lambda message, name: ObjectiveError(message, objective=name),
     unknown=lambda message, name: UnknownObjectiveError(message, objective=name),
 )
-_registered = _REGISTRY.registered  # in-process registrations (tests may reset them)
+_registered = OBJECTIVES.registered  # in-process registrations (tests may reset them)
+_NAME_RE = re.compile(IDENTIFIER)
+_check_name = OBJECTIVES.check_name  # an objective name's rule (reward models use it too)
 
 
 def register_objective(name: str):
@@ -83,24 +78,24 @@ def register_objective(name: str):
                 f"got {cls!r}",
                 objective=name,
             )
-        return _REGISTRY.register(name, cls)
+        return OBJECTIVES.register(name, cls)
 
     return decorator
 
 
 def refresh_entry_points() -> None:
     """Forget the cached entry points (after installing a plugin package in-process)."""
-    _REGISTRY.refresh()
+    OBJECTIVES.refresh()
 
 
 def available_objectives() -> list[str]:
     """Names of every objective that :func:`load_objective` can build, sorted."""
-    return _REGISTRY.names()
+    return OBJECTIVES.names()
 
 
 def get_objective_class(name: str) -> type[Objective]:
     """Return the class registered under ``name`` (importing its entry point if needed)."""
-    return _REGISTRY.get(name)
+    return OBJECTIVES[name]
 
 
 def _parse_value(text: str) -> Any:
@@ -218,7 +213,7 @@ def describe_objectives() -> list[tuple[str, str, str]]:
     """``(name, source, description)`` for every available objective (imports plugins)."""
     rows = []
     for name in available_objectives():
-        source = _REGISTRY.source(name)
+        source = OBJECTIVES.source(name)
         try:
             cls = get_objective_class(name)
             desc = cls.description or (cls.__doc__ or "").strip().splitlines()[0:1]

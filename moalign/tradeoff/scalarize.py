@@ -38,19 +38,20 @@ on every process; a caller passing per-process data gets per-process statistics.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from moalign._plugins import IDENTIFIER, Registry
 from moalign.errors import ConfigError
 from moalign.tradeoff.lagrangian import LagrangianConstraints
 from moalign.tradeoff.normalize import BatchNormalize, GroupNormalize, RunningNormalize
 from moalign.tradeoff.scalarize_base import Scalarizer, Transform, as_rewards, as_tensor_weights
 
 __all__ = [
+    "SCALARIZERS",
     "BatchNormalize",
     "Chain",
     "GroupNormalize",
@@ -301,36 +302,26 @@ def _with_norm(method: str, inner: Callable[..., Scalarizer]) -> Callable[..., S
     return factory
 
 
-_REGISTRY: dict[str, Callable[..., Scalarizer]] = {
-    "linear": linear,
-    "tchebycheff": tchebycheff,
-    "augmented_tchebycheff": _augmented_tchebycheff,
-    "normalized_linear": _with_norm("running", linear),
-    "group_normalized_linear": _with_norm("group", linear),
-    "batch_normalized_linear": _with_norm("batch", linear),
-    "normalized_tchebycheff": _with_norm("running", tchebycheff),
-    "group_normalized_tchebycheff": _with_norm("group", tchebycheff),
-}
+#: Every scalarizer by name (:func:`register_scalarizer` adds one).
+SCALARIZERS = Registry("scalarizer", name_pattern=IDENTIFIER)
+SCALARIZERS.register("linear", linear)
+SCALARIZERS.register("tchebycheff", tchebycheff)
+SCALARIZERS.register("augmented_tchebycheff", _augmented_tchebycheff)
+SCALARIZERS.register("normalized_linear", _with_norm("running", linear))
+SCALARIZERS.register("group_normalized_linear", _with_norm("group", linear))
+SCALARIZERS.register("batch_normalized_linear", _with_norm("batch", linear))
+SCALARIZERS.register("normalized_tchebycheff", _with_norm("running", tchebycheff))
+SCALARIZERS.register("group_normalized_tchebycheff", _with_norm("group", tchebycheff))
 
 
 def register_scalarizer(name: str, factory: Callable[..., Scalarizer]) -> None:
     """Make ``factory(**params)`` available to :func:`get_scalarizer` under ``name``."""
-    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
-        raise ConfigError(f"scalarizer name must be a lowercase identifier, got {name!r}")
-    if name in _REGISTRY and _REGISTRY[name] is not factory:
-        raise ConfigError(f"a scalarizer named {name!r} is already registered")
-    _REGISTRY[name] = factory
+    SCALARIZERS.register(name, factory)
 
 
 def available_scalarizers() -> list[str]:
     """Names accepted by :func:`get_scalarizer`."""
-    return sorted(_REGISTRY)
-
-
-def _unknown(name: Any) -> ConfigError:
-    close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"unknown scalarizer {name!r}{hint} (available: {', '.join(available_scalarizers())})")
+    return SCALARIZERS.names()
 
 
 def get_scalarizer(spec: str | Mapping[str, Any] | Scalarizer) -> Scalarizer:
@@ -351,10 +342,8 @@ def get_scalarizer(spec: str | Mapping[str, Any] | Scalarizer) -> Scalarizer:
     name = params.pop("name", None)
     if name is None:
         raise ConfigError(f"scalarizer mapping needs a 'name' key, got keys {sorted(params)}")
-    if name not in _REGISTRY:
-        raise _unknown(name)
+    factory = SCALARIZERS[name]
     norm = params.pop("normalize", None)
-    factory = _REGISTRY[name]
     sig = inspect.signature(factory)
     try:
         sig.bind(**params)

@@ -19,7 +19,6 @@ resumed run continues the same sequence as an uninterrupted one.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from moalign._plugins import IDENTIFIER, Registry
 from moalign.errors import CheckpointError, ConfigError, WeightsError
 from moalign.tradeoff.adaptive import AdaptiveFront
 from moalign.tradeoff.mgda import MGDAWeights, min_norm_weights, min_norm_weights_from_gram
@@ -41,6 +41,7 @@ from moalign.tradeoff.schedule_base import (
 from moalign.weights import as_weights
 
 __all__ = [
+    "SCHEDULES",
     "AdaptiveFront",
     "AnnealedWeights",
     "DirichletWeights",
@@ -278,28 +279,24 @@ def _mgda(k: int) -> Schedule:
     return MGDAWeights(k)
 
 
-_REGISTRY: dict[str, Callable[..., Schedule]] = {
-    "fixed": _fixed,
-    "sweep": _sweep,
-    "dirichlet": _dirichlet,
-    "anneal": _anneal,
-    "adaptive": _adaptive,
-    "mgda": _mgda,
-}
+#: Every schedule by name (:func:`register_schedule` adds one).
+SCHEDULES = Registry("schedule", name_pattern=IDENTIFIER)
+SCHEDULES.register("fixed", _fixed)
+SCHEDULES.register("sweep", _sweep)
+SCHEDULES.register("dirichlet", _dirichlet)
+SCHEDULES.register("anneal", _anneal)
+SCHEDULES.register("adaptive", _adaptive)
+SCHEDULES.register("mgda", _mgda)
 
 
 def register_schedule(name: str, factory: Callable[..., Schedule]) -> None:
     """Make ``factory(num_objectives, **params)`` available to :func:`get_schedule` as ``name``."""
-    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
-        raise ConfigError(f"schedule name must be a lowercase identifier, got {name!r}")
-    if name in _REGISTRY and _REGISTRY[name] is not factory:
-        raise ConfigError(f"a schedule named {name!r} is already registered")
-    _REGISTRY[name] = factory
+    SCHEDULES.register(name, factory)
 
 
 def available_schedules() -> list[str]:
     """Names accepted by :func:`get_schedule`."""
-    return sorted(_REGISTRY)
+    return SCHEDULES.names()
 
 
 def get_schedule(spec: str | Mapping[str, Any] | Sequence[float] | Schedule, num_objectives: int) -> Schedule:
@@ -323,11 +320,7 @@ def get_schedule(spec: str | Mapping[str, Any] | Sequence[float] | Schedule, num
         raise ConfigError(f"a schedule is a name, a mapping, weights or a Schedule, got {type(spec).__name__}")
     params = dict(spec)
     name = params.pop("name", None)
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown schedule {name!r}{hint} (available: {', '.join(available_schedules())})")
-    factory = _REGISTRY[name]
+    factory = SCHEDULES[name]
     sig = inspect.signature(factory)
     try:
         sig.bind(k, **params)

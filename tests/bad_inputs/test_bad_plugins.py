@@ -54,7 +54,7 @@ def test_a_plugin_missing_its_column_is_named():
 
 SPECS = [
     ("unknown-name", "helpfulnes", UnknownObjectiveError,
-     "unknown objective 'helpfulnes'. Did you mean 'helpfulness'\\? Available: .*length"),
+     "unknown objective 'helpfulnes'; did you mean 'helpfulness'\\? \\(available: .*length"),
     ("unparseable-spec", "length:target", ObjectiveError,
      "cannot parse objective spec 'length:target': expected 'name:key=value,...', got 'target'"),
     ("empty-key", "length:=80", ObjectiveError, "cannot parse objective spec 'length:=80'"),

@@ -251,7 +251,7 @@ def test_get_scalarizer_names_mappings_instances(monkeypatch):
     assert torch.allclose(with_norm(r, [0.5, 0.5]), linear()(normalize("batch")(r), [0.5, 0.5]))
     from moalign.tradeoff import scalarize
 
-    monkeypatch.setattr(scalarize, "_REGISTRY", dict(scalarize._REGISTRY))
+    monkeypatch.setattr(scalarize.SCALARIZERS, "registered", dict(scalarize.SCALARIZERS.registered))
     register_scalarizer("first_only", lambda: chain(normalize("batch"), linear()))
     assert "first_only" in available_scalarizers()
     assert torch.allclose(get_scalarizer("first_only")(r, [1.0, 0.0]), t([-1.0, 1.0]) / math.sqrt(2), atol=1e-5)

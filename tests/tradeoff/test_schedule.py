@@ -361,7 +361,7 @@ def test_get_schedule_registry(monkeypatch):
     assert get_schedule(sched, 2) is sched
     from moalign.tradeoff import schedule as schedule_module
 
-    monkeypatch.setattr(schedule_module, "_REGISTRY", dict(schedule_module._REGISTRY))
+    monkeypatch.setattr(schedule_module.SCHEDULES, "registered", dict(schedule_module.SCHEDULES.registered))
     register_schedule("always_first", lambda k: FixedWeights(np.eye(k)[0]))
     assert get_schedule("always_first", 3).ask().tolist() == [1.0, 0.0, 0.0]
 
