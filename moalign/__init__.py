@@ -10,9 +10,7 @@ Heavy parts (torch, transformers, trl) are imported on first use, so ``import mo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from moalign._lazy import attach, exports_of
 from moalign.errors import (
     CheckpointError,
     ConfigError,
@@ -34,41 +32,27 @@ from moalign.objective import (
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (imported lazily)
-_LAZY: dict[str, str] = {
-    "ParetoFront": "moalign.pareto",
-    "FrontPoint": "moalign.pareto",
-    "MultiObjectiveDPOConfig": "moalign.trainers",
-    "MultiObjectiveDPOTrainer": "moalign.trainers",
-    "MODPOTrainer": "moalign.trainers",
-    "MultiObjectivePPOConfig": "moalign.trainers",
-    "MultiObjectivePPOTrainer": "moalign.trainers",
-    "MultiObjectiveGRPOTrainer": "moalign.trainers",
-    "MODPOConfig": "moalign.trainers",
-    "MultiObjectiveGRPOConfig": "moalign.trainers",
-    "TradeOff": "moalign.tradeoff",
-    "FrontConfig": "moalign.fronts",
-    "trace_front": "moalign.fronts",
-    "RewardModelObjective": "moalign.rewards",
-    "embedded_sft_checkpoint": "moalign.models",
-    "train_reward_model": "moalign.rewards",
-    "train_sft": "moalign.trainers.sft",
-    "evaluate_policy": "moalign.evaluation",
-    "load_policy": "moalign.models",
-    "tiny_causal_lm": "moalign.models",
-    "tiny_reward_model": "moalign.models",
-}
+# public name -> module that defines it, relative to moalign (imported lazily)
+_EXPORTS = exports_of({
+    "pareto": ["ParetoFront", "FrontPoint"],
+    "trainers": ["MultiObjectiveDPOConfig", "MultiObjectiveDPOTrainer", "MODPOConfig",
+                 "MODPOTrainer", "MultiObjectivePPOConfig", "MultiObjectivePPOTrainer",
+                 "MultiObjectiveGRPOConfig", "MultiObjectiveGRPOTrainer"],
+    "trainers.sft": ["train_sft"],
+    "tradeoff": ["TradeOff"],
+    "fronts": ["FrontConfig", "trace_front"],
+    "rewards": ["RewardModelObjective", "train_reward_model"],
+    "models": ["embedded_sft_checkpoint", "load_policy", "tiny_causal_lm", "tiny_reward_model"],
+    "evaluation": ["evaluate_policy"],
+})
 #: subpackages (and the two public facade modules), plus the old flat names they replace
 _SUBMODULES = {
-    "cli": "moalign.cli", "config": "moalign.config", "data": "moalign.data",
-    "evaluation": "moalign.evaluation", "fronts": "moalign.fronts", "models": "moalign.models",
-    "objective": "moalign.objective", "pareto": "moalign.pareto", "rewards": "moalign.rewards",
-    "scalarize": "moalign.scalarize", "schedule": "moalign.schedule", "storage": "moalign.storage",
-    "tradeoff": "moalign.tradeoff", "trainers": "moalign.trainers", "verify": "moalign.verify",
-    "errors": "moalign.errors", "weights": "moalign.weights",
+    **{name: name for name in ("cli", "config", "data", "evaluation", "fronts", "models",
+                               "objective", "pareto", "rewards", "scalarize", "schedule",
+                               "storage", "tradeoff", "trainers", "verify", "errors", "weights")},
     # where the modules of the flat layout went
-    "front": "moalign.fronts", "soup": "moalign.fronts.soup", "decoding": "moalign.fronts.decoding",
-    "conditioning": "moalign.tradeoff.conditioning", "hf_evaluate": "moalign.evaluation.hf_evaluate",
+    "front": "fronts", "soup": "fronts.soup", "decoding": "fronts.decoding",
+    "conditioning": "tradeoff.conditioning", "hf_evaluate": "evaluation.hf_evaluate",
 }
 
 __all__ = [
@@ -86,21 +70,8 @@ __all__ = [
     "available_objectives",
     "load_objective",
     "register_objective",
-    *sorted(_LAZY),
+    *sorted(_EXPORTS),
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        module = importlib.import_module(_SUBMODULES[name])
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'moalign' has no attribute '{name}'")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+__getattr__, __dir__ = attach(__name__, _EXPORTS, _SUBMODULES)

@@ -9,21 +9,28 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def attach(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def attach(package: str, exports: Mapping[str, str], modules: Mapping[str, str] | None = None,
+           ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package`` whose public ``name`` is defined in submodule
-    ``exports[name]`` (relative to ``package``; a name equal to its submodule exports the
-    submodule itself)."""
+    ``exports[name]`` (relative to ``package``, dotted for a deeper one; a name equal to its
+    submodule exports the submodule itself), and whose ``modules[name]`` is the submodule
+    exported under ``name`` (an alias such as ``front`` for ``fronts``). The value is stored
+    in the package on first access."""
+    modules = dict(modules or {})
 
     def __getattr__(name: str) -> Any:
-        if name not in exports:
+        if name in modules:
+            value = importlib.import_module(f"{package}.{modules[name]}")
+        elif name in exports:
+            module = importlib.import_module(f"{package}.{exports[name]}")
+            value = module if exports[name] == name else getattr(module, name)
+        else:
             raise AttributeError(f"module '{package}' has no attribute '{name}'")
-        module = importlib.import_module(f"{package}.{exports[name]}")
-        value = module if exports[name] == name else getattr(module, name)
         importlib.import_module(package).__dict__[name] = value
         return value
 
     def __dir__() -> list[str]:
-        return sorted(set(importlib.import_module(package).__dict__) | set(exports))
+        return sorted(set(importlib.import_module(package).__dict__) | set(exports) | set(modules))
 
     return __getattr__, __dir__
 

@@ -184,11 +184,14 @@ class Registry(Mapping[str, Any]):
         if isinstance(found, _Clash):
             raise self._error(f"{self.kind} name '{name}' is provided by several installed "
                               f"packages ({', '.join(found.values)}); uninstall one of them", name)
+        if name in self.registered:  # a path registered in-process: moalign's own code
+            self.loaded[name] = self.accept(name, found.load(), f"path '{found.value}'")
+            return self.loaded[name]
         try:
             obj = found.load()
         except MoalignError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # an installed package's plugin: name it
             raise self._error(f"{self.kind} '{name}': cannot import its entry point "
                               f"'{found.value}': {type(exc).__name__}: {exc}", name) from exc
         self.loaded[name] = self.accept(name, obj, f"entry point '{found.value}'")

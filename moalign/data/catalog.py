@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moalign._plugins import Registry, did_you_mean
 from moalign.errors import DataError
 
 __all__ = ["CATALOG", "SPEC_KEYS", "NamedDataset", "dataset_columns", "dataset_problems",
@@ -68,26 +69,22 @@ def _math500() -> Any:
 
 _PAIRS = frozenset({"prompt", "chosen", "rejected"})
 #: name -> the bundled dataset it loads.
-CATALOG: dict[str, NamedDataset] = {
-    "hh-rlhf": NamedDataset("preference", _PAIRS | {"pref_helpfulness", "pref_harmlessness"},
-                            _hh("both"), "HH-RLHF helpful-base + harmless-base test pairs"),
-    "hh-rlhf/helpful-base": NamedDataset("preference", _PAIRS | {"pref_helpfulness"},
-                                         _hh("helpful-base"), "HH-RLHF helpful-base test pairs"),
-    "hh-rlhf/harmless-base": NamedDataset("preference", _PAIRS | {"pref_harmlessness"},
-                                          _hh("harmless-base"), "HH-RLHF harmless-base test pairs"),
-    "gsm8k": NamedDataset("prompts", frozenset({"prompt", "answer", "solution"}), _gsm8k,
-                          "GSM8K test problems with reference answers"),
-    "math500": NamedDataset("prompts",
-                            frozenset({"prompt", "answer", "solution", "subject", "level"}),
-                            _math500, "MATH-500 problems with reference answers"),
-}
-
-
-def _did_you_mean(name: str) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(str(name), list(CATALOG), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+CATALOG = Registry("dataset", error=lambda message, name: DataError(message))
+CATALOG.register("hh-rlhf", NamedDataset(
+    "preference", _PAIRS | {"pref_helpfulness", "pref_harmlessness"}, _hh("both"),
+    "HH-RLHF helpful-base + harmless-base test pairs"))
+CATALOG.register("hh-rlhf/helpful-base", NamedDataset(
+    "preference", _PAIRS | {"pref_helpfulness"}, _hh("helpful-base"),
+    "HH-RLHF helpful-base test pairs"))
+CATALOG.register("hh-rlhf/harmless-base", NamedDataset(
+    "preference", _PAIRS | {"pref_harmlessness"}, _hh("harmless-base"),
+    "HH-RLHF harmless-base test pairs"))
+CATALOG.register("gsm8k", NamedDataset(
+    "prompts", frozenset({"prompt", "answer", "solution"}), _gsm8k,
+    "GSM8K test problems with reference answers"))
+CATALOG.register("math500", NamedDataset(
+    "prompts", frozenset({"prompt", "answer", "solution", "subject", "level"}), _math500,
+    "MATH-500 problems with reference answers"))
 
 
 def load_dataset(spec: str | Mapping[str, Any], *, hub: bool = False) -> Any:
@@ -108,7 +105,7 @@ def load_dataset(spec: str | Mapping[str, Any], *, hub: bool = False) -> Any:
     path = Path(spec).expanduser()
     if not path.exists() and not hub:
         raise DataError(f"dataset '{spec}' is neither a bundled dataset ({', '.join(CATALOG)}) "
-                        f"nor an existing file{_did_you_mean(spec)}")
+                        f"nor an existing file{did_you_mean(spec, CATALOG)}")
     records = read_records(str(path) if path.exists() else spec)
     try:
         ds = records if isinstance(records, datasets.Dataset) else datasets.Dataset.from_list(
@@ -178,7 +175,7 @@ def dataset_problems(spec: Any, key: str = "dataset", *, hub: bool = False) -> l
             return []
         return [f"'{key}': no such file or folder: '{spec}'"]
     return [f"'{key}': dataset '{spec}' is neither a bundled dataset ({', '.join(CATALOG)})"
-            f" nor an existing file or folder{_did_you_mean(spec)}"]
+            f" nor an existing file or folder{did_you_mean(spec, CATALOG)}"]
 
 
 def dataset_columns(spec: str | Mapping[str, Any]) -> frozenset[str] | None:
@@ -238,7 +235,7 @@ def _spec_problems(spec: Mapping[str, Any], key: str) -> list[str]:
     from moalign.data.adapters import available_adapters, get_adapter
     from moalign.data.sources import _looks_like_path, hub_offline
 
-    problems = [f"'{key}': unknown key '{k}' in a dataset spec{_close(k, SPEC_KEYS)} (keys: "
+    problems = [f"'{key}': unknown key '{k}' in a dataset spec{did_you_mean(k, SPEC_KEYS)} (keys: "
                 f"{', '.join(SPEC_KEYS)})" for k in spec if k not in SPEC_KEYS]
     source = spec.get("source")
     if not isinstance(source, str) or not source.strip():
@@ -251,7 +248,7 @@ def _spec_problems(spec: Mapping[str, Any], key: str) -> list[str]:
         adapter = get_adapter(adapter_name)
     except Exception:  # unknown or broken plugin: list what there is
         return [*problems, f"'{key}.adapter': unknown dataset adapter {adapter_name!r}"
-                f"{_close(adapter_name, available_adapters())} (adapters: "
+                f"{did_you_mean(adapter_name, available_adapters())} (adapters: "
                 f"{', '.join(available_adapters())})"]
     if isinstance(spec.get("options"), Mapping):
         problems += adapter.option_problems(spec["options"], key)
@@ -273,7 +270,7 @@ def _spec_problems(spec: Mapping[str, Any], key: str) -> list[str]:
         absent = {a: s for a, s in mapping.items() if s not in have}
         for target, name in absent.items():
             problems.append(f"'{key}.columns': '{target}: {name}' maps a column '{name}' that "
-                            f"source '{source}' does not have{_close(name, have)} (columns: "
+                            f"source '{source}' does not have{did_you_mean(name, have)} (columns: "
                             f"{shown})")
         renamed = {**{c: c for c in have}, **dict(mapping)}
         missing = [c for c in adapter.columns
@@ -300,13 +297,6 @@ def _spec_columns(spec: Mapping[str, Any]) -> frozenset[str] | None:
         renamed = {s: a for a, s in mapping.items() if s in have}  # source name -> its new name
         return frozenset(renamed.get(c, c) for c in have)
     return adapter.output_columns(dict(spec.get("options") or {}))
-
-
-def _close(name: Any, choices: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _load_spec(spec: Mapping[str, Any]) -> Any:

@@ -16,7 +16,8 @@ from moalign._lazy import attach, exports_of
 
 _EXPORTS = exports_of({
     "config": ["FrontConfig", "resolve_front_config"],
-    "trace": ["METHODS", "trace_front"],
+    "plan": ["METHODS"],
+    "trace": ["trace_front"],
     "soup": ["soup_adapter", "soup_state_dicts"],
     "decoding": ["generate_mixture"],
 })

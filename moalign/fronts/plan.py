@@ -29,19 +29,26 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from moalign.config.checking import did_you_mean
+from moalign._plugins import IDENTIFIER, Registry, did_you_mean
 from moalign.models.lora import soup_lora_problems
+from moalign.trainers.registry import TRAINERS
 
-__all__ = ["ADAPTIVE", "CONDITIONED_TRAINERS", "DEFAULT_MAX_PROMPT_TOKENS", "FRONT_TRAINERS", "RL_TRAINERS",
+__all__ = ["ADAPTIVE", "CONDITIONED_TRAINERS", "DEFAULT_MAX_PROMPT_TOKENS", "FRONT_TRAINERS", "METHODS",
+           "RL_TRAINERS",
            "TRACE_OWNED_TRAIN_KEYS", "TRAINER_METHOD_TABLE", "FrontOnlyTrainFields", "combination_problems",
            "default_metric", "is_online"]
 
-#: Trainers a front can be traced with (``FrontConfig.trainer``).
-FRONT_TRAINERS = ("mo_dpo", "modpo", "grpo", "ppo")
+#: The methods that make a front's policies: name -> ``policies(ctx)`` of its module, yielding
+#: ``(point id, weights, Policy)`` (imported when a trace runs it).
+METHODS = Registry("front method", name_pattern=IDENTIFIER)
+for _method in ("sweep", "soup", "conditioned", "decoding"):
+    METHODS.register(_method, path=f"moalign.fronts.{_method}:policies")
+#: Trainers a front can be traced with (``FrontConfig.trainer``), read from the trainer registry.
+FRONT_TRAINERS = tuple(name for name, spec in TRAINERS.items() if spec.front)
 #: The online (RL) ones: trained on prompts, rewarded by the objectives.
-RL_TRAINERS = ("grpo", "ppo")
+RL_TRAINERS = tuple(name for name in FRONT_TRAINERS if TRAINERS[name].data == "prompts")
 #: Trainers with a conditioned form (``method: conditioned``).
-CONDITIONED_TRAINERS = ("mo_dpo", "grpo", "ppo")
+CONDITIONED_TRAINERS = tuple(name for name in FRONT_TRAINERS if TRAINERS[name].conditioned)
 #: ``FrontConfig.weights`` value that places each next point where the front's gap is largest.
 ADAPTIVE = "adaptive"
 #: Keys of ``FrontConfig.train`` that the trace sets itself, run by run.

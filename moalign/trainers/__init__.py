@@ -11,26 +11,13 @@ Imported lazily: importing this package does not import TRL.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from moalign._lazy import attach, exports_of
 
-_LAZY = {
-    "MultiObjectiveDPOConfig": "dpo",
-    "MultiObjectiveDPOTrainer": "dpo",
-    "MODPOConfig": "modpo",
-    "MODPOTrainer": "modpo",
-    "MultiObjectivePPOConfig": "ppo",
-    "MultiObjectivePPOTrainer": "ppo",
-    "MultiObjectiveGRPOConfig": "grpo",
-    "MultiObjectiveGRPOTrainer": "grpo",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"moalign.trainers.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'moalign.trainers' has no attribute '{name}'")
+_EXPORTS = exports_of({
+    "dpo": ["MultiObjectiveDPOConfig", "MultiObjectiveDPOTrainer"],
+    "modpo": ["MODPOConfig", "MODPOTrainer"],
+    "ppo": ["MultiObjectivePPOConfig", "MultiObjectivePPOTrainer"],
+    "grpo": ["MultiObjectiveGRPOConfig", "MultiObjectiveGRPOTrainer"],
+})
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = attach(__name__, _EXPORTS)
