@@ -126,7 +126,12 @@ def idle_cores(window: float = IDLE_WINDOW, stat: str = "/proc/stat") -> tuple[i
     """``(idle, usable, how)``: how many of the cores this process may run on were idle over
     ``window`` seconds, measured from the kernel's per-core times (a core counts as busy when
     non-niced work took more than :data:`BUSY_SHARE` of it), at least 1; ``how`` says how it
-    was decided. Where the times cannot be read, every usable core counts as idle."""
+    was decided. Where the times cannot be read, every usable core counts as idle.
+
+    Niced work yields to ours only within one scheduling group: where the kernel groups
+    processes by session (``/proc/sys/kernel/sched_autogroup_enabled``), a niced job started
+    from another terminal competes as an equal unless its group is niced too (``echo 19 >
+    /proc/<pid>/autogroup``); ``--threads N`` then decides."""
     import os
 
     try:
