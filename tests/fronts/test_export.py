@@ -262,3 +262,42 @@ def test_sweep_style_lookups_name_the_traced_points(fronts, tmp_path):
     rc, _, err = _run(["export", str(fronts["soup"]), "--weights", "0.3,0.8",
                        "-o", str(tmp_path / "x")])
     assert rc == 2 and "sum" in err
+
+
+# ------------------------------------------------------------------------------- generate
+
+
+def _generate(tmp_path, *argv):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS))
+    out = tmp_path / "replies.jsonl"
+    rc, _, err = _run(["generate", *argv, "--prompts", str(prompts), "--output", str(out),
+                       "--max-new-tokens", str(NEW_TOKENS), "--batch-size", "1"])
+    assert rc == 0, err
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_generate_gives_the_replies_the_exported_folder_gives(fronts, exported, tmp_path):
+    rows = _generate(tmp_path, "--front", str(fronts["conditioned"]), "--weights", "0.2,0.8",
+                     "--precision", "float32")
+    assert [r["prompt"] for r in rows] == PROMPTS
+    assert [r["reply"] for r in rows] == exported["plain"]["replies"]["conditioned"]
+    assert rows[0]["weights"] == [0.2, 0.8] and rows[0]["point"] is None
+
+
+def test_generate_serves_a_mod_point_and_plain_lines(fronts, tmp_path):
+    front = tmp_path / "mod"
+    shutil.copytree(fronts["soup"], front)
+    for name in ("front.json", "config.json"):
+        data = json.loads((front / name).read_text())
+        data["method"] = "decoding"
+        (front / name).write_text(json.dumps(data))
+    mod = _generate(tmp_path, "--front", str(front), "--weights", "1,0")
+    soup = _generate(tmp_path, "--front", str(fronts["soup"]), "--point", "w1.00-0.00")
+    assert [r["reply"] for r in mod] == [r["reply"] for r in soup]  # MOD at a vertex: that run
+    assert soup[0]["point"] == "w1.00-0.00"
+    from moalign.cli.generate import parse_prompt
+
+    assert parse_prompt("Hi there\n") == [{"role": "user", "content": "Hi there"}]
+    assert parse_prompt("Hi there\n", raw=True) == "Hi there"
+    assert parse_prompt('{"prompt": "x"}') == "x" and parse_prompt('"x"') == "x"

@@ -187,6 +187,31 @@ class TracedFront:
             return self._mixture(w), w
         raise ConfigError(f"unknown front method '{self.method}'")
 
+    def start_policy(self) -> Policy:
+        """The starting (SFT) policy, as the trace's baseline."""
+        return Policy(self.base()[0])
+
+    def replies(self, policy: Policy, prompts: Sequence[Any], *, precision: str | None = None,
+                **settings: Any) -> list[str]:
+        """Replies of ``policy`` to ``prompts`` (text, or chat messages rendered with the
+        tokenizer's chat template) through the one decode driver, as the trace's evaluation
+        generates: the point's condition shown, its adapter merged (float32) or the weights in
+        ``precision`` (default: the trace's), the trace's ``generation`` settings and seed
+        unless ``settings`` override them."""
+        from moalign.evaluation.generation import generate_completions
+        from moalign.models.inference import inference_weights
+
+        shown = [policy.transform_prompt(p) for p in prompts] if policy.transform_prompt \
+            else list(prompts)
+        settings = {"seed": int(self.config.get("seed", 0)),
+                    **(self.config.get("generation") or {}), **settings}
+        fn = policy.generate or generate_completions
+        if policy.adapter is not None:
+            policy.activate()
+        with inference_weights(policy.model, precision or self.precision,
+                               merge=policy.generate is None):
+            return fn(policy.model, self.base()[1], shown, **settings)
+
     def _soup(self, w: np.ndarray) -> Policy:
         from moalign.fronts.soup import soup_adapter, soup_state_dicts
 
