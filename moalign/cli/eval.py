@@ -179,9 +179,11 @@ def load_evaluated_policy(cfg: EvalConfig) -> tuple[Any, Any]:
     trained = _train_output(cfg.model)
     if trained is not None and _is_adapter(cfg.model):
         spec, adapter = trained["model"], cfg.model
+    from moalign.models.placement import run_device
     from moalign.models.specs import load_model_spec
 
-    model, tokenizer = load_model_spec(spec, seed=cfg.seed)
+    # on the run's device (the GPU when there is one); float32 weights, computed in precision_of
+    model, tokenizer = load_model_spec(spec, seed=cfg.seed, device=run_device())
     if adapter is not None:
         from peft import PeftModel
 
@@ -251,9 +253,10 @@ def _evaluate_implicit(cfg: EvalConfig, model: Any, tokenizer: Any, ds: Any) -> 
     pairs, _ = truncate_prompts(ds.select(keep), tokenizer, cfg.max_prompt_tokens)
     ref_model = None
     if cfg.reference is not None:
+        from moalign.models.placement import run_device
         from moalign.models.specs import load_model_spec
 
-        ref_model = load_model_spec(cfg.reference, seed=cfg.seed)[0].eval()
+        ref_model = load_model_spec(cfg.reference, seed=cfg.seed, device=run_device())[0].eval()
     from moalign.models.inference import inference_weights
 
     with inference_weights(ref_model, precision_of(cfg) if ref_model is not None else None):
@@ -271,10 +274,11 @@ EVALUATORS = {"generation": _evaluate_generation, "implicit": _evaluate_implicit
 
 
 def precision_of(cfg: EvalConfig) -> str:
-    """The precision ``cfg`` resolves to on this machine."""
+    """The precision ``cfg`` resolves to on the device its models run on."""
+    from moalign.models.placement import run_device
     from moalign.models.precision import resolve_precision
 
-    return resolve_precision(cfg.precision)
+    return resolve_precision(cfg.precision, device=run_device().type)
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def train(resolved: ResolvedTrain) -> dict[str, Any]:
         args.disable_tqdm = not run.progress
     start = time.perf_counter()
     train_rows = training_split(resolved, seed)  # bad data fails here, before the model loads
-    model, tokenizer = load_model_spec(run.model, seed=seed)
+    model, tokenizer = load_model_spec(run.model, seed=seed, dtype=run.dtype)  # resolved
     prepare, fit = RUNNERS[resolved.spec.data]
     ds = prepare(resolved, train_rows, tokenizer)
     # checkpoints are written in place, in <output_dir>/trainer, so that a stopped run can be
@@ -225,6 +225,7 @@ def _fit_and_save(resolved: ResolvedTrain, model: Any, tokenizer: Any, ds: Any, 
         record = jsonable({
             "trainer": run.trainer, "model": run.model, "dataset": run.dataset,
             "precision": "bfloat16" if getattr(args, "bf16", False) else "float32",
+            "dtype": run.dtype,  # the policy's weights, resolved
             "objectives": run.objectives, "weights": run.weights, "lora": run.lora,
             "examples": len(ds), "steps": steps, "resumed_from": resolved.resume_from,
             "seconds": round(time.perf_counter() - start, 3),

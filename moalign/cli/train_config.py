@@ -21,6 +21,7 @@ from moalign.config.checking import (
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
 from moalign.models.lora import lora_problems
+from moalign.models.placement import dtype_problems
 from moalign.models.precision import precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
@@ -98,6 +99,10 @@ class TrainRunConfig:
     #: AVX512-BF16; else float32), ``float32`` or ``bfloat16``. An explicit ``bf16`` decides
     #: under ``auto``.
     precision: str = "auto"
+    #: The dtype the policy's weights load in: ``auto`` (bfloat16 on a CUDA device with
+    #: bfloat16 unless the precision is float32; float32 elsewhere), ``float32``, ``bfloat16``
+    #: or ``float16``. Resolved when the config is checked, and recorded so in ``train.json``.
+    dtype: str = "auto"
     #: Show progress bars.
     progress: bool = True
 
@@ -122,7 +127,18 @@ def _run_problems(view: Mapping[str, Any]) -> list[str]:
         problems.append(f"'max_examples' must be >= 1 (or null for all), got {view['max_examples']}")
     if view["max_prompt_tokens"] < 1:
         problems.append(f"'max_prompt_tokens' must be >= 1, got {view['max_prompt_tokens']}")
-    return problems
+    return problems + dtype_problems(view["dtype"])
+
+
+def _resolve_dtype(run: TrainRunConfig, args: Any) -> None:
+    """``run.dtype`` resolved for the device the run trains on (``use_cpu``) and its
+    precision (the trainer's ``bf16``): what the policy loads in and ``train.json`` records."""
+    from moalign.models.placement import resolve_dtype, run_device
+
+    device = run_device(use_cpu=getattr(args, "use_cpu", None))
+    bf16 = getattr(args, "bf16", None)
+    precision = None if bf16 is None else ("bfloat16" if bf16 else "float32")
+    run.dtype = resolve_dtype(run.dtype, device, precision)
 
 
 def _train_objective_problems(trainer: str, kind: str, names: list[str],
@@ -301,6 +317,7 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
         args, found = build_args(spec, given, shared, names=names)
         problems += [p.replace("by this trainer", f"by trainer '{trainer}'") for p in found]
     if not problems:  # a resume continues the same configuration, checked before loading
+        _resolve_dtype(run, args)
         problems += identity_problems(run.output_dir, resume_from, run_identity(run, args))
     raise_problems(problems, source)
     return ResolvedTrain(run, spec, args, columns, resume_from)

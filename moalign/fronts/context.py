@@ -27,7 +27,7 @@ from moalign.storage.checkpoints import check_adapter, check_model_folder, read_
 from moalign.storage.files import atomic_directory, atomic_write_json
 from moalign.trainers.registry import TRAINERS
 
-__all__ = ["Context", "Policy", "load_preference_splits", "load_prompt_splits"]
+__all__ = ["Context", "Policy", "load_preference_splits", "load_prompt_splits", "run_placement"]
 
 
 @dataclass
@@ -60,7 +60,11 @@ class Context:
             self.train_ds, self.test_ds = load_prompt_splits(cfg, self.objective_set())
         else:
             self.train_ds, self.test_ds = load_preference_splits(cfg)
-        self.base, self.tokenizer = specs.load_model_spec(cfg.model, seed=cfg.seed)
+        #: where the front's models train and are evaluated (the GPU when there is one and
+        #: the run does not ask for the CPU) and the dtype their weights load in (``cfg.dtype``)
+        self.device, self.dtype = run_placement(cfg)
+        self.base, self.tokenizer = specs.load_model_spec(cfg.model, seed=cfg.seed,
+                                                          dtype=self.dtype, device=self.device)
         self.base.eval()
         self.peft: Any = None  # a copy of the base wrapped with every loaded adapter
         self.train_seconds, self.train_steps = 0.0, 0
@@ -162,6 +166,17 @@ class Context:
             yield from adaptive_weights(self)
         else:
             yield from self.cfg.weight_vectors()
+
+
+def run_placement(cfg: Any) -> tuple[Any, str]:
+    """``(device, dtype)`` of a front's models: :func:`moalign.models.placement.run_device`
+    (``ACCELERATE_USE_CPU`` asks for the CPU) and ``cfg.dtype`` resolved for that device
+    (and the front's precision: float32 keeps float32 weights under ``auto``)."""
+    from moalign.models.placement import resolve_dtype, run_device
+
+    device = run_device()
+    return device, resolve_dtype(getattr(cfg, "dtype", "float32"), device,
+                                 cfg.resolved_precision())
 
 
 def load_preference_splits(cfg: Any):

@@ -71,6 +71,20 @@ def _precision(ctx: Any) -> str:
     return getattr(ctx, "precision", None) or "float32"
 
 
+def _on_device(ctx: Any, model: Any) -> None:
+    """Move ``model`` to the front's device (``ctx.device``: the GPU when there is one) when it
+    is elsewhere; the trained runs and the base are loaded there already."""
+    device = getattr(ctx, "device", None)
+    params = getattr(model, "parameters", None)
+    if device is None or params is None:
+        return
+    first = next(iter(params()), None)
+    if first is not None and first.device != device:
+        from moalign.models.placement import place
+
+        place(model, device)
+
+
 def _reference_pass(cfg: Any, ctx: Any, model: Any, rows: list[dict[str, Any]],
                     transform_prompt: Any = None):
     """Log-probs of the held-out pairs under the starting policy: ``model`` with its adapters
@@ -173,6 +187,8 @@ def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
     """
     from moalign.evaluation.core import score_completions, summarize
     from moalign.models.inference import inference_weights
+
+    _on_device(ctx, policy.model)
 
     def weights():  # a single policy with its adapter merged (float32), a mixture as it is
         return inference_weights(policy.model, _precision(ctx), merge=policy.generate is None)

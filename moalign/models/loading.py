@@ -136,21 +136,25 @@ def resolve_model_source(
 
 
 def _device(device: Any):
+    """``"auto"``: the run's device (:func:`moalign.models.placement.run_device`)."""
+    from moalign.models.placement import run_device
+
+    return run_device() if device == "auto" else device
+
+
+def _torch_dtype(dtype: Any, device: Any = None):
+    """A torch dtype for a ``dtype`` key: ``auto`` (or ``None``) is bfloat16 on a CUDA device
+    with bfloat16, float32 elsewhere (:func:`moalign.models.placement.resolve_dtype`)."""
     import torch
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
-def _torch_dtype(dtype: Any):
-    import torch
+    from moalign.models.placement import resolve_dtype
 
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype in ("auto", None):
-        return "auto"
-    if isinstance(dtype, str) and dtype in _DTYPES:
-        return getattr(torch, dtype)
+    if dtype is None or (isinstance(dtype, str) and dtype in _DTYPES):
+        return getattr(torch, resolve_dtype(dtype, device))
     raise ModelError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)} or a torch.dtype")
+
 
 def prepare_tokenizer(tokenizer, model=None):
     """Fix a tokenizer up for training: set a pad token (the eos token if it has none) and a
@@ -217,8 +221,11 @@ def load_policy(
     (trainers switch it to train mode); the tokenizer goes through :func:`prepare_tokenizer`.
     Remote code runs only with ``trust_remote_code=True``.
     A path that does not exist is a :class:`ModelError` raised before anything is loaded.
+    ``dtype``: ``float32`` (default), ``bfloat16``, ``float16``, a torch dtype, or ``auto``
+    (bfloat16 on a CUDA device with bfloat16, float32 elsewhere: ``device``'s, or the run's
+    device of :func:`moalign.models.placement.run_device` when ``device`` is not given).
     """
-    torch_dtype = _torch_dtype(dtype)
+    torch_dtype = _torch_dtype(dtype, _device(device) if device is not None else None)
     lora_cfg = as_lora_config(lora)  # validate before loading anything
     text = os.fspath(name_or_path)
     if text.strip().lower() in EMBEDDED_NAMES and not Path(text).exists():

@@ -31,13 +31,21 @@ def is_embedded(model: str) -> bool:
     return model.strip().lower() in EMBEDDED_NAMES and not Path(model).exists()
 
 
-def load_model_spec(spec: str, *, seed: int = 0) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` for a model spec (see the module docstring)."""
+def load_model_spec(spec: str, *, seed: int = 0, dtype: Any = "float32",
+                    device: Any = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` for a model spec (see the module docstring), its weights in
+    ``dtype`` (a ``dtype`` key, resolved for ``device``:
+    :func:`moalign.models.placement.resolve_dtype`), on ``device`` when given."""
     if spec == "tiny":
+        from moalign.models.placement import place, resolve_dtype
         from moalign.models.tiny import tiny_causal_lm
 
-        return tiny_causal_lm(seed=seed)
-    return load_policy(spec)
+        model, tokenizer = tiny_causal_lm(seed=seed)
+        if device is None and dtype in ("float32", None):
+            return model, tokenizer
+        return place(model, device if device is not None else "cpu",
+                     resolve_dtype(dtype, device)), tokenizer
+    return load_policy(spec, dtype=dtype, device=device)
 
 
 def model_problems(spec: Any, key: str = "model", *, tiny: bool = True) -> list[str]:

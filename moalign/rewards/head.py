@@ -208,16 +208,18 @@ def _pad_id(model) -> int:
 
 
 def _pool(hidden, ids, starts, lengths, pooling: str, pad_id: int):
-    """[B, T, H] states -> [B, H] pooled features (float32)."""
+    """[B, T, H] states -> [B, H] pooled features (float32), computed where the states are
+    (only the pooled rows leave the device)."""
     import torch
 
-    hidden = hidden.float()
+    device = hidden.device
+    hidden, ids = hidden.float(), ids.to(device)
     if pooling == "last":
         # the rightmost token that is not the pad token: the rule of HF's sequence classifiers
-        positions = torch.arange(ids.shape[1], dtype=torch.int32)
+        positions = torch.arange(ids.shape[1], dtype=torch.int32, device=device)
         last = (positions * (ids != pad_id).to(torch.int32)).argmax(-1)
-        return hidden[torch.arange(ids.shape[0]), last]
-    out = torch.empty(hidden.shape[0], hidden.shape[2])
+        return hidden[torch.arange(ids.shape[0], device=device), last]
+    out = torch.empty(hidden.shape[0], hidden.shape[2], device=device)
     for r, (s, n) in enumerate(zip(starts, lengths, strict=True)):
         # an empty completion has no token to average: its last token stands in
         out[r] = hidden[r, s:n].mean(0) if n > s else hidden[r, max(n - 1, 0)]
@@ -257,7 +259,7 @@ def features(
 
     def step(ids, mask, starts, lengths, pad_id):
         hidden = backbone(input_ids=ids.to(device), attention_mask=mask).last_hidden_state
-        pooled = _pool(hidden.cpu(), ids, starts, lengths, pooling, pad_id)
+        pooled = _pool(hidden, ids, starts, lengths, pooling, pad_id)  # states stay put
         if progress is not None:
             progress(len(starts))
         return pooled

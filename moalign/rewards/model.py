@@ -42,6 +42,7 @@ import copy
 import math
 import os
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from moalign.objective.base import Objective, as_text
 from moalign.objective.registry import _check_name
 from moalign.rewards.head import _messages, _plain  # one encoding of prompts for both
 
-__all__ = ["TRANSFORMS", "RewardModelObjective"]
+__all__ = ["TRANSFORMS", "RewardModelObjective", "shared_reward_model"]
 
 
 def _column(logits, head: int):
@@ -81,8 +82,57 @@ TRANSFORMS: dict[str, Callable[[Any, int], Any]] = {
 _NEEDS_CLASSES = {"softmax_label", "one_minus_softmax_label"}
 
 
+#: Reward models loaded from checkpoints in this process: one copy per (checkpoint folder,
+#: device, dtype, trust_remote_code, files' time), shared by every objective that reads it while
+#: any holds it (weak references: a copy no objective uses is freed).
+_SHARED_MODELS: Any = weakref.WeakValueDictionary()
+
+
+def _placement(options: Mapping[str, Any]) -> tuple[Any, str]:
+    """``(device, dtype)`` of a reward model: ``device`` given, else the run's device
+    (:func:`moalign.models.placement.run_device`); ``dtype`` given (``auto`` resolved for that
+    device), else the precision of the run in progress, else ``auto`` for the device."""
+    import torch
+
+    from moalign.models.loading import _device
+    from moalign.models.placement import resolve_dtype, run_device
+    from moalign.models.precision import current_precision
+
+    device = torch.device(_device(options["device"])) if options["device"] is not None \
+        else run_device()
+    dtype = options["dtype"]
+    if dtype is None:
+        dtype = current_precision() or "auto"
+    return device, resolve_dtype(dtype, device)
+
+
+def shared_reward_model(source: str, options: Mapping[str, Any]) -> Any:
+    """The sequence classifier of ``source`` placed as :func:`_placement` says, loaded once per
+    process and shared by every objective asking for the same folder, device and dtype."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from moalign.models.placement import place
+
+    device, dtype = _placement(options)
+    trust = bool(options["trust_remote_code"])
+    folder = Path(source)
+    where = os.path.realpath(source) if folder.exists() else source
+    stamp = max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0) \
+        if folder.is_dir() else 0  # a checkpoint written again is loaded again
+    key = (where, str(device), dtype, trust, stamp)
+    model = _SHARED_MODELS.get(key)
+    if model is None:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, dtype=getattr(torch, dtype), trust_remote_code=trust)
+        model = place(model, device).eval()
+        _SHARED_MODELS[key] = model
+    return model
+
+
 class _Loaded:
-    """The model and tokenizer, loaded on first use and shared by the objectives of each head."""
+    """The model and tokenizer, loaded on first use and shared by the objectives of each head
+    (and, for a checkpoint, by every objective of the process: :func:`shared_reward_model`)."""
 
     def __init__(self, source: str | None, model: Any, tokenizer: Any, options: dict[str, Any]):
         self.source, self.model, self.tokenizer, self.options = source, model, tokenizer, options
@@ -91,21 +141,19 @@ class _Loaded:
     def get(self, owner: str):
         if self.pad_id is not None:
             return self.model, self.tokenizer, self.pad_id
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from moalign.models.loading import _device, _torch_dtype
+        from transformers import AutoTokenizer
 
         opts = self.options
         trust = opts["trust_remote_code"]
         if self.model is None:
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                self.source, dtype=_torch_dtype(opts["dtype"] or "float32"), trust_remote_code=trust
-            )
+            self.model = shared_reward_model(self.source, opts)
+        elif opts["device"] is not None:  # a model given as an object moves when told to
+            from moalign.models.placement import place
+
+            self.model = place(self.model, _placement(opts)[0])
         if self.tokenizer is None or isinstance(self.tokenizer, (str, os.PathLike)):
             where = self.tokenizer or self.source or self.model.name_or_path
             self.tokenizer = AutoTokenizer.from_pretrained(os.fspath(where), trust_remote_code=trust)
-        if opts["device"] is not None:
-            self.model.to(_device(opts["device"]))
         self.model.eval()
         config = self.model.config.get_text_config()
         tok = self.tokenizer
@@ -141,11 +189,15 @@ class RewardModelObjective(Objective):
         append_eos: add the eos token to plain-text inputs (as TRL's ``RewardTrainer`` does when
             it trains on plain text). Not used with a chat template.
         use_chat_template: ``None`` (default) uses it when the tokenizer has one.
-        device: where to run (``"cuda"``, ``"cpu"``, ``"auto"``); default: where it loads.
-        dtype: ``None`` (default: float32 weights, scored in the precision of the run in
-            progress, :func:`moalign.models.precision.current_precision`, e.g. bfloat16 in a
-            ``moalign trace`` on a CPU with bfloat16 units), or ``"float32"``, ``"bfloat16"``,
-            ``"float16"``, ``"auto"``: loaded and scored in that dtype.
+        device: where to run (``"cuda"``, ``"cpu"``, ``"auto"``); default: a checkpoint goes
+            to the run's device (:func:`moalign.models.placement.run_device`: the GPU when
+            there is one), a model given as an object stays where it is.
+        dtype: ``None`` (default: a checkpoint loads in the precision of the run in progress,
+            :func:`moalign.models.precision.current_precision`, else ``auto``; it is scored
+            in that precision), or ``"float32"``, ``"bfloat16"``, ``"float16"``, ``"auto"``
+            (bfloat16 on a CUDA device with bfloat16, else float32): loaded and scored in
+            that dtype. A checkpoint is loaded once per process for each device and dtype
+            and shared by every objective that reads it.
         name: the objective's name (default: the class's), e.g. to use two heads in one set.
         trust_remote_code: allow a checkpoint's own Python code to run (off by default).
     """
