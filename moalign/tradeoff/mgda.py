@@ -24,7 +24,70 @@ import torch
 from moalign.errors import ConfigError
 from moalign.tradeoff.schedule_base import HoldsWeights
 
-__all__ = ["MGDAWeights", "gram_matrix", "min_norm_weights", "min_norm_weights_from_gram"]
+__all__ = ["MGDA_ALTERNATIVES", "MGDAWeights", "gram_matrix", "mgda_setup_problems", "min_norm_weights",
+           "min_norm_weights_from_gram", "partitioned_parameters"]
+
+_TRUE = ("1", "true", "yes", "on")
+MGDA_ALTERNATIVES = ("use DeepSpeed ZeRO-2 or plain data parallelism (DDP) with mgda, or another "
+            "schedule (fixed weights, anneal, adaptive) under ZeRO-3 / FSDP")
+
+
+def _zero_stage(args: Any) -> int | None:
+    """The DeepSpeed ZeRO stage a trainer config (``deepspeed``: a dict or a JSON file) or an
+    ``accelerate launch`` with a DeepSpeed config (its environment) asks for."""
+    import json
+    import os
+    from pathlib import Path
+
+    ds = getattr(args, "deepspeed", None)
+    if isinstance(ds, (str, os.PathLike)) and Path(ds).is_file():
+        try:
+            ds = json.loads(Path(ds).read_text())
+        except (OSError, ValueError):
+            ds = None
+    if isinstance(ds, Mapping):
+        stage = (ds.get("zero_optimization") or {}).get("stage")
+        return int(stage) if isinstance(stage, (int, str)) and str(stage).isdigit() else None
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in _TRUE:
+        stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "")
+        return int(stage) if stage.isdigit() else None
+    return None
+
+
+def _fsdp(args: Any) -> bool:
+    import os
+
+    return bool(getattr(args, "fsdp", None)) or (
+        os.environ.get("ACCELERATE_USE_FSDP", "").lower() in _TRUE)
+
+
+def mgda_setup_problems(args: Any) -> list[str]:
+    """Set-ups the ``mgda`` schedule cannot run under, found from the trainer config (and an
+    ``accelerate launch``'s environment) before any model loads: parameters partitioned by
+    DeepSpeed ZeRO-3 or FSDP (a process holds a slice, or nothing, of each parameter, so the
+    per-objective gradient rows have no common length), and reentrant gradient checkpointing
+    (``torch.autograd.grad(inputs=...)``, which MGDA calls once per objective, is refused
+    there)."""
+    problems = []
+    if _zero_stage(args) == 3 or _fsdp(args):
+        which = "DeepSpeed ZeRO-3" if _zero_stage(args) == 3 else "FSDP"
+        problems.append(f"the 'mgda' schedule needs whole per-objective gradients of the "
+                        f"trainable parameters, which {which} partitions across processes; "
+                        + MGDA_ALTERNATIVES)
+    kwargs = getattr(args, "gradient_checkpointing_kwargs", None) or {}
+    if getattr(args, "gradient_checkpointing", False) and kwargs.get("use_reentrant") is True:
+        problems.append("the 'mgda' schedule computes per-objective gradients with "
+                        "torch.autograd.grad(inputs=...), which reentrant gradient checkpointing "
+                        "refuses; set gradient_checkpointing_kwargs: {use_reentrant: false} (or "
+                        "turn gradient_checkpointing off)")
+    return problems
+
+
+def partitioned_parameters(params: Sequence[torch.Tensor]) -> list[int]:
+    """Indices of trainable parameters that hold no elements in this process (``numel() ==
+    0``: partitioned by DeepSpeed ZeRO-3, or otherwise empty), whose gradients MGDA cannot
+    stack into rows of one length."""
+    return [i for i, p in enumerate(params) if p.numel() == 0]
 
 
 def gram_matrix(grads: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:

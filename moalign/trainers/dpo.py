@@ -197,6 +197,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
             if self.label_normalization == "pair":
                 problems.append("the 'mgda' schedule needs per-objective losses: use "
                                 "label_normalization 'objective' or 'batch'")
+            from moalign.tradeoff.mgda import mgda_setup_problems
+
+            problems += mgda_setup_problems(self)
         if self.conditioning is not None:
             if self.conditioning not in CONDITIONING_MODES:
                 problems.append(f"'conditioning' must be one of {list(CONDITIONING_MODES)} or "
@@ -355,10 +358,20 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
 
         Objectives with no labelled pair in the batch (on any process) get weight 0.
         """
-        from moalign.tradeoff.mgda import gram_matrix, min_norm_weights_from_gram
+        from moalign.tradeoff.mgda import (
+            MGDA_ALTERNATIVES,
+            gram_matrix,
+            min_norm_weights_from_gram,
+            partitioned_parameters,
+        )
 
         per_objective = per_objective_losses(losses, mask, self.args.label_normalization)
         params = [p for p in model.parameters() if p.requires_grad]
+        if partitioned_parameters(params):
+            raise ConfigError("the 'mgda' schedule needs whole per-objective gradients, but "
+                              f"{len(partitioned_parameters(params))} trainable parameters hold "
+                              "no elements in this process (partitioned, as by DeepSpeed "
+                              "ZeRO-3); " + MGDA_ALTERNATIVES)
         present = mask.any(dim=0).float()
         rows = []
         for j in range(len(self._mo_names)):
