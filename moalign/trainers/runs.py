@@ -20,7 +20,7 @@ from typing import Any
 from moalign.config.checking import build_checked
 from moalign.trainers.registry import TrainerSpec
 
-__all__ = ["TRAINER_DEFAULTS", "build_args", "build_trainer", "check_prompt_columns",
+__all__ = ["GPU_DEFAULTS", "TRAINER_DEFAULTS", "build_args", "build_trainer", "check_prompt_columns",
            "check_saved_policy", "prompt_rows", "save_policy", "saves_checkpoints",
            "tradeoff_problems", "train_and_save", "trained_policy", "trainer_defaults"]
 
@@ -41,12 +41,26 @@ TRAINER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def trainer_defaults(kind: str) -> dict[str, Any]:
-    """The CPU-sized defaults of a kind of data (:data:`TRAINER_DEFAULTS`), plus ``use_cpu``
-    when no CUDA device is present."""
-    import torch
+#: Where the run trains on a GPU, these replace the CPU-sized lengths of
+#: :data:`TRAINER_DEFAULTS` (which would cut most real prompts and replies) and turn gradient
+#: checkpointing on (non-reentrant, the trainers' default); what the user gives still decides.
+GPU_DEFAULTS: dict[str, dict[str, Any]] = {
+    "preference": {"max_length": 1024, "gradient_checkpointing": True},
+    "prompts": {"max_new_tokens": 256, "max_completion_length": 256,
+                "gradient_checkpointing": True},
+}
 
-    return {**TRAINER_DEFAULTS[kind], "use_cpu": not torch.cuda.is_available()}
+
+def trainer_defaults(kind: str, device: Any = None) -> dict[str, Any]:
+    """The defaults of a kind of data on ``device`` (default: the run's device,
+    :func:`moalign.models.placement.run_device`): :data:`TRAINER_DEFAULTS` (CPU-sized, with
+    ``use_cpu``) on a CPU; with :data:`GPU_DEFAULTS` over them on a GPU."""
+    from moalign.models.placement import run_device
+
+    kind_of_device = getattr(device, "type", device) or run_device().type
+    if str(kind_of_device).startswith("cuda"):
+        return {**TRAINER_DEFAULTS[kind], **GPU_DEFAULTS[kind], "use_cpu": False}
+    return {**TRAINER_DEFAULTS[kind], "use_cpu": True}
 
 
 def tradeoff_problems(args: Any, names: Sequence[str]) -> list[str]:
