@@ -12,28 +12,20 @@ one readable message with exit code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
+from moalign._plugins import Registry
 from moalign.errors import MoalignError
 
-#: subcommand -> module under moalign.cli
-COMMANDS: dict[str, str] = {
-    "objectives": "objectives",
-    "datasets": "datasets",
-    "sft": "sft",
-    "reward": "reward",
-    "train": "train",
-    "trace": "trace",
-    "eval": "eval",
-    "demo": "demo",
-    "plot": "plot",
-}
+#: subcommand -> its module under moalign.cli, imported when it runs
+COMMANDS = Registry("command")
+for _name in ("objectives", "datasets", "sft", "reward", "train", "trace", "eval", "demo", "plot"):
+    COMMANDS.register(_name, path=f"moalign.cli.{_name}")
 
 
 def _load(name: str):
-    return importlib.import_module(f"moalign.cli.{COMMANDS[name]}")
+    return COMMANDS[name]
 
 
 def _available() -> dict[str, object]:
@@ -42,7 +34,7 @@ def _available() -> dict[str, object]:
         try:
             found[name] = _load(name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"moalign.cli.{COMMANDS[name]}":
+            if exc.name != f"moalign.cli.{name}":
                 raise
     return found
 

@@ -27,12 +27,12 @@ from moalign.errors import ConfigError
 from moalign.evaluation.generation import GENERATION_RANGES, generation_problems
 from moalign.fronts.plan import (
     DEFAULT_MAX_PROMPT_TOKENS,
+    METHODS,
     combination_problems,
     default_metric,
     is_online,
 )
 from moalign.models.lora import lora_options, lora_problems
-from moalign.models.placement import dtype_problems
 from moalign.models.precision import precision_problems
 from moalign.models.specs import lora_target_problems, model_problems
 from moalign.objective.checks import objective_problems
@@ -44,8 +44,8 @@ from moalign.weights import as_weights, format_weights
 __all__ = ["DEFAULT_MAX_PROMPT_TOKENS", "DEFAULT_TRAIN", "METHOD_NAMES", "REFERENCE_NAMES",
            "FrontConfig", "resolve_front_config"]
 
-#: The methods that make a front's policies (each a module of :mod:`moalign.fronts`).
-METHOD_NAMES = ("sweep", "soup", "conditioned", "decoding")
+#: The methods that make a front's policies (the names of :data:`moalign.fronts.plan.METHODS`).
+METHOD_NAMES = tuple(METHODS)
 #: Trainer settings every DPO-family front run starts from (``FrontConfig.train`` overrides them;
 #: the RL trainers start from ``TRAINER_DEFAULTS["prompts"]``), as in ``moalign train``.
 DEFAULT_TRAIN: dict[str, Any] = TRAINER_DEFAULTS["preference"]
@@ -146,10 +146,6 @@ class FrontConfig:
     #: with bf16, a CPU with AMX-BF16 / AVX512-BF16; else float32), ``float32``, ``bfloat16``.
     #: Under ``auto`` an explicit ``train.bf16`` decides. Stored as ``metadata.precision``.
     precision: str = "auto"
-    #: The dtype the policy's weights load in: ``auto`` (bfloat16 on a CUDA device with
-    #: bfloat16, float32 elsewhere), ``float32``, ``bfloat16`` or ``float16``. Stored as
-    #: ``metadata.dtype``, resolved.
-    dtype: str = "auto"
     #: Show progress bars.
     progress: bool = True
 
@@ -197,7 +193,6 @@ class FrontConfig:
         problems += self._reference_problems()
         problems += bootstrap_problems(self.bootstrap)
         problems += self._precision_problems()
-        problems += dtype_problems(self.dtype)
         if problems:
             raise ConfigError(problems)
         if isinstance(self.lora, Mapping) and not lora_problems(self.lora):
@@ -249,9 +244,7 @@ class FrontConfig:
         bf16 = self.train.get("bf16")
         if self.precision == "auto" and isinstance(bf16, bool):
             return "bfloat16" if bf16 else "float32"
-        from moalign.models.placement import run_device
-
-        return resolve_precision(self.precision, device=run_device().type)
+        return resolve_precision(self.precision)
 
     def reference(self) -> str | list[float]:
         """The reference point to use: ``"baseline"``, ``"chance"`` or numbers."""

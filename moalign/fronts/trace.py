@@ -1,7 +1,8 @@
 """Tracing a Pareto front: train a few policies, evaluate every weight vector, keep the front.
 
 :func:`trace_front` is the one entry point. A :class:`FrontConfig` says which **method** makes the
-policies of the front (each a small function in :data:`METHODS`):
+policies of the front (each a small module's ``policies``, named in :data:`METHODS`, the table
+of :mod:`moalign.fronts.plan`):
 
 - ``sweep``: one run per weight vector (the MORLHF / MODPO baseline);
 - ``soup``: one run per objective, then exact interpolation (of the LoRA updates, or of the
@@ -42,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -50,10 +50,10 @@ from typing import Any
 import numpy as np
 
 from moalign.errors import CheckpointError, ConfigError
-from moalign.fronts import conditioned, decoding, soup, sweep
-from moalign.fronts.config import METHOD_NAMES, FrontConfig, resolve_front_config
-from moalign.fronts.context import Context, Policy, run_placement
+from moalign.fronts.config import FrontConfig, resolve_front_config
+from moalign.fronts.context import Context, Policy
 from moalign.fronts.evaluate import evaluate_front_policy, heldout_fingerprint
+from moalign.fronts.plan import METHODS
 from moalign.pareto.bootstrap import per_example_text, read_per_example
 from moalign.pareto.front import FrontPoint, ParetoFront
 from moalign.storage.checkpoints import read_json
@@ -67,14 +67,6 @@ from moalign.storage.lock import output_lock
 
 __all__ = ["METHODS", "trace_front"]
 
-#: method name -> function yielding the front's policies ``(point id, weights, Policy)``
-METHODS: dict[str, Callable[[Context], Iterator[tuple[str, np.ndarray, Policy]]]] = {
-    "sweep": sweep.policies,
-    "soup": soup.policies,
-    "conditioned": conditioned.policies,
-    "decoding": decoding.policies,
-}
-assert tuple(METHODS) == METHOD_NAMES
 #: per-example scores of a point, in its folder
 SCORES_FILE = "scores.jsonl"
 #: configuration keys that change only statistics, not runs or points (not part of the resume check)
@@ -94,11 +86,9 @@ def _check_resume(out: Path, cfg: FrontConfig, precision: str = "float32") -> di
     current = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
     current = json.loads(json.dumps(current, default=_jsonable))  # tuples, arrays -> lists
     current["precision"] = precision
-    current["dtype"] = run_placement(cfg)[1]  # resolved, like precision
     if saved.is_file():
         before = read_json(saved, what="trace configuration")
         before.setdefault("precision", "float32")  # traced before precision existed
-        before.setdefault("dtype", "float32")  # traced before the dtype key: float32 weights
         before.setdefault("trainer", "mo_dpo")  # traced before fronts had other trainers
         before.setdefault("points", None)
         changed = sorted(k for k in set(before) | set(current)
@@ -267,7 +257,6 @@ def _trace(cfg: FrontConfig, out: Path, current: dict[str, Any], precision: str)
                                 "trainer": cfg.trainer,
                                 "fine_tuning": "full" if cfg.lora is None else "lora",
                                 "seed": cfg.seed, "reference": kind, "precision": precision,
-                                "dtype": ctx.dtype,
                                 "heldout": heldout_fingerprint(cfg, ctx)}
     if baseline is not None:
         metadata["baseline"] = {"scores": baseline["scores"], "stderr": baseline["stderr"],
