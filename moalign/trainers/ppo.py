@@ -270,9 +270,8 @@ class MultiObjectivePPOTrainer:
         return logits, None if values is None else values[:, -T - 1:-1].float()
 
     def _logprobs(self, logits: torch.Tensor, tokens: torch.Tensor, entropy: bool = False):
-        """Log-probs of ``tokens`` at the sampling temperature ``[B, T]`` (and, with
-        ``entropy``, the entropies, without gradients), chunk by chunk of rows: no copy of the
-        full-vocabulary logits (ppo_core.selective_logprobs)."""
+        """Log-probs ``[B, T]`` at the sampling temperature (and entropies, no gradient), chunk
+        by chunk of rows: no copy of the full-vocabulary logits (ppo_core.selective_logprobs)."""
         if entropy:
             return core.selective_logprobs_and_entropy(logits, tokens, self.args.temperature)
         return core.selective_logprobs(logits, tokens, self.args.temperature)
@@ -345,8 +344,7 @@ class MultiObjectivePPOTrainer:
     # ------------------------------------------------------------------ optimization
 
     def _step(self, loss: torch.Tensor) -> None:
-        """One backward of the policy and value losses, each part's gradient clipped on its
-        own (as two models would be), one step of the optimizer (a group per part)."""
+        """Backward, each part's gradient clipped on its own, one step (a group per part)."""
         self.accelerator.backward(loss)
         if self.args.max_grad_norm is not None:
             for group in self.optimizer.param_groups:
@@ -360,25 +358,29 @@ class MultiObjectivePPOTrainer:
         The statistics add up on the device; the host reads them once, at the end."""
         a, r = self.args, batch["rollout"]
         n = r.response_ids.shape[0]
+        apart = self.accelerator.distributed_type == "NO"  # a backward per part: one graph alive
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(a.ppo_epochs):
             for idx in torch.randperm(n, generator=self.generator).split(a.mini_batch_size):
                 mb = r.select(idx)
                 idx = idx.to(r.response_ids.device)
-                logits, values = self._forward(mb, critic=True)  # one forward of the prepared module
+                logits, values = self._forward(mb, critic=not apart)
                 logp = self._logprobs(logits, mb.response_ids)
                 del logits
                 pg_loss, stats = core.clipped_policy_loss(
                     logp, batch["old_logp"][idx], batch["advantages"][idx], mb.response_mask, a.cliprange)
                 scale = ddp.token_mean_scale(self.accelerator, mb.response_mask)  # global token mean
                 pg_loss, stats = pg_loss * scale, {k: v * scale for k, v in stats.items()}
+                if apart:  # the same gradients as the joint backward
+                    self.accelerator.backward(pg_loss)
+                    values = self.values(mb)
                 _, per_head = core.clipped_value_loss(
                     values, batch["old_values"][idx], batch["returns"][idx],
                     batch["value_mask"][idx], a.cliprange_value)
                 per_head = per_head * ddp.token_mean_scale(self.accelerator, batch["value_mask"][idx], (0, 1))
                 vf_loss = per_head.mean()
-                self._step(pg_loss + vf_loss)  # disjoint parameters: each loss moves its own part
+                self._step(vf_loss if apart else pg_loss + vf_loss)  # disjoint parameters
                 items = {"loss/policy": pg_loss, "loss/value": vf_loss, **stats,
                          **{f"value/{h}/loss": v for h, v in zip((*self.names, "kl"), per_head)}}
                 for key, value in items.items():
