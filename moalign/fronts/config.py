@@ -33,6 +33,7 @@ from moalign.fronts.plan import (
     is_online,
 )
 from moalign.models.lora import lora_options, lora_problems
+from moalign.models.placement import dtype_problems
 from moalign.models.precision import precision_problems
 from moalign.models.specs import lora_target_problems, model_problems
 from moalign.objective.checks import objective_problems
@@ -146,6 +147,10 @@ class FrontConfig:
     #: with bf16, a CPU with AMX-BF16 / AVX512-BF16; else float32), ``float32``, ``bfloat16``.
     #: Under ``auto`` an explicit ``train.bf16`` decides. Stored as ``metadata.precision``.
     precision: str = "auto"
+    #: The dtype the policy's weights load in: ``auto`` (bfloat16 on a CUDA device with
+    #: bfloat16, float32 elsewhere), ``float32``, ``bfloat16`` or ``float16``. Stored as
+    #: ``metadata.dtype``, resolved.
+    dtype: str = "auto"
     #: Show progress bars.
     progress: bool = True
 
@@ -193,6 +198,7 @@ class FrontConfig:
         problems += self._reference_problems()
         problems += bootstrap_problems(self.bootstrap)
         problems += self._precision_problems()
+        problems += dtype_problems(self.dtype)
         if problems:
             raise ConfigError(problems)
         if isinstance(self.lora, Mapping) and not lora_problems(self.lora):
@@ -244,7 +250,9 @@ class FrontConfig:
         bf16 = self.train.get("bf16")
         if self.precision == "auto" and isinstance(bf16, bool):
             return "bfloat16" if bf16 else "float32"
-        return resolve_precision(self.precision)
+        from moalign.models.placement import run_device
+
+        return resolve_precision(self.precision, device=run_device().type)
 
     def reference(self) -> str | list[float]:
         """The reference point to use: ``"baseline"``, ``"chance"`` or numbers."""

@@ -51,7 +51,7 @@ import numpy as np
 
 from moalign.errors import CheckpointError, ConfigError
 from moalign.fronts.config import FrontConfig, resolve_front_config
-from moalign.fronts.context import Context, Policy
+from moalign.fronts.context import Context, Policy, run_placement
 from moalign.fronts.evaluate import evaluate_front_policy, heldout_fingerprint
 from moalign.fronts.plan import METHODS
 from moalign.pareto.bootstrap import per_example_text, read_per_example
@@ -86,9 +86,11 @@ def _check_resume(out: Path, cfg: FrontConfig, precision: str = "float32") -> di
     current = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
     current = json.loads(json.dumps(current, default=_jsonable))  # tuples, arrays -> lists
     current["precision"] = precision
+    current["dtype"] = run_placement(cfg)[1]  # resolved, like precision
     if saved.is_file():
         before = read_json(saved, what="trace configuration")
         before.setdefault("precision", "float32")  # traced before precision existed
+        before.setdefault("dtype", "float32")  # traced before the dtype key: float32 weights
         before.setdefault("trainer", "mo_dpo")  # traced before fronts had other trainers
         before.setdefault("points", None)
         changed = sorted(k for k in set(before) | set(current)
@@ -257,6 +259,7 @@ def _trace(cfg: FrontConfig, out: Path, current: dict[str, Any], precision: str)
                                 "trainer": cfg.trainer,
                                 "fine_tuning": "full" if cfg.lora is None else "lora",
                                 "seed": cfg.seed, "reference": kind, "precision": precision,
+                                "dtype": ctx.dtype,
                                 "heldout": heldout_fingerprint(cfg, ctx)}
     if baseline is not None:
         metadata["baseline"] = {"scores": baseline["scores"], "stderr": baseline["stderr"],
