@@ -301,3 +301,20 @@ def test_generate_serves_a_mod_point_and_plain_lines(fronts, tmp_path):
     assert parse_prompt("Hi there\n") == [{"role": "user", "content": "Hi there"}]
     assert parse_prompt("Hi there\n", raw=True) == "Hi there"
     assert parse_prompt('{"prompt": "x"}') == "x" and parse_prompt('"x"') == "x"
+
+
+# --------------------------------------------------------------------------------- report
+
+
+def test_report_generates_and_stores_the_replies_of_a_front_traced_before(fronts, tmp_path):
+    soup = fronts["soup"]
+    out = tmp_path / "r.html"
+    rc, _, err = _run(["report", str(soup), "-o", str(out), "--replies", "1"])
+    assert rc == 0, err
+    ids = [p["id"] for p in json.loads((soup / "front.json").read_text())["points"]]
+    stored = [soup / "baseline" / "replies.jsonl"] + [soup / "points" / i / "replies.jsonl"
+                                                      for i in ids]
+    assert all(len(f.read_text().splitlines()) == 1 for f in stored)
+    assert out.read_text().count("<tr data-reply") == 1 + len(ids)
+    rows = _generate(tmp_path, "--front", str(soup), "--start")  # the starting policy too
+    assert rows[0]["point"] == "start"
