@@ -20,7 +20,8 @@ from moalign.errors import MoalignError
 
 #: subcommand -> its module under moalign.cli, imported when it runs
 COMMANDS = Registry("command")
-for _name in ("objectives", "datasets", "sft", "reward", "train", "trace", "eval", "demo", "plot"):
+for _name in ("objectives", "datasets", "sft", "reward", "train", "trace", "eval", "demo", "plot",
+              "export", "generate", "report"):
     COMMANDS.register(_name, path=f"moalign.cli.{_name}")
 
 
