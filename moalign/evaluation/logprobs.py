@@ -13,8 +13,9 @@ whatever the model's precision.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,27 @@ def _takes_logits_to_keep(model: Any) -> bool:
         return False
 
 
+def _contiguous_input(module: Any, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
+
+
+@contextlib.contextmanager
+def contiguous_output_layer(model: Any) -> Iterator[None]:
+    """Hand the output layer a contiguous input inside the block. With ``logits_to_keep`` the
+    model slices its last hidden states along the sequence; where that slice is not contiguous
+    (a peft model on the CPU), torch runs the output layer as a batched matmul that copies the
+    whole vocabulary-sized weight once per row: 3.5x slower for SmolLM2 in bfloat16
+    (``benchmarks/cpu_speed.py``). A copy of the kept hidden states costs almost nothing."""
+    get = getattr(model, "get_output_embeddings", None)
+    layer = get() if callable(get) else None
+    handle = layer.register_forward_pre_hook(_contiguous_input) if layer is not None else None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
 def _logprobs_of_ids(model: Any, pairs: Sequence[tuple[list[int], list[int]]], pad: int,
                      batch_size: int, max_batch_tokens: int | None = DEFAULT_MAX_BATCH_TOKENS
                      ) -> np.ndarray:
@@ -138,7 +160,7 @@ def _logprobs_of_ids(model: Any, pairs: Sequence[tuple[list[int], list[int]]], p
     was_training = model.training
     model.eval()
     try:
-        with record("logprob") as units:
+        with record("logprob") as units, contiguous_output_layer(model):
             run_batched(one, length_batches(lengths, batch_size=batch_size,
                                             max_batch_tokens=max_batch_tokens))
             units.append(sum(lengths))
