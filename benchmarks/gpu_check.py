@@ -41,13 +41,17 @@ SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536,
                     max_position_embeddings=8192, rope_theta=100000.0, rms_norm_eps=1e-5,
                     tie_word_embeddings=True, hidden_act="silu")
 PAIRS = ("dpo", "grpo")
+#: The checks beyond the pairs (:mod:`gpu_check_more`), each printing one line.
+CHECKS = ("ppo", "soup", "zero-2", "zero-3", "fsdp2")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cpu", action="store_true", help="run on the CPU (fp32), no GPU needed")
     p.add_argument("--tiny", action="store_true", help="tiny random model instead of SmolLM2")
-    p.add_argument("--pairs", nargs="+", choices=PAIRS, default=list(PAIRS))
+    p.add_argument("--pairs", nargs="*", choices=PAIRS, default=list(PAIRS))
+    p.add_argument("--checks", nargs="*", choices=CHECKS, default=list(CHECKS),
+                   help="placement + MO-PPO, a soup front, DeepSpeed ZeRO-2/3 and FSDP2")
     p.add_argument("--steps", type=int, default=8, help="optimizer steps per trainer")
     p.add_argument("--warmup", type=int, default=2, help="first steps left out of the timing")
     p.add_argument("--batch-size", type=int, default=8, help="DPO pairs / GRPO completions per step")
@@ -269,11 +273,53 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 results.append(run(kind, base, tok, args, data, Path(tmp)))
                 print(f"  {kind}: {time.perf_counter() - start:.1f} s", flush=True)
-    _print(results)
+        more = more_checks(args, base, tok, Path(tmp))
+    if results:
+        _print(results)
+    import gpu_check_more
+
+    for line in gpu_check_more.lines(more):
+        print(line, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"device": device, "model": what,
-                                               "args": vars(args), "results": results}, indent=2))
-    return 0 if all("error" not in r for r in results) else 1
+                                               "args": vars(args), "results": results,
+                                               "checks": more}, indent=2, default=str))
+    failed = [r for r in (more.get("mo-ppo"), more.get("soup-front")) if r and "error" in r]
+    failed += [r for r in more.get("distributed", [])
+               if not gpu_check_more.ok_distributed(r)]
+    return 0 if all("error" not in r for r in results) and not failed else 1
+
+
+def more_checks(args, base, tok, tmp: Path) -> dict[str, Any]:
+    """The checks of :mod:`gpu_check_more` that ``--checks`` asks for; a failing one reports
+    its error and the others still run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import gpu_check_more
+
+    out: dict[str, Any] = {}
+
+    def attempt(key, fn, *a):
+        start = time.perf_counter()
+        try:
+            out[key] = fn(*a)
+        except Exception as exc:  # one failing check must not hide the others' lines
+            out[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"  {key}: {time.perf_counter() - start:.1f} s", flush=True)
+
+    if "ppo" in args.checks:
+        attempt("mo-ppo", gpu_check_more.ppo_check, args, base, tok,
+                gsm8k_prompts(args.batch_size * 2), tmp)
+    if "soup" in args.checks:
+        attempt("soup-front", gpu_check_more.soup_check, args, base, tok, tmp)
+    out["distributed"] = []
+    for mode in ("zero-2", "zero-3", "fsdp2"):
+        if mode in args.checks:
+            if not args.tiny and not (tmp / "base").is_dir():
+                base.save_pretrained(tmp / "base")
+                tok.save_pretrained(tmp / "base")
+            out["distributed"].append(gpu_check_more.distributed_check(
+                mode, args, tmp, timeout=240 if args.cpu else 100))
+    return out
 
 
 def _print(results: list[dict[str, Any]]) -> None:

