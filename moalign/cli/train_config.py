@@ -295,7 +295,12 @@ def resolve_train_config(data: Mapping[str, Any], *, source: str | None = None) 
 
         bad_weights = weight_problems(run.weights, len(run.objectives))
         problems += bad_weights
-    problems += lora_problems(run.lora, aliases=("alpha", "dropout"))
+    lora_found = lora_problems(run.lora, aliases=("alpha", "dropout"))
+    problems += lora_found
+    if not lora_found and not model_problems(run.model):  # targets the model does not have
+        from moalign.models.specs import lora_target_problems
+
+        problems += lora_target_problems(run.model, run.lora)
     resume_from, found = plan_resume(
         run.output_dir, run.resume, run.overwrite, finished=TRAIN_RECORD,
         required=getattr(spec.trainer_class(), "resume_required", ()) if cfg_cls else ())

@@ -56,6 +56,8 @@ CASES = [
          argv=[*TRACE, "--lora.target_modules", "[q_proj, attn_out]"],
          expect=["'lora': 'target_modules' 'attn_out' matches no module of model 'tiny'",
                  "its linear layers are: down_proj, gate_proj, k_proj"]),
+    dict(id="train-target-modules-misspelled", argv=[*TRAIN, "--lora.target_modules", "[q_porj]"],
+         expect=["'q_porj' matches no module of model 'tiny' (did you mean 'q_proj'?)"]),
     dict(id="trace-target-modules-misspelled", argv=[*TRACE, "--lora.target_modules", "[q_porj]"],
          expect=["'q_porj' matches no module of model 'tiny' (did you mean 'q_proj'?)"]),
     dict(id="trace-target-modules-regex-matching-nothing",
