@@ -21,7 +21,9 @@ defaults.
 
 Memory: the worker builds the trainer and samples the rollouts first, then resets the kernel's
 high-water mark of its resident set (``/proc/self/clear_refs``) and runs ``make_batch`` +
-``update``; the **step peak** is the high-water mark minus the resident set just before. The
+``update``; the **step peak** is the high-water mark minus the resident set just before
+(``make_batch`` and ``update`` are also measured alone, the mark reset between them; the
+update's peak includes the gradients and the AdamW state its first step creates). The
 process peak (``getrusage`` maxrss: model, critic, optimizer state and the step) is printed
 too. glibc's malloc is given a fixed mmap threshold in every worker, so freed tensors go back
 to the kernel and the resident set follows the live tensors.
@@ -124,17 +126,25 @@ def worker(args) -> dict:
     rollout = trainer.rollout()
     rewards = trainer.score(rollout)
     assert rollout.response_mask.sum().item() == args.rollouts * args.tokens, "short responses"
-    gc.collect()
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:  # reset VmHWM to the current resident set
-        f.write("5")
+    def reset() -> int:
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:  # VmHWM back to the current resident set
+            f.write("5")
+        return _status_kib("VmRSS")
+
+    before = reset()
     start = time.perf_counter()
     batch = trainer.make_batch(rollout, rewards)
+    batch_peak = _status_kib("VmHWM") - before
+    batch_hwm = _status_kib("VmHWM")
+    update_before = reset()
     losses = trainer.update(batch)
     seconds = time.perf_counter() - start
-    peak = _status_kib("VmHWM")
+    update_peak = _status_kib("VmHWM") - update_before
+    peak = max(batch_hwm, _status_kib("VmHWM"))
     vocab = trainer.tokenizer.vocab_size if hasattr(trainer.tokenizer, "vocab_size") else None
     return {"variant": variant, "step_peak_mb": (peak - before) / 1024,
+            "make_batch_peak_mb": batch_peak / 1024, "update_peak_mb": update_peak / 1024,
             "rss_before_mb": before / 1024,
             "process_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "seconds": seconds, "losses": losses, "vocab": vocab,
@@ -169,10 +179,11 @@ def main(argv=None) -> int:
     mb = args.mini_batch or args.rollouts
     print(f"MO-PPO make_batch + update, SmolLM2-135M LoRA policy, {args.rollouts} rollouts x "
           f"{args.tokens} tokens, minibatch {mb}, 1 epoch, vocabulary {results[variants[0]]['vocab']}")
-    print(f"{'variant':<12} {'step peak MB':>13} {'process peak MB':>16} {'seconds':>8} "
-          f"{'loss/policy':>12} {'loss/value':>11}")
+    print(f"{'variant':<12} {'step peak MB':>13} {'make_batch MB':>14} {'update MB':>10} "
+          f"{'process peak MB':>16} {'seconds':>8} {'loss/policy':>12} {'loss/value':>11}")
     for v, r in results.items():
-        print(f"{v:<12} {r['step_peak_mb']:>13.0f} {r['process_peak_mb']:>16.0f} "
+        print(f"{v:<12} {r['step_peak_mb']:>13.0f} {r['make_batch_peak_mb']:>14.0f} "
+              f"{r['update_peak_mb']:>10.0f} {r['process_peak_mb']:>16.0f} "
               f"{r['seconds']:>8.1f} {r['losses']['loss/policy']:>12.6f} "
               f"{r['losses']['loss/value']:>11.6f}")
     ok = True
@@ -182,7 +193,8 @@ def main(argv=None) -> int:
         same = diff <= 1e-5 * max(1.0, max(abs(v) for v in old["losses"].values()))
         ok &= same
         print(f"chunked vs full-vocab (same critic): step peak {old['step_peak_mb'] / new['step_peak_mb']:.2f}x "
-              f"lower; losses equal: {same} (max |diff| {diff:.2e} over {len(old['losses'])} "
+              f"lower, make_batch peak {old['make_batch_peak_mb'] / new['make_batch_peak_mb']:.2f}x, "
+              f"update peak {old['update_peak_mb'] / new['update_peak_mb']:.2f}x; losses equal: {same} (max |diff| {diff:.2e} over {len(old['losses'])} "
               f"statistics; entropy {old['entropy']:.6f} vs {new['entropy']:.6f})")
     reference = "baseline" if "baseline" in results else "full-vocab"
     if reference in results and "lora-critic" in results:
