@@ -194,6 +194,9 @@ def _seed_trace(out: Path) -> None:
     cfg = FrontConfig(**TRACE, output_dir=str(out))
     saved = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "output_dir")}
     saved["precision"] = cfg.resolved_precision()  # a trace stores the precision it ran in
+    from moalign.fronts.context import run_placement
+
+    saved["dtype"] = run_placement(cfg)[1]  # and the dtype its weights loaded in
     out.mkdir(parents=True)
     (out / "config.json").write_text(json.dumps(saved))
     (out / "baseline").mkdir()
