@@ -83,11 +83,32 @@ def test_every_relative_link_resolves():
     assert not dead, f"links to files that do not exist: {dead}"
 
 
+_PARENT_PATH = re.compile(r"(?:\.\./)+[\w.-]+(?:/[\w.-]+)*")
+
+
+def paths_outside(doc: Path, root: Path = ROOT) -> list[str]:
+    """Relative paths named anywhere in ``doc`` (links, code, prose) that climb out of ``root``."""
+    found = []
+    for path in _PARENT_PATH.findall(doc.read_text(encoding="utf-8")):
+        target = (doc.parent / path).resolve()
+        if target != root and root not in target.parents:
+            found.append(path)
+    return found
+
+
 def test_no_document_points_outside_the_repository():
     """Users have the repository only: a document may not send them to a sibling folder."""
-    outside = [str(doc.relative_to(ROOT)) for doc in documents()
-               if "../shared/" in doc.read_text(encoding="utf-8")]
+    outside = {str(doc.relative_to(ROOT)): paths for doc in documents()
+               if (paths := paths_outside(doc))}
     assert not outside, f"documents that point outside the repository: {outside}"
+
+
+def test_a_path_named_in_code_that_climbs_out_is_found(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    doc = repo / "docs" / "A.md"
+    doc.write_text("see `../../notes/x.md` and ../README.md\n", encoding="utf-8")
+    assert paths_outside(doc, root=repo) == ["../../notes/x.md"]
 
 
 def test_the_readme_is_short():
