@@ -3,6 +3,7 @@ adaptive sweep, with hypervolume ratios and their paired-bootstrap intervals."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -16,7 +17,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "front_cost.py"
 @pytest.mark.slow
 def test_front_cost_benchmark_compares_soup_and_adaptive_with_the_sweep(tmp_path):
     env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
-           "TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin"}
+           "TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin",
+           "MOALIGN_CPU_BF16": os.environ.get("MOALIGN_CPU_BF16", "0")}  # auto as in the suite
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--points", "3", "--steps", "1", "--pairs", "8",
          "--eval-pairs", "4", "--methods", "sweep,soup", "--weights", "adaptive",
