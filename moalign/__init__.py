@@ -4,6 +4,8 @@ Objectives are plugins (:func:`available_objectives`, :func:`load_objective`,
 :func:`register_objective`); scalarizers (:mod:`moalign.tradeoff.scalarize`) and schedules
 (:mod:`moalign.tradeoff.schedule`) say how to trade them off; trainers in :mod:`moalign.trainers`
 fine-tune a policy; :mod:`moalign.pareto` and :class:`ParetoFront` measure the front reached.
+:func:`train` and :func:`evaluate` are ``moalign train`` and ``moalign eval`` as Python calls;
+:func:`trace_front` is ``moalign trace``.
 
 Heavy parts (torch, transformers, trl) are imported on first use, so ``import moalign`` is fast.
 """
@@ -44,12 +46,14 @@ _EXPORTS = exports_of({
     "rewards": ["RewardModelObjective", "train_reward_model"],
     "models": ["embedded_sft_checkpoint", "load_policy", "tiny_causal_lm", "tiny_reward_model"],
     "evaluation": ["evaluate_policy"],
+    "workflows": ["train", "evaluate", "TrainRunConfig", "EvalConfig"],
 })
 #: subpackages (and the two public facade modules), plus the old flat names they replace
 _SUBMODULES = {
     **{name: name for name in ("cli", "config", "data", "evaluation", "fronts", "models",
                                "objective", "pareto", "rewards", "scalarize", "schedule",
-                               "storage", "tradeoff", "trainers", "verify", "errors", "weights")},
+                               "storage", "tradeoff", "trainers", "verify", "workflows", "errors",
+                               "weights")},
     # where the modules of the flat layout went
     "front": "fronts", "soup": "fronts.soup", "decoding": "fronts.decoding",
     "conditioning": "tradeoff.conditioning", "hf_evaluate": "evaluation.hf_evaluate",

@@ -17,7 +17,8 @@ Datasets by name or spec: :data:`CATALOG`, :func:`load_dataset` (a bundled name,
 ``moalign.datasets`` entry-point group (:func:`available_adapters`, :func:`register_adapter`).
 
 Helpers: :func:`validate_preference_dataset`, :func:`mix_preference_datasets`,
-:func:`label_counts`, :func:`pairs_for_objective`, :func:`train_test_split_pairs`,
+:func:`label_counts`, :func:`pairs_for_objective`, :func:`heldout_split` (the one held-out
+split, :data:`TEST_SIZE`), :func:`train_test_split_pairs`,
 :func:`truncate_prompt`.
 """
 
@@ -59,7 +60,14 @@ from moalign.data.schema import (
     validate_preference_dataset,
 )
 from moalign.data.sources import hub_offline, read_records
-from moalign.data.split import train_test_split_pairs, truncate_prompt, truncate_prompts
+from moalign.data.split import (
+    MAX_PROMPT_TOKENS,
+    TEST_SIZE,
+    heldout_split,
+    train_test_split_pairs,
+    truncate_prompt,
+    truncate_prompts,
+)
 
 __all__ = [
     "ADAPTER_GROUP",
@@ -72,6 +80,9 @@ __all__ = [
     "load_dataset",
     "register_adapter",
     "CORE_COLUMNS",
+    "MAX_PROMPT_TOKENS",
+    "TEST_SIZE",
+    "heldout_split",
     "HH_SUBSETS",
     "LABEL_VALUES",
     "PKU_COLUMNS",

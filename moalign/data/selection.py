@@ -14,7 +14,7 @@ import numpy as np
 
 from moalign.data.schema import pref_column
 
-__all__ = ["first_labelled", "labelled_indices"]
+__all__ = ["distinct_prompt_rows", "first_labelled", "labelled_indices"]
 
 
 def labelled_indices(ds: Any, objective: str) -> np.ndarray:
@@ -37,3 +37,31 @@ def first_labelled(ds: Any, objectives: Sequence[str], n: int | None) -> list[in
         idx = labelled_indices(ds, name)
         keep.update((idx if n is None else idx[:n]).tolist())
     return sorted(keep)
+
+
+def distinct_prompt_rows(ds: Any, objectives: Sequence[str], n: int) -> list[int]:
+    """Row indices of ``n`` distinct prompts of ``ds`` (fewer when it has fewer), taken in turn
+    from each objective's labelled pairs, so every objective's prompts are represented; when
+    some objective has no ``pref_`` column (a prompt dataset), in dataset order. The held-out
+    prompts of ``moalign eval`` (``generation``), of front traces and of the report."""
+    if objectives and all(pref_column(name) in ds.column_names for name in objectives):
+        queues = [[int(i) for i in labelled_indices(ds, name)] for name in objectives]
+    else:
+        queues = [list(range(len(ds)))]
+    prompts = ds["prompt"]
+    seen: set[str] = set()
+    rows: list[int] = []
+    heads = [0] * len(queues)
+    while len(rows) < n and any(h < len(q) for h, q in zip(heads, queues)):
+        for k, queue in enumerate(queues):
+            while heads[k] < len(queue):
+                row = queue[heads[k]]
+                heads[k] += 1
+                key = repr(prompts[row])
+                if key not in seen:
+                    seen.add(key)
+                    rows.append(row)
+                    break
+            if len(rows) >= n:
+                break
+    return rows

@@ -12,7 +12,14 @@ from datasets import Dataset, DatasetDict
 from moalign.data.schema import PREF_PREFIX, column_values
 from moalign.errors import DataError
 
-__all__ = ["train_test_split_pairs", "truncate_prompt", "truncate_prompts"]
+__all__ = ["MAX_PROMPT_TOKENS", "TEST_SIZE", "heldout_split", "train_test_split_pairs",
+           "truncate_prompt", "truncate_prompts"]
+
+#: Held-out fraction that ``moalign train``, ``moalign trace``, ``moalign eval`` and
+#: ``moalign reward`` leave out of training by default (one split: :func:`heldout_split`).
+TEST_SIZE = 0.2
+#: Default prompt length, in tokens, of training and evaluation (longer prompts keep their end).
+MAX_PROMPT_TOKENS = 96
 
 _HUMAN = "\n\nHuman: "
 _FINAL = "\n\nAssistant:"
@@ -29,7 +36,7 @@ def _prompt_key(prompt: Any) -> str:
 
 def train_test_split_pairs(
     ds: Dataset,
-    test_size: float | int = 0.2,
+    test_size: float | int = TEST_SIZE,
     seed: int = 0,
     *,
     group_by_prompt: bool = True,
@@ -88,6 +95,16 @@ def train_test_split_pairs(
         raise DataError(f"test_size={test_size} leaves an empty train or test side for {n} rows")
     train_idx = [i for i in range(n) if i not in test_set]
     return DatasetDict({"train": ds.select(train_idx), "test": ds.select(sorted(test_set))})
+
+
+def heldout_split(ds: Dataset, test_size: float | int = TEST_SIZE, seed: int = 0
+                  ) -> tuple[Dataset, Dataset]:
+    """``(train, test)``: the one held-out split of every command. ``test`` is the held-out side
+    of :func:`train_test_split_pairs` in dataset order; ``train`` is the other side, shuffled
+    with ``seed``. ``moalign train``, front traces, ``moalign eval`` (``split: test``) and the
+    report all call it, so the same data, ``test_size`` and ``seed`` hold out the same rows."""
+    split = train_test_split_pairs(ds, test_size=test_size, seed=seed)
+    return split["train"].shuffle(seed=seed), split["test"]
 
 
 # --------------------------------------------------------------------------------------------

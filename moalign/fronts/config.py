@@ -23,6 +23,7 @@ from moalign.config.checking import (
     range_problems,
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
+from moalign.data.split import TEST_SIZE
 from moalign.errors import ConfigError
 from moalign.evaluation.generation import GENERATION_RANGES, generation_problems
 from moalign.fronts.plan import (
@@ -34,7 +35,7 @@ from moalign.fronts.plan import (
 )
 from moalign.models.lora import lora_options, lora_problems
 from moalign.models.placement import dtype_problems
-from moalign.models.precision import precision_problems
+from moalign.models.precision import bf16_problems, precision_problems
 from moalign.models.specs import lora_target_problems, model_problems
 from moalign.objective.checks import objective_problems
 from moalign.objective.registry import objective_name
@@ -93,8 +94,9 @@ class FrontConfig:
     #: Training pairs per objective (DPO family) or training prompts (RL trainers), taken from
     #: the training split; ``None`` uses all.
     train_pairs: int | None = 256
-    #: Fraction of pairs held out for evaluation (split seeded by ``seed``).
-    test_size: float = 0.2
+    #: Fraction of pairs held out for evaluation (split seeded by ``seed``; the one split of
+    #: :func:`moalign.data.heldout_split`, as ``moalign train`` and ``moalign eval`` take it).
+    test_size: float = TEST_SIZE
     #: Fields of the trainer's config (``learning_rate``, ``max_steps``, ``beta``, ...; checked
     #: against that config class), plus ``max_prompt_tokens``.
     train: dict[str, Any] = field(default_factory=dict)
@@ -235,13 +237,9 @@ class FrontConfig:
         return []
 
     def _precision_problems(self) -> list[str]:
-        problems = precision_problems(self.precision)
         bf16 = self.train.get("bf16") if isinstance(self.train, Mapping) else None
-        if not problems and self.precision != "auto" and isinstance(bf16, bool) and (
-                bf16 != (self.precision == "bfloat16")):
-            problems.append(f"'train.bf16: {str(bf16).lower()}' contradicts 'precision: "
-                            f"{self.precision}'; drop train.bf16 (precision sets it)")
-        return problems
+        return precision_problems(self.precision) + bf16_problems(self.precision, bf16,
+                                                                   key="train.bf16")
 
     def resolved_precision(self) -> str:
         """``float32`` or ``bfloat16`` on this machine (see ``precision``)."""

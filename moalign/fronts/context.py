@@ -56,6 +56,10 @@ class Context:
         self.spec = TRAINERS[cfg.trainer]
         self.names = list(cfg.objective_names)
         self._objectives: Any = None
+        self._scorers: Any = None
+        #: what evaluation prepares once per trace (:mod:`moalign.fronts.evaluate`): the
+        #: held-out ``pairs`` / ``prompts`` (and ``prompt_rows``), the ``reference_logprobs``
+        self.heldout: dict[str, Any] = {}
         if self.spec.data == "prompts":  # bad data: before the model
             self.train_ds, self.test_ds = load_prompt_splits(cfg, self.objective_set())
         else:
@@ -87,7 +91,7 @@ class Context:
     def scorer_set(self) -> Any:
         """The scorers of the ``generation`` metric: ``FrontConfig.scorers`` where given, the
         loaded objectives (:meth:`objective_set`) otherwise."""
-        if getattr(self, "_scorers", None) is None:
+        if self._scorers is None:
             from moalign.errors import ConfigError
             from moalign.objective import ObjectiveSet
 
@@ -184,13 +188,12 @@ def load_preference_splits(cfg: Any):
 
     The training split keeps at most ``cfg.train_pairs`` pairs labelled for each objective.
     """
-    from moalign.data import catalog, train_test_split_pairs, validate_preference_dataset
+    from moalign.data import catalog, heldout_split, validate_preference_dataset
 
     names = list(cfg.objective_names)
     ds = catalog.load_dataset(cfg.dataset)
     validate_preference_dataset(ds, objectives=names)
-    split = train_test_split_pairs(ds, test_size=cfg.test_size, seed=cfg.seed)
-    train, test = split["train"].shuffle(seed=cfg.seed), split["test"]
+    train, test = heldout_split(ds, test_size=cfg.test_size, seed=cfg.seed)
     if cfg.train_pairs is not None:
         train = train.select(first_labelled(train, names, cfg.train_pairs))
     return train, test
@@ -200,14 +203,13 @@ def load_prompt_splits(cfg: Any, objectives: Any):
     """``(train, test)`` prompt splits for an RL front, seeded; rows need a ``prompt`` and the
     columns the objectives read. The training split keeps its first ``cfg.train_pairs``
     prompts (after shuffling)."""
-    from moalign.data import catalog, train_test_split_pairs
+    from moalign.data import catalog, heldout_split
     from moalign.trainers.runs import check_prompt_columns
 
     ds = catalog.load_dataset(cfg.dataset)
     check_prompt_columns(ds, objectives, catalog.describe_spec(cfg.dataset),
                          f"trainer '{cfg.trainer}'")
-    split = train_test_split_pairs(ds, test_size=cfg.test_size, seed=cfg.seed)
-    train, test = split["train"].shuffle(seed=cfg.seed), split["test"]
+    train, test = heldout_split(ds, test_size=cfg.test_size, seed=cfg.seed)
     if cfg.train_pairs is not None:
         train = train.select(range(min(len(train), cfg.train_pairs)))
     return train, test

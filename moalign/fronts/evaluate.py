@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from moalign.data import catalog
-from moalign.data.selection import first_labelled, labelled_indices
+from moalign.data.selection import distinct_prompt_rows, first_labelled, labelled_indices
 from moalign.errors import DataError
 from moalign.fronts.config import DEFAULT_MAX_PROMPT_TOKENS, DEFAULT_TRAIN
 
@@ -28,8 +28,9 @@ def _max_prompt_tokens(cfg: Any) -> int:
 
 def _eval_pairs(cfg: Any, ctx: Any):
     """The first ``eval_pairs`` held-out pairs of each objective, prompts cut as in training
-    (keeping their end), so a weight condition added in front always fits."""
-    if getattr(ctx, "_eval_pairs", None) is None:
+    (keeping their end), so a weight condition added in front always fits. Prepared once per
+    trace (kept in ``ctx.heldout``)."""
+    if "pairs" not in ctx.heldout:
         from moalign.data import truncate_prompts
         from moalign.evaluation.core import labelled_rows
 
@@ -40,9 +41,10 @@ def _eval_pairs(cfg: Any, ctx: Any):
         keep = first_labelled(ctx.test_ds, list(cfg.objective_names), cfg.eval_pairs)
         rows, _ = truncate_prompts(ctx.test_ds.select(keep), ctx.tokenizer,
                                    _max_prompt_tokens(cfg))
-        ctx._eval_pairs = labelled_rows(rows, list(cfg.objective_names))
-        _check_scorable(cfg, ctx.tokenizer, ctx._eval_pairs)
-    return ctx._eval_pairs
+        pairs = labelled_rows(rows, list(cfg.objective_names))
+        _check_scorable(cfg, ctx.tokenizer, pairs)
+        ctx.heldout["pairs"] = pairs
+    return ctx.heldout["pairs"]
 
 
 def _check_scorable(cfg: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> None:
@@ -100,41 +102,25 @@ def _reference_pass(cfg: Any, ctx: Any, model: Any, rows: list[dict[str, Any]],
 
 def _reference_logprobs(cfg: Any, ctx: Any, rows: list[dict[str, Any]]):
     """Log-probs of the held-out pairs under the starting policy, computed once per trace."""
-    if getattr(ctx, "_reference_logprobs", None) is None:
+    if ctx.heldout.get("reference_logprobs") is None:
         model = ctx.peft if ctx.peft is not None else ctx.base
-        ctx._reference_logprobs = _reference_pass(cfg, ctx, model, rows)
-    return ctx._reference_logprobs
+        ctx.heldout["reference_logprobs"] = _reference_pass(cfg, ctx, model, rows)
+    return ctx.heldout["reference_logprobs"]
 
 
 def _eval_prompts(cfg: Any, ctx: Any) -> list[Any]:
-    """``eval_prompts`` distinct held-out prompts, taken in turn from each objective's pairs
-    (so every objective's prompts are represented; a prompt dataset without labels: in
-    order), cut as in training. Their rows are kept in ``ctx._eval_rows`` (the columns the
-    scorers read come from there)."""
-    if getattr(ctx, "_eval_prompts", None) is None:
+    """``eval_prompts`` distinct held-out prompts
+    (:func:`moalign.data.selection.distinct_prompt_rows`: in turn from each objective's pairs),
+    cut as in training. Their row indices are kept in ``ctx.heldout["prompt_rows"]`` (the
+    columns the scorers read come from those rows)."""
+    if "prompts" not in ctx.heldout:
         from moalign.data import truncate_prompt
 
-        names = list(cfg.objective_names)
-        if all(f"pref_{n}" in ctx.test_ds.column_names for n in names):
-            queues = [list(labelled_indices(ctx.test_ds, name)) for name in names]
-        else:
-            queues = [list(range(len(ctx.test_ds)))]
-        seen, prompts, ctx._eval_rows = set(), [], []
-        while len(prompts) < cfg.eval_prompts and any(queues):
-            for queue in queues:
-                while queue:
-                    row = int(queue.pop(0))
-                    prompt = ctx.test_ds[row]["prompt"]
-                    if repr(prompt) not in seen:
-                        seen.add(repr(prompt))
-                        ctx._eval_rows.append(row)
-                        prompts.append(truncate_prompt(prompt, ctx.tokenizer,
-                                                       _max_prompt_tokens(cfg)))
-                        break
-                if len(prompts) >= cfg.eval_prompts:
-                    break
-        ctx._eval_prompts = prompts
-    return ctx._eval_prompts
+        rows = distinct_prompt_rows(ctx.test_ds, list(cfg.objective_names), cfg.eval_prompts)
+        ctx.heldout["prompt_rows"] = rows
+        ctx.heldout["prompts"] = [truncate_prompt(p, ctx.tokenizer, _max_prompt_tokens(cfg))
+                                  for p in ctx.test_ds.select(rows)["prompt"]]
+    return ctx.heldout["prompts"]
 
 
 def _generate(cfg: Any, ctx: Any, policy: Any, prompts: list[Any]) -> list[str]:
@@ -213,7 +199,7 @@ def evaluate_front_policy(cfg: Any, ctx: Any, policy: Any) -> dict[str, Any]:
         prompts = _eval_prompts(cfg, ctx)
         with weights():
             completions = _generate(cfg, ctx, policy, prompts)
-        rows = ctx.test_ds.select(ctx._eval_rows)
+        rows = ctx.test_ds.select(ctx.heldout["prompt_rows"])
         per = score_completions(scorers, prompts, completions,
                                 **{c: list(rows[c]) for c in scorers.required_columns})
     scores, stderr, _ = summarize(list(cfg.objective_names), per)

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from moalign._plugins import IDENTIFIER, Registry, did_you_mean
+from moalign.data.split import MAX_PROMPT_TOKENS
 from moalign.models.lora import soup_lora_problems
 from moalign.trainers.registry import TRAINERS
 
@@ -54,8 +55,9 @@ ADAPTIVE = "adaptive"
 #: Keys of ``FrontConfig.train`` that the trace sets itself, run by run.
 TRACE_OWNED_TRAIN_KEYS = ("objectives", "weights", "schedule", "conditioning", "seed",
                           "output_dir", "use_cpu", "disable_tqdm")
-#: Prompts longer than this many tokens keep their end (so completions are never cut).
-DEFAULT_MAX_PROMPT_TOKENS = 96
+#: Prompts longer than this many tokens keep their end (so completions are never cut): the one
+#: default of every command, :data:`moalign.data.split.MAX_PROMPT_TOKENS`.
+DEFAULT_MAX_PROMPT_TOKENS = MAX_PROMPT_TOKENS
 #: Methods whose runs sit at the simplex's vertices (one per objective).
 _VERTEX_METHODS = ("soup", "decoding")
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CPU_BF16_ENV", "PRECISIONS", "cpu_bf16_flags", "current_precision", "describe_precision",
+__all__ = ["CPU_BF16_ENV", "PRECISIONS", "bf16_problems", "cpu_bf16_flags", "current_precision", "describe_precision",
            "precision_problems", "precision_scope", "resolve_precision", "torch_dtype"]
 
 #: What a config's ``precision`` may say.
@@ -98,6 +98,18 @@ def precision_problems(value: Any, key: str = "precision") -> list[str]:
     if value in PRECISIONS:
         return []
     return [f"'{key}' must be one of {', '.join(PRECISIONS)}, got {value!r}"]
+
+
+def bf16_problems(precision: Any, bf16: Any, key: str = "bf16") -> list[str]:
+    """A trainer's explicit ``bf16`` that contradicts an explicit ``precision``, as a config
+    problem (``key``: where ``bf16`` was given); ``precision: auto`` lets ``bf16`` decide.
+    ``moalign train`` and front traces both check through here."""
+    if precision not in PRECISIONS or precision == "auto" or not isinstance(bf16, bool):
+        return []
+    if bf16 == (precision == "bfloat16"):
+        return []
+    return [f"'{key}: {str(bf16).lower()}' contradicts 'precision: {precision}'; drop {key} "
+            "(precision sets it)"]
 
 
 def describe_precision(requested: str, resolved: str | None = None, *,

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from moalign.config.checking import Range, range_problems
 from moalign.data.catalog import CATALOG, dataset_problems, describe_spec, load_dataset
+from moalign.data.split import TEST_SIZE
 from moalign.errors import ConfigError, DataError, ModelError
 from moalign.models.loading import quiet_transformers
 from moalign.models.lora import LORA_DEFAULTS
@@ -88,7 +89,7 @@ class RewardTrainingConfig:
     #: replace an existing ``output_dir``
     overwrite: bool = True
     #: held-out fraction of the labelled pairs (prompts never straddle the split)
-    test_size: float = 0.2
+    test_size: float = TEST_SIZE
     #: seed of the split, of the training subsample and of training
     seed: int = 0
     #: train on at most this many pairs of the training side (``null``: all)
@@ -203,7 +204,7 @@ class RewardTrainingResult:
     metrics: dict[str, Any]
 
 
-def load_preference_pairs(dataset: str | dict[str, Any], objective: str, *, test_size: float = 0.2, seed: int = 0):
+def load_preference_pairs(dataset: str | dict[str, Any], objective: str, *, test_size: float = TEST_SIZE, seed: int = 0):
     """The pairs labelled for ``objective``, oriented, split ``{"train", "test"}`` (a DatasetDict).
 
     Raises :class:`DataError` when the dataset lacks the ``pref_<objective>`` column or has no

@@ -2,7 +2,7 @@
 policy: the CPU-sized defaults, the config built and checked, prompt rows shaped for the online
 trainers, the trainer built, trained, and its policy saved.
 
-``moalign train`` (:mod:`moalign.cli.train`) and front traces (:mod:`moalign.fronts`) both go
+``moalign train`` (:mod:`moalign.workflows.training`) and front traces (:mod:`moalign.fronts`) both go
 through these functions, so a front's run is trained exactly as ``moalign train`` trains it.
 Nothing here imports torch or TRL until a function needs it.
 """

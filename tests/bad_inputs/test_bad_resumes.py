@@ -29,7 +29,7 @@ WAYS_OUT = "set overwrite: true (with resume: false or auto) to start it over, o
 def _identity(tmp) -> str:
     import yaml
 
-    from moalign.cli.train_config import resolve_train_config, run_identity
+    from moalign.workflows.train_config import resolve_train_config, run_identity
 
     resolved = resolve_train_config({**yaml.safe_load(BASE), "output_dir": str(tmp / "out")})
     return json.dumps(run_identity(resolved.run, resolved.args))
@@ -82,7 +82,7 @@ def test_the_same_configuration_passes_the_check(tmp_path):
     check then passes."""
     import yaml
 
-    from moalign.cli.train_config import resolve_train_config
+    from moalign.workflows.train_config import resolve_train_config
 
     identity = _identity(tmp_path)
     (tmp_path / "out" / "trainer" / "checkpoint-2").mkdir(parents=True)

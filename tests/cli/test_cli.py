@@ -274,8 +274,8 @@ def test_train_online_trainers_on_bundled_gsm8k(trainer, extra, tmp_path):
 def test_missing_labels_come_from_a_scorer():
     from datasets import Dataset
 
-    from moalign.cli._data import _label_with_scorers
     from moalign.objective import load_objective
+    from moalign.workflows.train_data import _label_with_scorers
 
     words = lambda n: " ".join(["w"] * n)  # noqa: E731  (length: 1 up to 100 words, 0 at 200)
     ds = Dataset.from_list([
@@ -384,9 +384,9 @@ def test_debug_shows_the_traceback():
 
 
 def test_example_configs_validate():
-    from moalign.cli.train import resolve_train_config
     from moalign.config import load_yaml
     from moalign.fronts.config import resolve_front_config
+    from moalign.workflows.train_config import resolve_train_config
 
     examples = Path(__file__).resolve().parents[2] / "examples" / "configs"
     for name in ("trace_soup.yaml", "trace_tiny.yaml"):

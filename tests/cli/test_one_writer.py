@@ -43,7 +43,7 @@ with output_lock(sys.argv[1]):
 RACER = """
 import os, sys, time
 from moalign.cli import main
-import moalign.cli.train, moalign.trainers.registry, moalign.models.specs  # the slow imports
+import moalign.cli.train, moalign.workflows.training, moalign.trainers.registry, moalign.models.specs  # the slow imports
 print("ready", flush=True)
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.005)

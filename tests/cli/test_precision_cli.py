@@ -21,7 +21,7 @@ def cpu_only(monkeypatch):
 
 
 def _resolve(tmp_path, **extra):
-    from moalign.cli.train_config import resolve_train_config
+    from moalign.workflows.train_config import resolve_train_config
 
     return resolve_train_config({**BASE, "output_dir": str(tmp_path / "out"), **extra})
 
@@ -68,7 +68,7 @@ def test_train_header_says_why(tmp_path, cpu_only):
 
 
 def test_eval_checks_precision():
-    from moalign.cli.eval import resolve_eval_config
+    from moalign.workflows.scoring import resolve_eval_config
 
     with pytest.raises(ConfigError, match="'precision' must be one of"):
         resolve_eval_config({"model": "tiny", "precision": "fp8"})
@@ -78,12 +78,12 @@ def test_eval_checks_precision():
 
 @pytest.mark.slow
 def test_eval_in_bfloat16_reports_its_precision_and_throughput():
-    from moalign.cli.eval import evaluate, resolve_eval_config, summary
+    from moalign.cli.eval import summary
+    from moalign.workflows import evaluate
 
-    cfg = resolve_eval_config({"model": "tiny", "objectives": ["length"], "n": 3,
-                               "precision": "bfloat16", "progress": False,
-                               "generation": {"max_new_tokens": 4}})
-    result = evaluate(cfg)
+    result = evaluate({"model": "tiny", "objectives": ["length"], "n": 3,
+                       "precision": "bfloat16", "progress": False,
+                       "generation": {"max_new_tokens": 4}})
     assert result["precision"] == "bfloat16"
     assert set(result["throughput"]) == {"generation", "scoring"}
     text = summary(result)

@@ -255,7 +255,6 @@ def test_a_broken_reference_pass_shows_in_the_baseline(tmp_path, monkeypatch):
         chosen, rejected = right(cfg, ctx, rows)
         return chosen - 1.0, rejected
 
-    ctx._reference_logprobs = None
     monkeypatch.setattr(evaluate, "_reference_logprobs", off_by_one_token)
     broken = evaluate.evaluate_front_policy(cfg, ctx, Policy(ctx.base))
     assert all(broken["scores"][o] != 0.5 for o in OBJ)

@@ -59,8 +59,8 @@ def test_auto_dtype_is_bfloat16_on_a_bf16_gpu_only(fake_cuda):
 
 def test_precision_auto_is_resolved_for_the_device_the_models_run_on(fake_cuda):
     """A GPU that the run does not use must not make ``auto`` pick bfloat16 for CPU weights."""
-    from moalign.cli.eval import EvalConfig, precision_of
     from moalign.fronts.config import FrontConfig
+    from moalign.workflows.scoring import EvalConfig, precision_of
 
     assert FrontConfig().resolved_precision() == "bfloat16"
     fake_cuda.setenv("ACCELERATE_USE_CPU", "1")
@@ -129,8 +129,8 @@ def test_a_front_refuses_a_bad_dtype_naming_it():
 
 
 def test_moalign_eval_loads_its_models_on_the_run_device(spied_device, monkeypatch):
-    from moalign.cli import eval as cli_eval
     from moalign.models import specs
+    from moalign.workflows import scoring
 
     seen = []
     original = specs.load_model_spec
@@ -140,7 +140,7 @@ def test_moalign_eval_loads_its_models_on_the_run_device(spied_device, monkeypat
         return original(spec, **kw)
 
     monkeypatch.setattr(specs, "load_model_spec", spy)
-    model, _ = cli_eval.load_evaluated_policy(cli_eval.EvalConfig(model="tiny"))
+    model, _ = scoring.load_evaluated_policy(scoring.EvalConfig(model="tiny"))
     assert seen == [torch.device("cpu")] and spied_device
     assert next(model.parameters()).device == torch.device("cpu")
 
@@ -153,9 +153,9 @@ TRAIN = dict(trainer="mo_dpo", model="tiny", objectives=["helpfulness", "harmles
 
 
 def test_train_dtype_is_checked_resolved_passed_to_loading_and_recorded(tmp_path, monkeypatch):
-    from moalign.cli import train as cli_train
-    from moalign.cli.train_config import resolve_train_config
     from moalign.models import specs
+    from moalign.workflows.train_config import resolve_train_config
+    from moalign.workflows.training import train_resolved
 
     with pytest.raises(ConfigError, match="'dtype' must be one of .* got 'fp8'"):
         resolve_train_config({**TRAIN, "dtype": "fp8", "output_dir": str(tmp_path / "x")})
@@ -173,7 +173,7 @@ def test_train_dtype_is_checked_resolved_passed_to_loading_and_recorded(tmp_path
 
     monkeypatch.setattr(specs, "load_model_spec", spy)
     with contextlib.redirect_stdout(io.StringIO()):
-        record = cli_train.train(resolved)
+        record = train_resolved(resolved)
     assert seen == ["bfloat16"]
     saved = json.loads((tmp_path / "b" / "train.json").read_text())
     assert record["dtype"] == saved["dtype"] == saved["run"]["dtype"] == "bfloat16"

@@ -10,12 +10,12 @@ import math
 import pytest
 from datasets import Dataset
 
-from moalign.cli._data import _label_with_scorers
 from moalign.evaluation.core import pair_score_margins
 from moalign.models import tiny_reward_model
 from moalign.rewards.head import _batches, reward_scores
 from moalign.rewards.model import RewardModelObjective
 from moalign.trainers.modpo import add_margin_columns, margin_column
+from moalign.workflows.train_data import _label_with_scorers
 
 ENCODED = [([5] * n, n // 2) for n in (3, 9, 1, 12, 7)]
 

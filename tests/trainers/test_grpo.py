@@ -217,8 +217,8 @@ def test_bad_input_is_rejected_before_training(tmp_path):
 def test_the_gsm8k_example_config_is_valid(tmp_path):
     from pathlib import Path
 
-    from moalign.cli.train import resolve_train_config
     from moalign.config import load_yaml
+    from moalign.workflows.train_config import resolve_train_config
 
     data = load_yaml(Path(__file__).parents[2] / "examples" / "configs" / "grpo_gsm8k.yaml")
     data["output_dir"] = str(tmp_path / "run")

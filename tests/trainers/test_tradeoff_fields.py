@@ -77,7 +77,7 @@ def test_a_former_field_name_is_refused_naming_the_new_one(cls, old, value, tmp_
 
 
 def test_a_former_field_name_in_a_train_file_names_the_new_one(tmp_path):
-    from moalign.cli.train_config import resolve_train_config
+    from moalign.workflows.train_config import resolve_train_config
 
     base = {"model": "tiny", "output_dir": str(tmp_path / "run")}
     with pytest.raises(ConfigError, match="'weight_schedule' is now called 'schedule'") as info:

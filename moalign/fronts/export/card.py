@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from moalign.data.split import TEST_SIZE
+
 __all__ = ["eval_command", "grid_card", "point_card", "scores_table"]
 
 METHODS = {
@@ -61,7 +63,7 @@ def eval_command(tf: Any, folder: str | Path) -> str:
              f"--objectives '{json.dumps(tf.objectives)}'", f"--metric {metric}"]
     if isinstance(cfg.get("dataset"), str):
         parts.append(f"--dataset {cfg['dataset']}")
-    parts += [f"--test_size {cfg.get('test_size', 0.2)}", f"--seed {cfg.get('seed', 0)}"]
+    parts += [f"--test_size {cfg.get('test_size', TEST_SIZE)}", f"--seed {cfg.get('seed', 0)}"]
     if metric == "implicit":
         parts += [f"--n {cfg.get('eval_pairs', 32)}", f"--max_length {cfg.get('max_length', 256)}"]
         if not (Path(folder) / "adapter_config.json").is_file():

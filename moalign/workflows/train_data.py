@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from moalign.cli.train_config import ResolvedTrain
 from moalign.data import catalog
 from moalign.data.selection import first_labelled
 from moalign.trainers.runs import check_prompt_columns, prompt_rows
+from moalign.workflows.train_config import ResolvedTrain
 
 __all__ = ["ROW_CHECKS", "check_prompt_columns", "preference_data", "prompt_data", "training_split"]
 
@@ -61,12 +61,11 @@ ROW_CHECKS = {"preference": _check_preference_rows, "prompts": _check_prompt_row
 def training_split(resolved: ResolvedTrain, seed: int) -> Any:
     """The training side of the seeded split, shuffled. The rows are checked first, so bad
     data is a :class:`~moalign.errors.DataError` before any model loads."""
-    from moalign.data import train_test_split_pairs
+    from moalign.data import heldout_split
 
     ds = catalog.load_dataset(resolved.run.dataset)
     ROW_CHECKS[resolved.spec.data](ds, resolved)
-    return train_test_split_pairs(ds, test_size=resolved.run.test_size, seed=seed)["train"] \
-        .shuffle(seed=seed)
+    return heldout_split(ds, test_size=resolved.run.test_size, seed=seed)[0]
 
 
 def preference_data(resolved: ResolvedTrain, train: Any, tokenizer: Any) -> Any:

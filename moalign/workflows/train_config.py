@@ -20,9 +20,10 @@ from moalign.config.checking import (
     raise_problems,
 )
 from moalign.data.catalog import dataset_columns, dataset_problems, describe_spec
+from moalign.data.split import MAX_PROMPT_TOKENS, TEST_SIZE
 from moalign.models.lora import lora_problems
 from moalign.models.placement import dtype_problems
-from moalign.models.precision import precision_problems
+from moalign.models.precision import bf16_problems, precision_problems
 from moalign.models.specs import model_problems
 from moalign.objective.checks import objective_problems
 from moalign.trainers.registry import TRAINERS, TrainerSpec
@@ -91,9 +92,9 @@ class TrainRunConfig:
     #: Training pairs per objective (DPO family) or prompts (ppo / grpo); null: all.
     max_examples: int | None = 256
     #: Held-out fraction left out of training (the split ``moalign eval --split test`` uses).
-    test_size: float = 0.2
+    test_size: float = TEST_SIZE
     #: Prompts longer than this many tokens keep their end.
-    max_prompt_tokens: int = 96
+    max_prompt_tokens: int = MAX_PROMPT_TOKENS
     #: Training precision, given to the trainer's ``bf16`` field (autocast; float32 weights):
     #: ``auto`` (bfloat16 where the machine runs it fast: CUDA with bf16, a CPU with AMX-BF16 /
     #: AVX512-BF16; else float32), ``float32`` or ``bfloat16``. An explicit ``bf16`` decides
@@ -176,10 +177,7 @@ def _precision_into(given: dict[str, Any], precision: str, cfg_cls: Any) -> list
         return problems
     bf16 = given.get("bf16")
     if isinstance(bf16, bool):
-        if precision != "auto" and bf16 != (precision == "bfloat16"):
-            problems.append(f"'bf16: {str(bf16).lower()}' contradicts 'precision: {precision}'; "
-                            "drop bf16 (precision sets it)")
-        return problems
+        return bf16_problems(precision, bf16)
     from moalign.models.precision import resolve_precision
 
     given["bf16"] = resolve_precision(precision) == "bfloat16"
