@@ -197,3 +197,20 @@ def test_eval_and_front_traces_choose_the_same_prompts(monkeypatch):
                                       & (np.asarray(test[f"pref_{n}"], float) != 0)).tolist())
                 for n in names}
     assert rows[0] in labelled["helpfulness"] and rows[1] in labelled["harmlessness"]
+
+
+def test_the_readme_python_example_is_a_valid_configuration(tmp_path):
+    import re
+    from pathlib import Path
+
+    from moalign.workflows import resolve_eval_config, resolve_train_config
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    call = re.search(r"moalign\.train\((\{.*?\})\)", readme)
+    assert call, "the README shows moalign.train(...)"
+    keys = eval(call.group(1), {})  # a literal dict in our own README
+    resolved = resolve_train_config({**keys, "output_dir": str(tmp_path / "out")})
+    assert resolved.run.weights == [0.3, 0.7] and resolved.run.trainer == "mo_dpo"
+    assert 'moalign.evaluate(model="out", metric="implicit")' in readme
+    with pytest.raises(ConfigError, match="reference"):  # "out" is no train output here
+        resolve_eval_config({"model": "tiny", "metric": "implicit"})
