@@ -41,6 +41,7 @@ __all__ = [
     "objectives_in",
     "pairs_for_objective",
     "pref_column",
+    "prompt_key",
     "validate_preference_dataset",
 ]
 
@@ -394,3 +395,11 @@ def mix_preference_datasets(*datasets: Dataset) -> Dataset:
         return concatenate_datasets(out)
     except ValueError as exc:
         raise DataError(f"cannot concatenate the datasets: {exc}") from None
+
+
+def prompt_key(prompt: Any) -> str:
+    """A string that is equal for equal prompts (a text, or a message list as sorted JSON):
+    what the held-out split groups by and what makes held-out prompts distinct."""
+    import json
+
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from moalign.data.schema import pref_column
+from moalign.data.schema import pref_column, prompt_key
 
 __all__ = ["distinct_prompt_rows", "first_labelled", "labelled_indices"]
 
@@ -57,7 +57,7 @@ def distinct_prompt_rows(ds: Any, objectives: Sequence[str], n: int) -> list[int
             while heads[k] < len(queue):
                 row = queue[heads[k]]
                 heads[k] += 1
-                key = repr(prompts[row])
+                key = prompt_key(prompts[row])
                 if key not in seen:
                     seen.add(key)
                     rows.append(row)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from moalign.data.schema import PREF_PREFIX, column_values
+from moalign.data.schema import PREF_PREFIX, column_values, prompt_key
 from moalign.errors import DataError
 
 __all__ = ["MAX_PROMPT_TOKENS", "TEST_SIZE", "heldout_split", "train_test_split_pairs",
@@ -28,10 +27,6 @@ _FINAL = "\n\nAssistant:"
 # --------------------------------------------------------------------------------------------
 # Splitting
 # --------------------------------------------------------------------------------------------
-
-
-def _prompt_key(prompt: Any) -> str:
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
 
 
 def train_test_split_pairs(
@@ -73,7 +68,7 @@ def train_test_split_pairs(
     )
     groups: dict[str, list[int]] = {}
     for i in range(n):
-        key = _prompt_key(prompts[i]) if group_by_prompt else str(i)
+        key = prompt_key(prompts[i]) if group_by_prompt else str(i)
         groups.setdefault(key, []).append(i)
     strata: dict[tuple[bool, ...], list[list[int]]] = {}
     for members in groups.values():
