@@ -1,4 +1,4 @@
-"""The one registry of named things, and the one "did you mean".
+"""The one registry of named things.
 
 Every named family of moalign is a :class:`Registry`: objectives (entry-point group
 ``moalign.objectives``), dataset adapters (``moalign.datasets``), scalarizers, schedules,
@@ -13,7 +13,8 @@ trainers, front methods, named datasets and the subcommands of ``moalign``. A re
 
 Built-ins and plugins go through the same door and are checked the same way (``accept``); an
 unknown name raises the family's own error type with one message shape:
-``unknown <kind> '<name>'; did you mean '<close>'? (available: ...)``.
+``unknown <kind> '<name>'; did you mean '<close>'? (available: ...)``, whose hint is the one
+:func:`moalign.errors.did_you_mean` (re-exported here).
 
 A registry is a read-only mapping: ``name in reg``, ``reg[name]`` (raises the unknown-name
 error), ``reg.get(name)`` (``None`` when unknown), iteration in registration order (installed
@@ -22,26 +23,18 @@ entry points after, by name), and :meth:`Registry.names` sorted.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from moalign.errors import ConfigError, MoalignError
+from moalign.errors import ConfigError, MoalignError, did_you_mean
 
 __all__ = ["IDENTIFIER", "Registry", "did_you_mean"]
 
 #: Names of the families users type in configs: lowercase letters, digits and underscores.
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
-
-
-def did_you_mean(name: Any, choices: Iterable[Any]) -> str:
-    """``"; did you mean '<closest>'?"`` when one of ``choices`` is close to ``name``, else
-    ``""``: the one suggestion every unknown name gets."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 class _Clash:

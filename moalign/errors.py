@@ -4,9 +4,24 @@ Every error a user can cause derives from :class:`MoalignError`, so the CLI can 
 without a traceback. Each subclass also derives from the built-in exception a Python user
 would expect (``ValueError`` for bad values, ``LookupError`` for unknown names), so
 ``except ValueError`` keeps working.
+
+:func:`did_you_mean` is the one hint an unknown name gets, whoever reports it (a registry, the
+config field checker, the YAML loader, the LoRA target check): it lives here, below every layer
+that reports unknown names.
 """
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+
+def did_you_mean(name: Any, choices: Iterable[Any]) -> str:
+    """``"; did you mean '<closest>'?"`` when one of ``choices`` is close to ``name``, else
+    ``""``: the one suggestion every unknown name gets."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 class MoalignError(Exception):

@@ -22,7 +22,6 @@ whole mapping **before any model or data loads** and raises one
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -30,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from moalign.config.loading import build_config, load_yaml, merge
-from moalign.errors import ConfigError
+from moalign.errors import ConfigError, did_you_mean  # did_you_mean: re-exported
 
 T = TypeVar("T")
 
@@ -210,11 +209,6 @@ def build_checked(cls: type, values: Mapping[str, Any]) -> tuple[Any, list[str]]
         return build_config(cls, values), []
     except ConfigError as exc:
         return None, list(exc.problems)
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def defaults_of(cls: type) -> dict[str, Any]:

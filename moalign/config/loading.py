@@ -13,7 +13,6 @@ Every command of the CLI reads its configuration the same way:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -21,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-from moalign.errors import ConfigError
+from moalign.errors import ConfigError, did_you_mean
 
 T = TypeVar("T")
 
@@ -238,9 +237,7 @@ def build_config(cls: type[T], data: Mapping[str, Any], *, source: str | None = 
         if key in extra_keys:
             continue
         if key not in fields:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            problems.append(f"unknown key '{key}'{hint}")
+            problems.append(f"unknown key '{key}'{did_you_mean(key, known)}")
             continue
         ok, coerced = _check_type(value, hints.get(key, Any))
         if not ok:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from moalign.errors import ModelError
+from moalign.errors import ModelError, did_you_mean
 
 __all__ = ["LORA_ALIASES", "LORA_DEFAULTS", "apply_lora", "as_lora_config", "flat_lora_options",
            "lora_config", "lora_options", "lora_problems", "soup_lora_problems",
@@ -138,8 +138,6 @@ def lora_problems(lora: Any, key: str = "lora", *, aliases: Sequence[str] = ()) 
     (:data:`LORA_ALIASES`; ``aliases`` adds more accepted names), and given once."""
     if lora is None or lora is False or not isinstance(lora, Mapping):
         return []
-    from moalign.config.checking import did_you_mean
-
     fields = _lora_fields() | set(LORA_ALIASES) | set(aliases)
     problems = []
     for name in lora:
@@ -208,15 +206,8 @@ def target_module_problems(lora: Any, modules: Mapping[str, str], model: str,
         return []
     verb = "matches" if len(missing) == 1 else "match"
     return [f"'{key}': 'target_modules' {', '.join(map(repr, missing))} {verb} no module of "
-            f"model '{model}'{_close_name(missing[0], linear)}; its linear layers are: "
-            f"{', '.join(linear) or 'none'}"]
-
-
-def _close_name(name: str, choices: Sequence[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+            f"model '{model}'{did_you_mean(missing[0], linear)} (its linear layers are: "
+            f"{', '.join(linear) or 'none'})"]
 
 
 #: LoRA options under which an adapter is not the plain update ``ΔW = s B A`` of a base layer,

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import jsonl, pref_rows, run_cli_case
+
+from tests.support.corpus import jsonl, pref_rows, run_cli_case
 
 TRAIN = ["train", "--model", "tiny", "--dataset", "{tmp}/d.jsonl", "--output_dir", "{tmp}/out",
          "--max_steps", "1"]
@@ -57,9 +58,9 @@ CASES = [
          expect=["'lora': 'target_modules' 'attn_out' matches no module of model 'tiny'",
                  "its linear layers are: down_proj, gate_proj, k_proj"]),
     dict(id="train-target-modules-misspelled", argv=[*TRAIN, "--lora.target_modules", "[q_porj]"],
-         expect=["'q_porj' matches no module of model 'tiny' (did you mean 'q_proj'?)"]),
+         expect=["'q_porj' matches no module of model 'tiny'; did you mean 'q_proj'?"]),
     dict(id="trace-target-modules-misspelled", argv=[*TRACE, "--lora.target_modules", "[q_porj]"],
-         expect=["'q_porj' matches no module of model 'tiny' (did you mean 'q_proj'?)"]),
+         expect=["'q_porj' matches no module of model 'tiny'; did you mean 'q_proj'?"]),
     dict(id="trace-target-modules-regex-matching-nothing",
          argv=[*TRACE, "--lora.target_modules", ".*\\.attention\\.query"],
          expect=["'lora': 'target_modules' '.*\\\\.attention\\\\.query' matches no module"]),
