@@ -1,4 +1,5 @@
-"""What the DPO-family trainers share on top of ``trl.DPOTrainer``.
+"""The plumbing the DPO-family trainers share on top of ``trl.DPOTrainer``; their loss is
+:mod:`moalign.trainers.dpo_losses`, read top to bottom there.
 
 - extra dataset columns (``pref_<k>`` labels, ``margin_<k>`` rewards, ``condition_weights``)
   survive ``remove_unused_columns`` (they join the signature columns) and reach the loss (the
@@ -7,17 +8,18 @@
   head) and one reference pass (TRL's :meth:`~trl.DPOTrainer.compute_ref_log_probs`: a
   reference model, the adapter-disabled peft base, or precomputed log-probs) and returns the
   chosen/rejected log-ratios every objective's loss is built from;
-- the standard DPO metrics TRL logs (TRL's keys: ``rewards/chosen``, ``logps/rejected``, ...),
-  the per-objective ones (``objective/<k>/{loss,accuracy,margin,labelled}``) and those of the
-  trainer's :class:`~moalign.tradeoff.tradeoff.TradeOff` (``weights/<k>``), which is saved with
-  each checkpoint;
-- the checks of TRL options these losses do not implement.
+- the logging of the metrics the loss module computes: those TRL logs (TRL's keys:
+  ``rewards/chosen``, ``logps/rejected``, ...), the per-objective ones
+  (``objective/<k>/{loss,accuracy,margin,labelled}``) and those of the trainer's
+  :class:`~moalign.tradeoff.tradeoff.TradeOff` (``weights/<k>``), whose state each checkpoint
+  keeps through :class:`~moalign.trainers.checkpoint_state.TrainerState`;
+- the checks of TRL options these losses do not implement, and of the loss options
+  (:func:`loss_type_problems`).
 """
 
 from __future__ import annotations
 
-import json
-import os
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,16 +29,22 @@ import torch
 from trl import DPOTrainer
 
 from moalign.data.schema import LABEL_VALUES, pref_column
-from moalign.errors import CheckpointError, DataError
-from moalign.trainers._dpo_core import STAT_ROWS, objective_stats
-from moalign.trainers.resume import ValidatedResume
+from moalign.errors import DataError
+from moalign.trainers.checkpoint_state import TrainerState
+from moalign.trainers.dpo_losses import (
+    PAIRWISE,
+    REFUSED,
+    REWARD_METRICS,
+    SMOOTHED,
+    STAT_ROWS,
+    logratios,
+    reward_metrics,
+)
 
-__all__ = ["ColumnsCollator", "check_label_columns", "trl_option_problems"]
+__all__ = ["ColumnsCollator", "check_label_columns", "loss_type_problems", "trl_option_problems"]
 
 #: Keys of a collated batch that are not model inputs (TRL's own plus ours are filtered).
 _TRL_NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"})
-#: File written into each checkpoint folder with the state of schedules and scalarizers.
-STATE_FILE = "moalign_state.json"
 
 
 def trl_option_problems(args: Any, supported_loss_types: Sequence[str] | None) -> list[str]:
@@ -56,6 +64,51 @@ def trl_option_problems(args: Any, supported_loss_types: Sequence[str] | None) -
     if args.use_weighting:
         problems.append("'use_weighting' (WPO) is not supported; set it to False")
     return problems
+
+
+def loss_type_problems(loss_type: Any, loss_weights: Any, label_smoothing: Any,
+                       discopop_tau: Any, *, ideal_at_zero: bool = False) -> list[str]:
+    """Problems with ``loss_type`` and the parameters the chosen losses read.
+
+    ``ideal_at_zero``: the scalarizer takes 0 as the ideal (lowest) loss, as MO-DPO's
+    Tchebycheff does by default; the robust loss has no lower bound, so it needs another.
+    """
+    types = [loss_type] if isinstance(loss_type, str) else list(loss_type or [])
+    problems = []
+    if not types:
+        problems.append(f"'loss_type' must name at least one of {list(PAIRWISE)}")
+    for name in types:
+        if name in REFUSED:
+            problems.append(f"'loss_type' {name!r} is not supported by MO-DPO: {REFUSED[name]}")
+        elif name not in PAIRWISE:
+            problems.append(f"'loss_type' must be one of {list(PAIRWISE)} (pairwise losses), "
+                            f"got {name!r}")
+    if loss_weights is not None and (not isinstance(loss_weights, Sequence) or len(loss_weights)
+                                     != len(types) or not all(_finite(w) for w in loss_weights)):
+        problems.append(f"'loss_weights' must be {len(types)} finite number(s), one per "
+                        f"loss_type {types}, got {loss_weights!r}")
+    if not _finite(label_smoothing):
+        problems.append(f"'label_smoothing' must be a number, got {label_smoothing!r}")
+        return problems
+    if "robust" in types and not 0.0 <= label_smoothing < 0.5:
+        problems.append("'label_smoothing' is the label-flip probability of loss_type 'robust' and "
+                        f"must lie in [0, 0.5), got {label_smoothing}")
+    if "exo_pair" in types and not 0.0 < label_smoothing < 1.0:
+        problems.append("loss_type 'exo_pair' needs 0 < 'label_smoothing' < 1 (its epsilon; the EXO "
+                        f"paper recommends 1e-3), got {label_smoothing}")
+    if label_smoothing != 0.0 and not any(t in SMOOTHED for t in types):
+        problems.append(f"'label_smoothing' is read only by loss_type {list(SMOOTHED)}; with "
+                        f"{types} it would be ignored: leave it 0")
+    if "robust" in types and ideal_at_zero and label_smoothing > 0:
+        problems.append("the 'robust' loss is unbounded below, so the scalarizer's default ideal "
+                        "loss 0 is no lower bound: give it an explicit 'ideal'")
+    if "discopop" in types and not (_finite(discopop_tau) and discopop_tau > 0):
+        problems.append(f"'discopop_tau' must be a number > 0, got {discopop_tau!r}")
+    return problems
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _label_array(dataset: Any, column: str) -> np.ndarray:
@@ -130,14 +183,15 @@ class ColumnsCollator:
         return batch
 
 
-class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
+class _MultiObjectiveDPOBase(TrainerState, DPOTrainer):
     """``trl.DPOTrainer`` with extra columns carried to the loss and per-objective metrics.
 
     Subclasses set ``self._mo_columns`` (before ``super().__init__``), ``self._mo_names``
     (objectives whose labels are logged) and ``self.tradeoff`` (the
     :class:`~moalign.tradeoff.tradeoff.TradeOff` over all their objectives), and implement
     ``_pairs_loss`` (the loss of a batch of pairs from their log-ratios, logging its
-    per-objective metrics); ``_compute_loss`` runs the passes around it.
+    per-objective metrics); ``_compute_loss`` runs the passes around it. The trade-off's state
+    goes into each checkpoint's ``moalign_state.json`` (:class:`TrainerState`).
     """
 
     _mo_columns: tuple[str, ...] = ()
@@ -288,17 +342,8 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
         else:
             reference = self.ref_model if self.ref_model is not None else self.model
             ref_chosen, ref_rejected = self.compute_ref_log_probs(reference, inputs)
-        # the losses are computed in float32 at least: under DeepSpeed bf16 the log-probs can be
-        # bf16, and the condition weights / margins / labels are cast to the log-ratios' dtype
-        dtype = torch.promote_types(chosen_logps.dtype, torch.float32)
-        return (
-            chosen_logps.to(dtype) - ref_chosen.to(dtype),
-            rejected_logps.to(dtype) - ref_rejected.to(dtype),
-            chosen_logps,
-            rejected_logps,
-            outputs,
-            seq_len,
-        )
+        chosen_lr, rejected_lr = logratios(chosen_logps, rejected_logps, ref_chosen, ref_rejected)
+        return chosen_lr, rejected_lr, chosen_logps, rejected_logps, outputs, seq_len
 
     def _compute_loss(self, model, inputs, return_outputs):
         """One policy pass and one reference pass, the subclass's loss of the pairs
@@ -360,27 +405,19 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
         m["logits/chosen"].append(s[2] / s[3] if s[3] > 0 else 0.0)
         m["logits/rejected"].append(s[4] / s[5] if s[5] > 0 else 0.0)
         m["mean_token_accuracy"].append(s[6] / s[3] if s[3] > 0 else 0.0)
-        chosen_rewards = self.beta * chosen_logratios.detach()
-        rejected_rewards = self.beta * rejected_logratios.detach()
-        per_pair = torch.stack([
-            chosen_rewards, rejected_rewards, (chosen_rewards > rejected_rewards).to(chosen_rewards.dtype),
-            chosen_rewards - rejected_rewards, chosen_logps.detach(), rejected_logps.detach(),
-        ], dim=1)
-        means = gather(per_pair).mean(0).tolist()
-        for key, value in zip(
-            ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
-             "logps/chosen", "logps/rejected"), means, strict=True,
-        ):
+        per_pair = reward_metrics(chosen_logratios, rejected_logratios, chosen_logps,
+                                  rejected_logps, self.beta)
+        for key, value in zip(REWARD_METRICS, gather(per_pair).mean(0).tolist(), strict=True):
             m[key].append(value)
 
-    def _log_objective_metrics(self, mode: str, delta: torch.Tensor, labels: torch.Tensor,
-                               losses: torch.Tensor) -> torch.Tensor:
+    def _log_objective_metrics(self, mode: str, stats: torch.Tensor, pairs: int) -> torch.Tensor:
         """Per-objective loss, implicit-reward accuracy and margin over labelled pairs, plus
-        the fraction of pairs labelled; returns the gathered ``[4, K]`` sums."""
-        stats = objective_stats(delta, labels, losses, self.beta)
+        the fraction of pairs labelled, from this process's ``[4, K]`` sums ``stats``
+        (:func:`~moalign.trainers.dpo_losses.objective_stats`) over its ``pairs`` pairs; returns
+        the sums gathered over the processes."""
         stats = self.accelerator.gather_for_metrics(stats.unsqueeze(0)).sum(0)
         total_pairs = self.accelerator.gather_for_metrics(
-            torch.tensor([float(delta.shape[0])], device=delta.device)).sum().item()
+            torch.tensor([float(pairs)], device=stats.device)).sum().item()
         rows = dict(zip(STAT_ROWS, stats.tolist(), strict=True))
         m = self._metrics[mode]
         for k, name in enumerate(self._mo_names):
@@ -396,54 +433,3 @@ class _MultiObjectiveDPOBase(ValidatedResume, DPOTrainer):
         """Log the trade-off's entries (``weights/<k>``; ``weights`` overrides the current ones)."""
         for key, value in self.tradeoff.metrics(weights=weights).items():
             self._metrics[mode][key].append(value)
-
-    # ------------------------------------------------------------------ checkpoint state
-    def _moalign_state(self) -> dict[str, Any]:
-        """State saved next to each checkpoint: the objectives and the trade-off's state."""
-        return {"objectives": list(self.tradeoff.names), "tradeoff": self.tradeoff.state_dict()}
-
-    def _load_moalign_state(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`_moalign_state` (a state saved before the trade-off had its own
-        entry holds the same keys at the top level)."""
-        saved = state.get("objectives")
-        if saved is not None and list(saved) != list(self.tradeoff.names):
-            raise CheckpointError(f"checkpoint was trained on {list(saved)}, not "
-                                  f"{list(self.tradeoff.names)}")
-        self.tradeoff.load_state_dict(state.get("tradeoff", state))
-
-    def _save_checkpoint(self, model, trial):
-        # the state goes in first: the Trainer writes trainer_state.json last, and a folder
-        # without it is never resumed (moalign.trainers.resume), so a kill at any moment leaves
-        # either a whole checkpoint or one that is skipped
-        state = self._moalign_state()
-        if self.args.should_save:
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-            from moalign.storage.files import atomic_write_json
-
-            folder = os.path.join(self._get_output_dir(trial=trial),
-                                  f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-            os.makedirs(folder, exist_ok=True)
-            atomic_write_json(os.path.join(folder, STATE_FILE), state)
-        super()._save_checkpoint(model, trial)
-
-    def _restore_moalign_state(self, checkpoint) -> None:
-        path = os.path.join(checkpoint, STATE_FILE)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as fh:
-                self._load_moalign_state(json.load(fh))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        self._restore_moalign_state(resume_from_checkpoint)
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        # the Trainer calls this on every resume, DeepSpeed included (which loads the weights
-        # itself and never calls _load_from_checkpoint): the trade-off's state is restored here
-        # too, after the weights, whatever the backend (restoring it twice is harmless)
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is not None:
-            self._restore_moalign_state(checkpoint)
-
-    resume_required = (STATE_FILE,)
-

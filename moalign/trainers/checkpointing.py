@@ -1,14 +1,14 @@
-"""Checkpoint helpers of moalign's own trainer loop (MO-PPO): the policy and its tokenizer
-from a path or an object, weights, RNG.
+"""The policy of moalign's own trainer loop (MO-PPO): the policy and its tokenizer from a path
+or an object, and its weights read back from a checkpoint.
 
 A checkpoint folder holds what ``save_pretrained`` writes for the policy (the whole model, or
-the adapter of a peft model) so it loads like any checkpoint, plus the trainer's own files.
+the adapter of a peft model) so it loads like any checkpoint, plus the trainer's own state
+files (:mod:`moalign.trainers.checkpoint_state`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,7 @@ import torch
 
 from moalign.errors import CheckpointError, ModelError
 
-__all__ = [
-    "is_peft_model", "load_policy_weights", "resolve_policy", "restore_rng",
-    "rng_state",
-]
+__all__ = ["is_peft_model", "load_policy_weights", "resolve_policy"]
 
 
 def is_peft_model(model: Any) -> bool:
@@ -76,18 +73,3 @@ def load_policy_weights(model: Any, path: Path) -> None:
         raise CheckpointError(f"policy weights in '{path}' do not match the model: missing "
                               f"{missing[:3]}, unexpected {result.unexpected_keys[:3]}")
     model.tie_weights()
-
-
-def rng_state(generator: torch.Generator) -> dict[str, Any]:
-    """The global torch RNG (sampling: each process has its own stream, see
-    :func:`moalign.trainers.ppo_distributed.seed_sampling`), ``generator`` (minibatch order)
-    and CUDA RNG states, of this process."""
-    return {"torch": torch.get_rng_state(), "generator": generator.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def restore_rng(state: Mapping[str, Any], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

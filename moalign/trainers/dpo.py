@@ -5,7 +5,8 @@
 DPO, EXO, NCA, SPPO, APO, DiscoPOP, ...: :mod:`moalign.trainers.dpo_losses`) of each pair under
 objective k's own label (``pref_<k>`` column: +1 as is, -1 with chosen and rejected swapped,
 0/NaN left out), normalized over the labelled pairs as
-:data:`~moalign.trainers._dpo_core.LABEL_NORMALIZATIONS` documents.
+:data:`~moalign.trainers.dpo_losses.LABEL_NORMALIZATIONS` documents: the whole loss reads top to
+bottom in :mod:`moalign.trainers.dpo_losses`.
 All K losses come from **one** policy forward pass and one reference pass (or precomputed
 reference log-probs), since they differ only in the sign each label gives the same margin.
 
@@ -27,6 +28,7 @@ which cuts sequences from their start, is refused with conditioning (a
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -48,16 +50,18 @@ from moalign.tradeoff.tradeoff import TradeOff, refuse_renamed_fields
 from moalign.trainers._dpo_base import (
     _MultiObjectiveDPOBase,
     check_label_columns,
+    loss_type_problems,
     trl_option_problems,
 )
-from moalign.trainers._dpo_core import (
+from moalign.trainers.dpo_losses import (
     LABEL_NORMALIZATIONS,
-    combine,
+    PAIRWISE,
+    REFUSED,
+    PairLoss,
     label_signs,
-    pair_losses,
+    mo_dpo_loss,
     per_objective_losses,
 )
-from moalign.trainers.dpo_losses import PAIRWISE, REFUSED, PairLoss, loss_type_problems
 from moalign.trainers.ranges import DPO_RANGES, trainer_range_problems
 from moalign.weights import weight_problems
 
@@ -135,7 +139,7 @@ class MultiObjectiveDPOConfig(DPOConfig):
         "pairs labelled for k in the whole optimizer step, all micro-batches and processes; "
         "weights never renormalized), 'batch' (sum over labelled pairs / batch size) or 'pair' "
         "(weights renormalized over each pair's labelled objectives). See "
-        "moalign.trainers._dpo_core.LABEL_NORMALIZATIONS.")
+        "moalign.trainers.dpo_losses.LABEL_NORMALIZATIONS.")
     conditioning: str | None = doc(
         None, "'prompt': per-pair Dirichlet weights, shown to the model with "
         "moalign.tradeoff.conditioning.apply_condition and used in that pair's loss (one policy "
@@ -443,33 +447,37 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
 
     # ------------------------------------------------------------------ loss
     def _pairs_loss(self, model, mode, logratios, extra, inputs, outputs):
-        delta = logratios[0] - logratios[1]
-        labels = torch.stack([extra[c] for c in self._label_columns], dim=1).to(delta.dtype)
-        lengths = inputs["completion_mask"].sum(dim=1).chunk(2, dim=0)
-        losses, mask = pair_losses(delta, labels, self.beta, self._pair_loss,
-                                   logratios=logratios, lengths=lengths)
+        """The loss of :func:`~moalign.trainers.dpo_losses.mo_dpo_loss` with this step's
+        weights: each pair's own (conditioning), MGDA's of this batch's losses, or the
+        trade-off's of this optimizer step."""
+        training = mode == "train"
         if self._conditioned:
-            weights = extra[WEIGHTS_COLUMN].to(delta.dtype)
-        elif self._mgda and mode == "train":
-            weights = torch.as_tensor(self._mgda_weights(model, losses, mask), dtype=delta.dtype)
+            weights = extra[WEIGHTS_COLUMN]
+        elif self._mgda and training:  # min-norm weights of this batch's loss gradients
+            weights = functools.partial(self._mgda_weights, model)
         else:
-            weights = torch.as_tensor(self._step_weights(mode == "train"), dtype=delta.dtype)
-        self.tradeoff.scalarizer.train(mode == "train")
-        counts, parts, scale = self._normalizers(mode == "train", delta.device)
-        loss = combine(losses, mask, weights, self.tradeoff.scalarizer,
-                       self.args.label_normalization, counts=counts, parts=parts)
+            weights = self._step_weights(training)
+        self.tradeoff.scalarizer.train(training)
+        counts, parts, scale = self._normalizers(training, logratios[0].device)
+        out = mo_dpo_loss(
+            logratios, torch.stack([extra[c] for c in self._label_columns], dim=1), weights,
+            self.tradeoff.scalarizer, beta=self.beta, loss_type=self._pair_loss,
+            normalization=self.args.label_normalization,
+            lengths=inputs["completion_mask"].sum(dim=1).chunk(2, dim=0), counts=counts,
+            parts=parts)
         # the auxiliary loss counts once per step: 1 / parts of it per micro-batch and process
-        loss = self._add_aux_loss(loss * parts, outputs, mode) * (scale / parts)
-        stats = self._log_objective_metrics(mode, delta, labels, losses)
-        self._log_tradeoff(mode, weights=weights.mean(dim=0).tolist() if self._conditioned else None)
-        if mode == "train" and not self._conditioned:
+        loss = self._add_aux_loss(out.loss * parts, outputs, mode) * (scale / parts)
+        stats = self._log_objective_metrics(mode, out.stats, out.losses.shape[0])
+        self._log_tradeoff(mode, weights=out.weights.mean(dim=0).tolist() if self._conditioned
+                           else None)
+        if training and not self._conditioned:
             self._step_sums += stats[:2].flip(0).cpu().numpy()  # rows: loss sum, count
         return loss
 
     # ------------------------------------------------------------------ checkpoint state
-    def _moalign_state(self) -> dict[str, Any]:
-        return {**super()._moalign_state(), "weights_step": self._weights_step}
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {**super().checkpoint_state(), "weights_step": self._weights_step}
 
-    def _load_moalign_state(self, state: dict[str, Any]) -> None:
-        super()._load_moalign_state(state)
+    def load_checkpoint_state(self, state) -> None:
+        super().load_checkpoint_state(state)
         self._weights_step = int(state.get("weights_step", -1))

@@ -1,48 +1,73 @@
-"""The pairwise preference losses of MO-DPO, one short function each.
+"""MO-DPO's loss, top to bottom: from the policy's and the reference's log-probabilities of a
+batch of pairs to the one number the optimizer minimizes, and what is logged about it.
 
-Every loss here is a function of **one** pair: the log-ratios ``win = log pi(y_w) - log
-pi_ref(y_w)`` and ``lose = log pi(y_l) - log pi_ref(y_l)`` of its preferred and dispreferred
-completions (sums of token log-probabilities), for the length-normalized losses also their
-completion token counts ``n_win`` / ``n_lose``, and the config's ``beta``, ``label_smoothing``
-and ``discopop_tau``. Because nothing couples two pairs, the loss of a pair under objective k is
-exactly the loss of the pair as objective k orients it:
+Notation. A batch holds B pairs of a ``chosen`` and a ``rejected`` completion. The log-ratio of a
+completion y is ``log pi(y) - log pi_ref(y)`` (sums of token log-probabilities over the
+completion, as TRL computes them); ``delta[i]`` is pair i's chosen log-ratio minus its rejected
+one. ``labels[i, k]`` is pair i's ``pref_<k>`` value: +1 (chosen better for objective k), -1
+(rejected better), 0 (tie) or NaN (unlabelled).
 
-- label +1: ``y_w`` is ``chosen`` (the loss TRL computes for the pair);
-- label -1: ``y_w`` is ``rejected``: chosen and rejected swap, log-ratios and lengths alike;
-- label 0 (tie) or NaN (unlabelled): the pair is **skipped** for that objective, for every loss.
-  Most of these losses have no tie form: NCA, BCO, SPPO and APO give the winner and the loser
-  different roles (raise one, lower the other), so a pair with no winner has no loss. Two have
-  one (IPO's target margin ``(p - 1/2) / beta`` is 0 at ``p = 1/2``; a Bradley-Terry tie is
-  the sigmoid loss smoothed at 1/2), but using it for those alone would give a tie a different
-  meaning per loss and break the normalizations, which count the +1 / -1 pairs
-  (:data:`moalign.trainers._dpo_core.LABEL_NORMALIZATIONS`); so ties are skipped throughout.
-- ``label_smoothing`` (robust, exo_pair) is the chance that a label is wrong; it applies to each
-  objective's own orientation of the pair, so a -1 label is smoothed exactly as its swapped +1
-  pair would be. It is refused with every other loss, which does not read it (TRL 1.16 ignores
-  it there; moalign says so rather than ignore it too).
+1. :func:`logratios`: the chosen and rejected log-ratios, in float32 at least.
+2. The pairwise losses: one short function per ``loss_type`` (DPO, Rafailov et al. 2023, by
+   default), each a function of **one** pair as an objective orients it (:class:`Pair`).
+3. :func:`pair_losses`: ``L[i, k]``, the pairwise loss of pair i under objective k's own label.
+   Nothing couples two pairs, so it is exactly the loss of the pair as k orients it: +1, ``win``
+   is ``chosen``; -1, chosen and rejected swap, log-ratios and lengths alike; 0 or NaN, the pair
+   is **skipped** for k (``L = 0``, ``mask = False``), for every loss. Most losses have no tie
+   form (NCA, BCO, SPPO and APO give the winner and the loser different roles); two have one
+   (IPO's target margin is 0 at ``p = 1/2``, a Bradley-Terry tie is the sigmoid loss smoothed at
+   1/2), but using it for those alone would give a tie a different meaning per loss and break the
+   normalizations, which count the +1 / -1 pairs; so ties are skipped throughout.
+4. :func:`combine`: ``L`` normalized over the labelled pairs (:data:`LABEL_NORMALIZATIONS`) and
+   weighted by the trade-off (its weights, through its scalarizer): the scalar loss.
+5. :func:`objective_stats` and :func:`reward_metrics`: the per-objective metrics
+   (``objective/<k>/...``) and TRL's (``rewards/chosen``, ...).
 
-A list of loss types (``loss_type: [sigmoid, sppo_hard]``) is TRL's weighted sum:
-``sum_t loss_weights[t] * L_t`` per pair, which averages to TRL's ``sum_t w_t mean_i L_t``.
+:func:`mo_dpo_loss` runs 1-5 on a batch. These are tensor functions with no trainer state:
+:class:`~moalign.trainers.dpo.MultiObjectiveDPOTrainer` runs the forward passes
+(:mod:`moalign.trainers._dpo_base`), asks its trade-off for the weights and logs what comes back.
 
-Refused, with the reason (:data:`REFUSED`): ``aot`` / ``aot_unpaired`` sort the margins across
-the batch, so a pair's loss depends on the other pairs (and each objective would sort its own
-orientation differently); ``sft`` is a token-mean likelihood of the chosen completions over the
-whole batch, not a function of a pair's log-ratios, and "chosen" differs per objective.
-(``bco_pair`` needs no running reward mean in TRL 1.16: it is pairwise and supported.)
+``label_smoothing`` (robust, exo_pair) is the chance that a label is wrong; it applies to each
+objective's own orientation of the pair, so a -1 label is smoothed exactly as its swapped +1 pair
+would be. It is refused with every other loss, which does not read it (TRL 1.16 ignores it there).
+A list of loss types (``loss_type: [sigmoid, sppo_hard]``) is TRL's weighted sum ``sum_t
+loss_weights[t] * L_t`` per pair. Refused, with the reason (:data:`REFUSED`): ``aot`` /
+``aot_unpaired`` and ``sft``, which are no function of one pair.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LENGTH_NORMALIZED", "MARGIN_ONLY", "PAIRWISE", "REFUSED", "Pair", "PairLoss",
-           "loss_type_problems"]
+__all__ = [
+    "LABEL_NORMALIZATIONS", "LENGTH_NORMALIZED", "MARGIN_ONLY", "PAIRWISE", "REFUSED",
+    "REWARD_METRICS", "SMOOTHED", "STAT_ROWS", "BatchLoss", "Pair", "PairLoss", "combine",
+    "label_signs", "logratios", "mo_dpo_loss", "objective_stats", "pair_losses",
+    "per_objective_losses", "reward_metrics",
+]
+
+
+# ----------------------------------------------------------------------------- 1. log-ratios
+
+
+def logratios(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
+              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(chosen [B], rejected [B])`` log-ratios of the policy over the reference. In float32 at
+    least: under DeepSpeed bf16 the log-probs can be bf16, and the weights, margins and labels
+    are cast to the log-ratios' dtype."""
+    dtype = torch.promote_types(chosen_logps.dtype, torch.float32)
+    return (chosen_logps.to(dtype) - ref_chosen_logps.to(dtype),
+            rejected_logps.to(dtype) - ref_rejected_logps.to(dtype))
+
+
+# ----------------------------------------------------------------------------- 2. the losses
 
 
 class Pair(NamedTuple):
@@ -67,9 +92,6 @@ def _margin(p: Pair, o: Options) -> torch.Tensor:
 
 def _token_mean_margin(p: Pair) -> torch.Tensor:
     return p.win / p.n_win.clamp(min=1) - p.lose / p.n_lose.clamp(min=1)
-
-
-# ----------------------------------------------------------------------------- the losses
 
 
 def sigmoid(p: Pair, o: Options) -> torch.Tensor:
@@ -168,7 +190,8 @@ PAIRWISE: dict[str, Callable[[Pair, Options], torch.Tensor]] = {
 MARGIN_ONLY = frozenset({"sigmoid", "hinge", "robust", "exo_pair", "discopop"})
 #: Losses that need the completions' token counts.
 LENGTH_NORMALIZED = frozenset({"ipo", "sigmoid_norm"})
-#: TRL loss types MO-DPO refuses, with the reason.
+#: TRL loss types MO-DPO refuses, with the reason. (``bco_pair`` needs no running reward mean
+#: in TRL 1.16: it is pairwise and supported.)
 REFUSED = {
     "aot": "it sorts the margins across the batch, so a pair's loss depends on the other pairs "
            "(and each objective would sort its own orientation differently)",
@@ -178,7 +201,8 @@ REFUSED = {
            "function of a pair's log-ratios, and which completion is chosen differs per "
            "objective; train SFT first (moalign sft)",
 }
-_SMOOTHED = ("robust", "exo_pair")
+#: Losses that read ``label_smoothing``.
+SMOOTHED = ("robust", "exo_pair")
 
 
 @dataclass(frozen=True)
@@ -206,46 +230,239 @@ class PairLoss:
                    for name, weight in zip(self.types, self.weights, strict=True))
 
 
-def loss_type_problems(loss_type: Any, loss_weights: Any, label_smoothing: Any,
-                       discopop_tau: Any, *, ideal_at_zero: bool = False) -> list[str]:
-    """Problems with ``loss_type`` and the parameters the chosen losses read.
+# ----------------------------------------------------------------------------- 3. per objective
 
-    ``ideal_at_zero``: the scalarizer takes 0 as the ideal (lowest) loss, as MO-DPO's
-    Tchebycheff does by default; the robust loss has no lower bound, so it needs another.
+
+def label_signs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sign [B, K], mask [B, K])`` of preference labels: NaN and 0 are masked out."""
+    mask = torch.isfinite(labels) & (labels != 0)
+    sign = torch.where(mask, torch.sign(labels), torch.zeros_like(labels))
+    return sign, mask
+
+
+def pair_losses(
+    delta: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float,
+    loss_type: str | PairLoss = "sigmoid",
+    *,
+    logratios: tuple[torch.Tensor, torch.Tensor] | None = None,
+    lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair, per-objective losses ``L [B, K]`` (0 where masked) and the mask ``[B, K]``.
+
+    ``delta [B]`` is all a loss of the margin alone needs (:data:`MARGIN_ONLY`). The other losses
+    need ``logratios = (chosen [B], rejected [B])`` (which then take the place of ``delta``), the
+    length-normalized ones also ``lengths``, the completion token counts ``(chosen, rejected)``.
+    ``loss_type`` is a loss name or a :class:`PairLoss` (several weighted losses and their
+    parameters). For each objective the pair is oriented by its label (``win`` = chosen for +1,
+    rejected for -1) before the loss is taken.
     """
-    types = [loss_type] if isinstance(loss_type, str) else list(loss_type or [])
-    problems = []
-    if not types:
-        problems.append(f"'loss_type' must name at least one of {list(PAIRWISE)}")
-    for name in types:
-        if name in REFUSED:
-            problems.append(f"'loss_type' {name!r} is not supported by MO-DPO: {REFUSED[name]}")
-        elif name not in PAIRWISE:
-            problems.append(f"'loss_type' must be one of {list(PAIRWISE)} (pairwise losses), "
-                            f"got {name!r}")
-    if loss_weights is not None and (not isinstance(loss_weights, Sequence) or len(loss_weights)
-                                     != len(types) or not all(_finite(w) for w in loss_weights)):
-        problems.append(f"'loss_weights' must be {len(types)} finite number(s), one per "
-                        f"loss_type {types}, got {loss_weights!r}")
-    if not _finite(label_smoothing):
-        problems.append(f"'label_smoothing' must be a number, got {label_smoothing!r}")
-        return problems
-    if "robust" in types and not 0.0 <= label_smoothing < 0.5:
-        problems.append("'label_smoothing' is the label-flip probability of loss_type 'robust' and "
-                        f"must lie in [0, 0.5), got {label_smoothing}")
-    if "exo_pair" in types and not 0.0 < label_smoothing < 1.0:
-        problems.append("loss_type 'exo_pair' needs 0 < 'label_smoothing' < 1 (its epsilon; the EXO "
-                        f"paper recommends 1e-3), got {label_smoothing}")
-    if label_smoothing != 0.0 and not any(t in _SMOOTHED for t in types):
-        problems.append(f"'label_smoothing' is read only by loss_type {list(_SMOOTHED)}; with "
-                        f"{types} it would be ignored: leave it 0")
-    if "robust" in types and ideal_at_zero and label_smoothing > 0:
-        problems.append("the 'robust' loss is unbounded below, so the scalarizer's default ideal "
-                        "loss 0 is no lower bound: give it an explicit 'ideal'")
-    if "discopop" in types and not (_finite(discopop_tau) and discopop_tau > 0):
-        problems.append(f"'discopop_tau' must be a number > 0, got {discopop_tau!r}")
-    return problems
+    loss = PairLoss((loss_type,)) if isinstance(loss_type, str) else loss_type
+    sign, mask = label_signs(labels.to(delta.dtype))
+    if logratios is None:
+        if not loss.margin_only:
+            raise ValueError(f"loss {loss.types} needs logratios=(chosen, rejected), not only "
+                             "their margin")
+        chosen, rejected = delta, torch.zeros_like(delta)  # a loss of win - lose sees delta
+    else:
+        chosen, rejected = logratios
+    if lengths is None and LENGTH_NORMALIZED.intersection(loss.types):
+        raise ValueError(f"loss {loss.types} needs lengths=(chosen, rejected) token counts")
+    swap = sign < 0
+
+    def orient(c: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c, r = c.unsqueeze(1), r.unsqueeze(1)
+        return torch.where(swap, r, c), torch.where(swap, c, r)
+
+    win, lose = orient(chosen, rejected)
+    n_win = n_lose = None
+    if lengths is not None:
+        n_win, n_lose = orient(*(n.to(delta.dtype) for n in lengths))
+    losses = loss(Pair(win, lose, n_win, n_lose), beta)
+    return torch.where(mask, losses, torch.zeros_like(losses)), mask
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+# ----------------------------------------------------------------------------- 4. weighted
+
+
+#: How the masked per-pair losses ``L[i, k]`` become per-objective losses and then one number.
+#:
+#: - ``"objective"`` (default): ``l_k = sum_i L[i, k] / N_k``, the mean loss over the pairs
+#:   labelled for k, where ``N_k`` counts the pairs labelled (+1/-1) for k in the whole
+#:   **optimizer step**: every micro-batch of gradient accumulation, on every process. The
+#:   trainer counts them before the step's backward passes (the way transformers' ``Trainer``
+#:   counts tokens for ``num_items_in_batch``) and each micro-batch contributes its share
+#:   ``sum_{i in micro-batch} L[i, k] / N_k``, so the step's gradient is the same however the
+#:   step is split into micro-batches and processes. The loss is ``scalarize(l, w)`` (``sum_k
+#:   w_k l_k`` for the linear scalarizer). The weights are **never renormalized**: an objective
+#:   with no labelled pair in a micro-batch adds 0 to that micro-batch, and one with none in the
+#:   whole step trains at weight 0 that step, its weight not handed to the others. Over steps of
+#:   S pairs drawn at random, objective k's expected coefficient is therefore
+#:   ``w_k * P(N_k > 0)``, with ``P(N_k = 0) = (1 - p_k)^S`` for a share ``p_k`` of pairs labelled
+#:   for k: the asked weights exactly when every objective is as likely to appear in a step
+#:   (disjoint labels split half and half: ``P(N_k = 0) = 1/16`` for both at S = 4), and off
+#:   by the factors ``1 - (1 - p_k)^S`` otherwise (``0.75^32 ~ 1e-4``: accumulate gradients to
+#:   grow S when an objective's labels are rare).
+#: - ``"batch"``: ``l_k = sum_i L[i, k] / B``: unlabelled pairs count as zero loss, so an
+#:   objective's effective weight is ``w_k`` times the fraction of pairs labelled for it.
+#: - ``"pair"``: each pair is scalarized on its own labelled objectives, with the weights
+#:   renormalized over them (``sum_k w_k L[i, k] / sum_{k labelled} w_k`` for linear), then
+#:   averaged over the pairs that have a labelled objective of positive weight. With one label
+#:   per pair the weights then have no effect; use it when pairs carry several labels.
+#:
+#: With per-example weights ``W [B, K]`` (conditioned training) ``"objective"`` and ``"batch"``
+#: are linear: ``sum_k sum_i W[i, k] L[i, k] / N_k`` (resp. ``/ B``).
+LABEL_NORMALIZATIONS = ("objective", "batch", "pair")
+
+
+def per_objective_losses(losses: torch.Tensor, mask: torch.Tensor, normalization: str) -> torch.Tensor:
+    """Per-objective losses ``[K]`` under ``"objective"`` (NaN where ``n_k = 0``) or ``"batch"``."""
+    total = losses.sum(dim=0)
+    if normalization == "batch":
+        return total / losses.shape[0]
+    counts = mask.sum(dim=0).to(losses.dtype)
+    mean = total / counts.clamp(min=1)
+    return torch.where(counts > 0, mean, torch.full_like(mean, float("nan")))
+
+
+def _scalarize_losses(scalarizer, values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Scalarizers maximize rewards: minimize ``-scalarize(-losses)`` (NaN = left out)."""
+    return -scalarizer(-values, weights)
+
+
+def _share_losses(losses: torch.Tensor, mask: torch.Tensor, normalization: str,
+                  counts: torch.Tensor | None) -> torch.Tensor:
+    """This batch's share ``[K]`` of each per-objective loss: ``sum_i L[i, k] / N_k`` (0 where
+    ``N_k = 0``; ``N_k`` from ``counts`` or this batch) or ``sum_i L[i, k] / B``."""
+    total = losses.sum(dim=0)
+    if normalization == "batch":
+        return total / losses.shape[0]
+    if counts is None:
+        counts = mask.sum(dim=0)
+    return total / counts.to(losses.dtype).clamp(min=1)
+
+
+def combine(losses: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor, scalarizer,
+            normalization: str = "objective", *, counts: torch.Tensor | None = None,
+            parts: int = 1) -> torch.Tensor:
+    """The scalar loss from ``L [B, K]``, its mask and weights ``[K]`` or ``[B, K]``.
+
+    ``scalarizer`` is a :class:`moalign.tradeoff.scalarize.Scalarizer` (used on ``-losses``, since
+    scalarizers maximize). Per-example weights require the linear form unless
+    ``normalization="pair"``. See :data:`LABEL_NORMALIZATIONS`.
+
+    With ``"objective"``, ``counts [K]`` are the pairs labelled for each objective in the whole
+    optimizer step (default: in this batch) and ``parts`` the number of batches the step is
+    split into (micro-batches times processes). The result is this batch's share of the step's
+    loss: the shares of the ``parts`` batches add up to it exactly for a linear scalarizer; a
+    non-linear one sees ``parts`` times the share, this batch's estimate of the step's
+    per-objective losses, and the result is divided by ``parts``. Objectives with nothing
+    labelled add 0 (the weights are never renormalized).
+    """
+    weights = weights.to(losses.dtype)
+    if normalization not in LABEL_NORMALIZATIONS:
+        raise ValueError(f"unknown label normalization {normalization!r}; choose one of {LABEL_NORMALIZATIONS}")
+    if normalization == "pair":
+        values = torch.where(mask, losses, torch.full_like(losses, float("nan")))
+        rows = _scalarize_losses(scalarizer, values, weights)
+        valid = torch.isfinite(rows)
+        if not bool(valid.any()):
+            return losses.sum() * 0.0  # still depends on the parameters: backward sees them all
+        return torch.where(valid, rows, torch.zeros_like(rows)).sum() / valid.sum()
+    if weights.ndim == 2:  # per-example weights: linear, normalized per objective or per batch
+        if normalization == "batch":
+            denom = torch.full_like(weights[0], float(losses.shape[0]))
+        else:
+            denom = (mask.sum(dim=0) if counts is None else counts).to(losses.dtype).clamp(min=1)
+        return ((weights * losses).sum(dim=0) / denom).sum()
+    share = _share_losses(losses, mask, normalization, counts)
+    return _scalarize_losses(scalarizer, parts * share.unsqueeze(0), weights)[0] / parts
+
+
+# ----------------------------------------------------------------------------- 5. metrics
+
+#: Rows of :func:`objective_stats`.
+STAT_ROWS = ("count", "loss", "correct", "margin")
+#: Columns of :func:`reward_metrics`: TRL's ``DPOTrainer`` keys.
+REWARD_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+                  "logps/chosen", "logps/rejected")
+
+
+def objective_stats(
+    delta: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """Sums per objective, rows :data:`STAT_ROWS`: labelled count, loss, implicit-reward
+    correct (``s * delta > 0``), and implicit-reward margin ``beta * s * delta``; shape ``[4, K]``.
+
+    Sums (not means) so that processes can add them before dividing.
+    """
+    with torch.no_grad():
+        sign, mask = label_signs(labels.to(delta.dtype))
+        signed = sign * delta.detach().unsqueeze(1)
+        m = mask.to(delta.dtype)
+        return torch.stack(
+            [
+                m.sum(0),
+                (losses.detach() * m).sum(0),
+                ((signed > 0).to(delta.dtype) * m).sum(0),
+                (beta * signed * m).sum(0),
+            ]
+        )
+
+
+def reward_metrics(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor,
+                   chosen_logps: torch.Tensor, rejected_logps: torch.Tensor,
+                   beta: float) -> torch.Tensor:
+    """Per pair ``[B, 6]``, columns :data:`REWARD_METRICS`: the implicit rewards ``beta *
+    log-ratio`` of both completions, whether the chosen one's is higher, their margin, and the
+    policy's log-probs, as ``trl.DPOTrainer`` logs them (with the chosen column as chosen)."""
+    chosen_rewards = beta * chosen_logratios.detach()
+    rejected_rewards = beta * rejected_logratios.detach()
+    return torch.stack([
+        chosen_rewards, rejected_rewards, (chosen_rewards > rejected_rewards).to(chosen_rewards.dtype),
+        chosen_rewards - rejected_rewards, chosen_logps.detach(), rejected_logps.detach(),
+    ], dim=1)
+
+
+# ----------------------------------------------------------------------------- 1-5 on a batch
+
+
+class BatchLoss(NamedTuple):
+    """What :func:`mo_dpo_loss` computes for a batch."""
+
+    loss: torch.Tensor  # the scalar to minimize: this batch's share of the step's loss
+    losses: torch.Tensor  # L [B, K], 0 where masked
+    mask: torch.Tensor  # [B, K]: pair i is labelled +1 / -1 for objective k
+    weights: torch.Tensor  # [K] or [B, K], as used
+    stats: torch.Tensor  # objective_stats [4, K]
+
+
+def mo_dpo_loss(
+    logratios: tuple[torch.Tensor, torch.Tensor],
+    labels: torch.Tensor,
+    weights: Any,
+    scalarizer,
+    *,
+    beta: float,
+    loss_type: str | PairLoss = "sigmoid",
+    normalization: str = "objective",
+    lengths: tuple[torch.Tensor, torch.Tensor] | None = None,
+    counts: torch.Tensor | None = None,
+    parts: int = 1,
+) -> BatchLoss:
+    """MO-DPO's loss of a batch of pairs from their ``(chosen, rejected)`` log-ratios
+    (:func:`logratios`) and ``labels [B, K]``: the losses of every objective (:func:`pair_losses`),
+    combined with ``weights`` (``[K]``, per-pair ``[B, K]``, or a function of ``(losses, mask)``
+    that returns them, as MGDA's weights are) by ``scalarizer`` under ``normalization``
+    (:func:`combine`), and the per-objective sums the metrics are made of
+    (:func:`objective_stats`)."""
+    delta = logratios[0] - logratios[1]
+    labels = labels.to(delta.dtype)
+    losses, mask = pair_losses(delta, labels, beta, loss_type, logratios=logratios,
+                               lengths=lengths)
+    if callable(weights):
+        weights = weights(losses, mask)
+    weights = torch.as_tensor(weights).to(delta.dtype)
+    loss = combine(losses, mask, weights, scalarizer, normalization, counts=counts, parts=parts)
+    return BatchLoss(loss, losses, mask, weights, objective_stats(delta, labels, losses, beta))

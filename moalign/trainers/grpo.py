@@ -42,7 +42,6 @@ processes wait).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -52,10 +51,11 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from moalign.config.fields import doc, document_fields
-from moalign.errors import CheckpointError, ConfigError, DataError
+from moalign.errors import ConfigError, DataError
 from moalign.objective import ObjectiveSet
 from moalign.tradeoff.conditioning import WEIGHTS_COLUMN
 from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
+from moalign.trainers.checkpoint_state import TrainerState
 from moalign.trainers.conditioned_rl import (
     ConditioningFields,
     PerCompletionWeights,
@@ -64,12 +64,10 @@ from moalign.trainers.conditioned_rl import (
     row_weights,
 )
 from moalign.trainers.ranges import GRPO_RANGES, trainer_range_problems
-from moalign.trainers.resume import ValidatedResume
 from moalign.weights import as_weights
 
 __all__ = ["MultiObjectiveGRPOConfig", "MultiObjectiveGRPOTrainer"]
 
-_STATE = "moalign_tradeoff.json"
 _AGGREGATIONS = ("sum_then_normalize", "normalize_then_sum")
 _REWARD_WEIGHTS = ("'reward_weights' is TRL's field, which this trainer sets itself from the "
                    "trade-off on every batch: give the fixed objective weights as 'weights'")
@@ -121,13 +119,17 @@ class MultiObjectiveGRPOConfig(GRPOConfig, ConditioningFields):
 document_fields(MultiObjectiveGRPOConfig, only_own=True)
 
 
-class MultiObjectiveGRPOTrainer(ValidatedResume, GRPOTrainer):
+class MultiObjectiveGRPOTrainer(TrainerState, GRPOTrainer):
     """``trl.GRPOTrainer`` trained on K objectives with scheduled weights and constraints.
 
     ``objectives`` is an :class:`~moalign.objective.ObjectiveSet` or what builds one (names,
     specs, :class:`~moalign.objective.Objective` instances); ``schedule`` (an object) overrides
-    the config's spec. Other arguments are ``GRPOTrainer``'s.
+    the config's spec. Other arguments are ``GRPOTrainer``'s. Each checkpoint keeps the
+    trade-off's state in ``moalign_tradeoff.json`` (:class:`TrainerState`).
     """
+
+    state_file = "moalign_tradeoff.json"
+    resume_required = (state_file,)
 
     def __init__(self, model: Any, objectives: Any, args: MultiObjectiveGRPOConfig | None = None,
                  train_dataset: Any = None, eval_dataset: Any = None, processing_class: Any = None,
@@ -189,34 +191,8 @@ class MultiObjectiveGRPOTrainer(ValidatedResume, GRPOTrainer):
         for key, value in self.tradeoff.metrics(means, weights=weights, log_rewards=False).items():
             self._metrics[mode][key].append(value)
 
-    def _save_checkpoint(self, model, trial):  # the state before trainer_state.json: see resume.py
-        if self.args.should_save:
-            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-            from moalign.storage.files import atomic_write_json
-
-            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            path = os.path.join(self._get_output_dir(trial=trial), folder, _STATE)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_write_json(path, {"objectives": list(self.objective_set.names),
-                                     "tradeoff": self.tradeoff.state_dict()})
-        super()._save_checkpoint(model, trial)
-
-    resume_required = (_STATE,)
-
-    def _load_optimizer_and_scheduler(self, checkpoint):
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        path = os.path.join(checkpoint, _STATE)
-        if not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint '{checkpoint}' has no {_STATE}: not a moalign run")
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
-        if state["objectives"] != list(self.objective_set.names):
-            raise CheckpointError(f"checkpoint '{checkpoint}' was trained on {state['objectives']}, "
-                                  f"not {list(self.objective_set.names)}")
-        self.tradeoff.load_state_dict(state["tradeoff"])
+    def load_checkpoint_state(self, state) -> None:
+        super().load_checkpoint_state(state)
         self.reward_weights = self._current_reward_weights()
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from trl import DPOConfig
 
 from moalign.config.fields import doc
@@ -37,8 +38,8 @@ from moalign.trainers._dpo_base import (
     check_label_columns,
     trl_option_problems,
 )
-from moalign.trainers._dpo_core import modpo_pair_losses, pair_losses
 from moalign.trainers.dpo import _objective_problems
+from moalign.trainers.dpo_losses import label_signs, objective_stats, pair_losses
 from moalign.trainers.ranges import DPO_RANGES, trainer_range_problems
 from moalign.weights import weight_problems
 
@@ -49,6 +50,7 @@ __all__ = [
     "MODPOTrainer",
     "add_margin_columns",
     "margin_column",
+    "modpo_pair_losses",
 ]
 
 MARGIN_PREFIX = "margin_"
@@ -57,6 +59,30 @@ MARGIN_PREFIX = "margin_"
 def margin_column(name: str) -> str:
     """Column of objective ``name``'s margin rewards ``r(prompt, chosen) - r(prompt, rejected)``."""
     return MARGIN_PREFIX + pref_column(name)[len("pref_"):]
+
+
+def modpo_pair_losses(
+    delta: torch.Tensor,
+    labels: torch.Tensor,
+    margins: torch.Tensor,
+    weights: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """MODPO per-pair losses ``[B]`` and mask ``[B]`` (Zhou et al. 2023, "Beyond
+    One-Preference-Fits-All Alignment", eq. 8).
+
+    ``-log sigmoid((1 / w_0) * s * (beta * delta - w_rest . m))``, where ``labels [B]`` is the
+    label of the trained objective (``s`` its sign; ties/NaN masked), ``margins [B, K-1]`` the
+    margin rewards ``r_k(chosen) - r_k(rejected)`` of the other objectives (in dataset
+    orientation; the sign ``s`` turns them into ``r(y_w) - r(y_l)``) and ``weights [K]`` is
+    ``(w_0, w_rest)``.
+    """
+    sign, mask = label_signs(labels.to(delta.dtype))
+    w = weights.to(delta.dtype)
+    rest = margins.to(delta.dtype) @ w[1:] if margins.numel() else torch.zeros_like(delta)
+    z = sign * (beta * delta - rest) / w[0]
+    losses = -F.logsigmoid(z)
+    return torch.where(mask, losses, torch.zeros_like(losses)), mask
 
 
 class ImplicitReward(Objective):
@@ -289,6 +315,7 @@ class MODPOTrainer(_MultiObjectiveDPOBase):
         loss = losses.sum() / count.clamp(min=1) if bool(count > 0) else losses.sum() * 0.0
         loss = self._add_aux_loss(loss, outputs, mode)
         dpo_losses, _ = pair_losses(delta.detach(), labels, self.beta)
-        self._log_objective_metrics(mode, delta, labels, dpo_losses)
+        self._log_objective_metrics(mode, objective_stats(delta, labels, dpo_losses, self.beta),
+                                    delta.shape[0])
         self._log_tradeoff(mode)
         return loss

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -47,19 +46,14 @@ from moalign.config.fields import doc, document_fields
 from moalign.errors import CheckpointError, ConfigError
 from moalign.objective import ObjectiveSet
 from moalign.storage.checkpoints import latest_checkpoint
-from moalign.storage.files import atomic_directory, atomic_write_json, jsonable
+from moalign.storage.files import atomic_directory, jsonable
 from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
 from moalign.trainers import conditioned_rl as rl
 from moalign.trainers import ppo_core as core
 from moalign.trainers import ppo_distributed as ddp
 from moalign.trainers import ppo_models as parts
-from moalign.trainers.checkpointing import (
-    is_peft_model,
-    load_policy_weights,
-    resolve_policy,
-    restore_rng,
-    rng_state,
-)
+from moalign.trainers.checkpoint_state import load_state, restore_rng, rng_state, save_state
+from moalign.trainers.checkpointing import is_peft_model, load_policy_weights, resolve_policy
 from moalign.trainers.ppo_distributed import combine_globally, seed_sampling
 from moalign.trainers.ranges import PPO_RANGES, trainer_range_problems
 from moalign.trainers.rollout import (
@@ -463,13 +457,13 @@ class MultiObjectivePPOTrainer:
         if acc.is_main_process:
             with atomic_directory(path, overwrite=True) as tmp:
                 for index, state in enumerate(rng_states):
-                    torch.save(state, tmp / f"rng_state_{index}.pt")
+                    save_state(tmp, f"rng_state_{index}.pt", state)
                 self.policy.save_pretrained(tmp)
                 self.tokenizer.save_pretrained(tmp)
                 self.critic.save(tmp)
-                torch.save({"optimizer": self.optimizer.state_dict(),
-                            "scheduler": self.scheduler.state_dict()}, tmp / "optimizer.pt")
-                atomic_write_json(tmp / _STATE, {
+                save_state(tmp, "optimizer.pt", {"optimizer": self.optimizer.state_dict(),
+                                                 "scheduler": self.scheduler.state_dict()})
+                save_state(tmp, _STATE, {
                     "step": self.step, "sampler": self.sampler.state_dict(),
                     "tradeoff": self.tradeoff.state_dict(), "objectives": list(self.names),
                     "config": dataclasses.asdict(self.args),
@@ -480,20 +474,16 @@ class MultiObjectivePPOTrainer:
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Restore everything :meth:`save_checkpoint` wrote; the objectives must match."""
         path = Path(path)
-        if not (path / _STATE).is_file():
-            raise CheckpointError(f"'{path}' is not a checkpoint of this trainer (no {_STATE})")
-        state = json.loads((path / _STATE).read_text())
-        if state["objectives"] != list(self.names):
-            raise CheckpointError(f"checkpoint '{path}' was trained on {state['objectives']}, "
-                                  f"not {list(self.names)}")
+        state = load_state(path, _STATE, objectives=self.names, what="MO-PPO trainer state",
+                           required=("objectives", "step", "sampler", "tradeoff", "log_history"))
         load_policy_weights(self.policy, path)
         self.critic.load(path)
-        optim = parts.joint_optimizer_state(torch.load(path / "optimizer.pt", map_location="cpu",
-                                                 weights_only=True))
+        optim = parts.joint_optimizer_state(load_state(path, "optimizer.pt",
+                                                       what="optimizer state"))
         self.optimizer.load_state_dict(optim["optimizer"])
         self.scheduler.load_state_dict(optim["scheduler"])
-        restore_rng(torch.load(path / f"rng_state_{self.accelerator.process_index}.pt",
-                               weights_only=True), self.generator)
+        restore_rng(load_state(path, f"rng_state_{self.accelerator.process_index}.pt",
+                               what="RNG state"), self.generator)
         self.step = int(state["step"])
         self.sampler.load_state_dict(state["sampler"])
         self.tradeoff.load_state_dict(state["tradeoff"])

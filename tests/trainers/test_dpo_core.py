@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from moalign.scalarize import get_scalarizer
-from moalign.trainers._dpo_core import (
+from moalign.trainers.dpo_losses import (
     combine,
     label_signs,
-    modpo_pair_losses,
     objective_stats,
     pair_losses,
     per_objective_losses,
 )
+from moalign.trainers.modpo import modpo_pair_losses
 
 NAN = float("nan")
 BETA = 0.5

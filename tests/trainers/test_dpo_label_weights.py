@@ -17,12 +17,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from _dpo_testkit import conflicting_pairs, cpu_args, rows_of, tiny_pair
 
-import moalign.trainers.dpo as dpo_module
+import moalign.trainers.dpo_losses as loss_module
 from moalign.scalarize import get_scalarizer
 from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
-from moalign.trainers._dpo_core import pair_losses, per_objective_losses
+from moalign.trainers.dpo_losses import pair_losses, per_objective_losses
+from tests.support.dpo_testkit import conflicting_pairs, cpu_args, rows_of, tiny_pair
 
 NAN = float("nan")
 
@@ -37,7 +37,7 @@ def make_trainer(tmp_path, weights, n=8, **config):
 
 
 class Capture:
-    """Wraps ``pair_losses`` in the trainer's module: keeps each batch's losses and mask,
+    """Wraps ``pair_losses`` in the loss module: keeps each batch's losses and mask,
     with the losses' gradients retained."""
 
     def __init__(self):
@@ -55,7 +55,7 @@ def step_coefficients(trainer, micro_batches, labels, monkeypatch) -> np.ndarray
     the step first, then ``training_step`` per micro-batch); return the per-pair coefficients
     ``d loss / d L[i, k]`` on labelled entries (0 elsewhere), ``[pairs, K]``."""
     capture = Capture()
-    monkeypatch.setattr(dpo_module, "pair_losses", capture)
+    monkeypatch.setattr(loss_module, "pair_losses", capture)
     batches = []
     for rows, lab in zip(micro_batches, labels, strict=True):
         batch = trainer.data_collator(rows)

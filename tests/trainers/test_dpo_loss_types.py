@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _dpo_testkit import batch_of, conflicting_pairs, cpu_args, rows_of, tiny_pair
 
 from moalign.errors import ConfigError
 from moalign.models import tiny_causal_lm
 from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
-from moalign.trainers._dpo_core import pair_losses
-from moalign.trainers.dpo_losses import MARGIN_ONLY, PAIRWISE, REFUSED, PairLoss
+from moalign.trainers.dpo_losses import MARGIN_ONLY, PAIRWISE, REFUSED, PairLoss, pair_losses
+from tests.support.dpo_testkit import batch_of, conflicting_pairs, cpu_args, rows_of, tiny_pair
 
 N = 8
 #: Parameters each loss type runs with (the same for TRL and MO-DPO).
@@ -115,6 +114,7 @@ def test_weighted_list_of_losses_equals_trl(tmp_path):
 # ----------------------------------------------------------------------------- negative controls
 
 
+@pytest.mark.slow
 def test_loss_types_differ_on_the_batch(trl_losses):
     """Each oracle tells its loss apart: no two loss types agree on this batch."""
     values = sorted(trl_losses.items(), key=lambda kv: kv[1])
@@ -122,12 +122,14 @@ def test_loss_types_differ_on_the_batch(trl_losses):
         assert abs(v1 - v2) > 1e-3, (t1, t2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss_type", list(PAIRWISE))
 def test_wrong_beta_does_not_match(tmp_path, trl_losses, loss_type):
     got, _ = mo_loss(tmp_path, loss_type, beta=0.4, **PARAMS.get(loss_type, {}))
     assert abs(got - trl_losses[loss_type]) > 1e-4  # cpu_args' beta is 0.5
 
 
+@pytest.mark.slow
 def test_wrong_label_smoothing_does_not_match(tmp_path, trl_losses):
     got, _ = mo_loss(tmp_path, "robust", label_smoothing=0.2)
     assert abs(got - trl_losses["robust"]) > 1e-4
