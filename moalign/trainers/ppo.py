@@ -35,27 +35,25 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from moalign.config.fields import doc, document_fields
 from moalign.errors import CheckpointError, ConfigError
 from moalign.objective import ObjectiveSet
 from moalign.storage.checkpoints import latest_checkpoint
 from moalign.storage.files import atomic_directory, jsonable
-from moalign.tradeoff.tradeoff import TradeOff, check_scored, refuse_renamed_fields
+from moalign.tradeoff.tradeoff import TradeOff, check_scored
 from moalign.trainers import conditioned_rl as rl
 from moalign.trainers import ppo_core as core
 from moalign.trainers import ppo_distributed as ddp
 from moalign.trainers import ppo_models as parts
 from moalign.trainers.checkpoint_state import load_state, restore_rng, rng_state, save_state
 from moalign.trainers.checkpointing import is_peft_model, load_policy_weights, resolve_policy
+from moalign.trainers.ppo_config import MultiObjectivePPOConfig
 from moalign.trainers.ppo_distributed import combine_globally, seed_sampling
-from moalign.trainers.ranges import PPO_RANGES, trainer_range_problems
 from moalign.trainers.rollout import (
     PromptSampler,
     Rollout,
@@ -64,92 +62,11 @@ from moalign.trainers.rollout import (
     is_conversational,
     sample_responses,
 )
-from moalign.weights import as_weights
 
 __all__ = ["MultiObjectivePPOConfig", "MultiObjectivePPOTrainer"]
 
 logger = logging.getLogger(__name__)
 _STATE = "trainer_state.json"
-
-
-@refuse_renamed_fields
-@document_fields
-@dataclass
-class MultiObjectivePPOConfig(rl.ConditioningFields):
-    """Configuration of :class:`MultiObjectivePPOTrainer` (one iteration = rollouts + PPO epochs)."""
-
-    # run
-    output_dir: str = doc("moalign-ppo", "Folder for checkpoints and the metrics log.")
-    seed: int = doc(0, "Seed of the model init, prompt order, minibatch shuffles and sampling "
-                    "(process r > 0 samples from ppo_distributed.sampling_seed(seed, r)).")
-    max_steps: int = doc(100, "Number of PPO iterations to run.")
-    logging_steps: int = doc(1, "Log metrics every this many iterations.")
-    save_steps: int = doc(0, "Save a checkpoint every this many iterations (0: only at the end).")
-    save_final: bool = doc(True, "Save a checkpoint after the last iteration.")
-    use_cpu: bool = doc(False, "Train on the CPU even when an accelerator is available.")
-    bf16: bool = doc(False, "bfloat16 autocast over float32 weights, as TRL's field (`moalign "
-                     "train` / `trace` set it from `precision`).")
-    # rollouts
-    batch_size: int = doc(16, "Prompts per iteration on each process.")
-    num_samples_per_prompt: int = doc(
-        1, "Responses sampled per prompt (they form one group for group-wise scalarizers).")
-    max_prompt_length: int | None = doc(512, "Keep at most this many last tokens of a prompt "
-                                        "(a weight condition is always kept).")
-    max_new_tokens: int = doc(64, "Maximum length of a sampled response.")
-    temperature: float = doc(1.0, "Sampling temperature (log-probs are computed at it too).")
-    top_k: int = doc(0, "Top-k sampling (0: off).")
-    top_p: float = doc(1.0, "Nucleus sampling threshold (1.0: off).")
-    generation_kwargs: dict | None = doc(
-        None, "Extra arguments for transformers' GenerationConfig (e.g. suppress_tokens).")
-    # optimization
-    learning_rate: float = doc(1e-5, "AdamW learning rate of the policy.")
-    critic_learning_rate: float | None = doc(None, "Learning rate of the critic (default: learning_rate).")
-    critic: Literal["auto", "lora", "full"] = doc("auto", "The vector critic: 'lora' (its own adapter "
-        "over a LoRA policy's frozen base, plus the heads), 'full' (a trainable copy of the backbone) "
-        "or 'auto' (lora for a LoRA policy).")
-    weight_decay: float = doc(0.0, "AdamW weight decay (policy and critic).")
-    lr_scheduler_type: str = doc(
-        "constant", "Learning-rate schedule over max_steps iterations (transformers' "
-        "get_scheduler names: constant, linear, cosine, ...).")
-    warmup_steps: int = doc(0, "Iterations of linear learning-rate warmup.")
-    max_grad_norm: float | None = doc(1.0, "Gradient-norm clip per update (None: no clipping).")
-    ppo_epochs: int = doc(4, "Passes over each batch of rollouts.")
-    mini_batch_size: int = doc(8, "Responses per gradient step.")
-    # PPO
-    gamma: float = doc(1.0, "Discount per token.")
-    lam: float = doc(0.95, "GAE lambda (1.0: Monte-Carlo returns).")
-    cliprange: float = doc(0.2, "PPO ratio clip epsilon.")
-    cliprange_value: float | None = doc(0.2, "Value clip around the rollout values (None: off).")
-    kl_coef: float = doc(0.05, "Coefficient beta of the KL penalty to the reference policy.")
-    kl_estimator: Literal["k1", "k2", "k3"] = doc("k1", "Per-token KL estimator (see ppo_core).")
-    kl_penalty: Literal["token", "sequence"] = doc(
-        "token", "'token': penalize each token's KL where it occurs; 'sequence': the summed KL "
-        "once, at the last token.")
-    whiten_advantages: bool = doc(True, "Normalize the combined advantages of each global batch.")
-    # trade-off
-    weights: list[float] | None = doc(None, "Fixed objective weights on the simplex (default uniform).")
-    schedule: str | dict | None = doc(None, "Weight schedule spec for moalign.tradeoff.schedule.get_schedule.")
-    scalarizer: str | dict = doc("linear", "Scalarizer spec for moalign.tradeoff.scalarize.get_scalarizer.")
-    constraints: dict | None = doc(None, "Constraints objective name -> threshold (PPO-Lagrangian).")
-    lagrangian_lr: float = doc(0.05, "Dual-ascent step size of the multipliers.")
-    lagrangian_init: float = doc(0.0, "Initial value of every multiplier.")
-    lagrangian_max: float | None = doc(None, "Upper bound of the multipliers (None: unbounded).")
-
-    def __post_init__(self) -> None:
-        problems = trainer_range_problems(self, PPO_RANGES)
-        if self.kl_estimator not in core.KL_ESTIMATORS:
-            problems.append(f"'kl_estimator' must be one of {list(core.KL_ESTIMATORS)}")
-        if self.critic not in parts.CRITIC_KINDS:
-            problems.append(f"'critic' must be one of {list(parts.CRITIC_KINDS)}, got {self.critic!r}")
-        if self.kl_penalty not in ("token", "sequence"):
-            problems.append(f"'kl_penalty' must be 'token' or 'sequence', got {self.kl_penalty!r}")
-        if self.weights is not None and self.schedule is not None:
-            problems.append("give either 'weights' or 'schedule', not both")
-        problems += rl.conditioning_problems(self)
-        if problems:
-            raise ConfigError(problems)
-        if self.weights is not None:
-            as_weights(self.weights)  # off the simplex: WeightsError naming the vector
 
 
 class MultiObjectivePPOTrainer:
@@ -205,6 +122,12 @@ class MultiObjectivePPOTrainer:
                                     args.critic_learning_rate or args.learning_rate, args.weight_decay)
         self.scheduler = get_scheduler(args.lr_scheduler_type, optimizer, args.warmup_steps,
                                        args.max_steps)
+        if (args.micro_batch_size is not None and args.micro_batch_size < args.mini_batch_size
+                and self.accelerator.distributed_type == "DEEPSPEED"):
+            raise ConfigError("'micro_batch_size' splits a minibatch into several backward passes, "
+                              "but the DeepSpeed engine steps at every backward: leave "
+                              "micro_batch_size unset and use DeepSpeed's "
+                              "gradient_accumulation_steps instead")
         self.model, self.optimizer = self.accelerator.prepare(parts.PolicyAndCritic(policy, critic), optimizer)
         self.policy, self.critic = self._unwrap(self.model).policy, self._unwrap(self.model).critic
         seed_sampling(args.seed, self.accelerator.process_index)  # per process, models built
@@ -337,48 +260,82 @@ class MultiObjectivePPOTrainer:
 
     # ------------------------------------------------------------------ optimization
 
-    def _step(self, loss: torch.Tensor) -> None:
-        """Backward, each part's gradient clipped on its own, one step (a group per part)."""
-        self.accelerator.backward(loss)
+    def _step(self) -> None:
+        """Each part's gradient clipped on its own, one step (a group per part)."""
         if self.args.max_grad_norm is not None:
             for group in self.optimizer.param_groups:
                 self.accelerator.clip_grad_norm_(group["params"], self.args.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def _minibatch(self, batch: dict[str, Any], idx: torch.Tensor, apart: bool
+                   ) -> dict[str, torch.Tensor]:
+        """One gradient step on the rows ``idx`` of ``batch``, forward and backward in chunks of
+        ``micro_batch_size`` rows; returns the detached loss statistics of the minibatch.
+
+        Each chunk's token means are weighted by its share of the minibatch's tokens (per value
+        head for the critic), so the added-up gradients are those of the minibatch's token means
+        (one chunk: a weight of exactly 1). Under DDP only the last chunk's backward
+        synchronizes the gradients."""
+        import contextlib
+
+        a, r = self.args, batch["rollout"]
+        mb = r.select(idx)
+        idx = idx.to(r.response_ids.device)
+        value_mask = batch["value_mask"][idx]
+        # token means over every process's minibatch tokens (ppo_distributed.token_mean_scale)
+        pg_scale = ddp.token_mean_scale(self.accelerator, mb.response_mask)
+        vf_scale = ddp.token_mean_scale(self.accelerator, value_mask, (0, 1))
+        pg_tokens = mb.response_mask.float().sum().clamp(min=1.0)
+        vf_tokens = value_mask.float().sum((0, 1)).clamp(min=1.0)
+        chunks = torch.arange(len(idx)).split(a.micro_batch_size or len(idx))
+        totals: dict[str, torch.Tensor] = {}
+        for i, rows in enumerate(chunks):
+            part, at = (mb, idx) if len(chunks) == 1 else (mb.select(rows), idx[rows.to(idx.device)])
+            part_values = value_mask if len(chunks) == 1 else value_mask[rows.to(idx.device)]
+            pg_share = part.response_mask.float().sum().clamp(min=1.0) / pg_tokens
+            vf_share = part_values.float().sum((0, 1)).clamp(min=1.0) / vf_tokens
+            last = i == len(chunks) - 1
+            sync = (contextlib.nullcontext() if last or apart
+                    else self.accelerator.no_sync(self.model))
+            with sync:
+                logits, values = self._forward(part, critic=not apart)
+                logp = self._logprobs(logits, part.response_ids)
+                del logits
+                pg_loss, stats = core.clipped_policy_loss(
+                    logp, batch["old_logp"][at], batch["advantages"][at], part.response_mask,
+                    a.cliprange)
+                weight = pg_scale * pg_share
+                pg_loss, stats = pg_loss * weight, {k: v * weight for k, v in stats.items()}
+                if apart:  # the same gradients as the joint backward, one graph alive at a time
+                    self.accelerator.backward(pg_loss)
+                    values = self.values(part)
+                _, per_head = core.clipped_value_loss(
+                    values, batch["old_values"][at], batch["returns"][at], part_values,
+                    a.cliprange_value)
+                per_head = per_head * vf_scale * vf_share
+                vf_loss = per_head.mean()
+                self.accelerator.backward(vf_loss if apart else pg_loss + vf_loss)  # disjoint
+            items = {"loss/policy": pg_loss, "loss/value": vf_loss, **stats,
+                     **{f"value/{h}/loss": v for h, v in zip((*self.names, "kl"), per_head)}}
+            for key, value in items.items():
+                totals[key] = totals.get(key, 0.0) + value.detach().float()
+        self._step()
+        return totals
+
     def update(self, batch: dict[str, Any]) -> dict[str, float]:
         """PPO epochs over a batch from :meth:`make_batch`; returns averaged loss statistics.
         Token means (losses, clipfrac, approx_kl) are over every process's minibatch tokens.
         The statistics add up on the device; the host reads them once, at the end."""
-        a, r = self.args, batch["rollout"]
-        n = r.response_ids.shape[0]
+        a = self.args
+        n = batch["rollout"].response_ids.shape[0]
         apart = self.accelerator.distributed_type == "NO"  # a backward per part: one graph alive
         sums: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(a.ppo_epochs):
             for idx in torch.randperm(n, generator=self.generator).split(a.mini_batch_size):
-                mb = r.select(idx)
-                idx = idx.to(r.response_ids.device)
-                logits, values = self._forward(mb, critic=not apart)
-                logp = self._logprobs(logits, mb.response_ids)
-                del logits
-                pg_loss, stats = core.clipped_policy_loss(
-                    logp, batch["old_logp"][idx], batch["advantages"][idx], mb.response_mask, a.cliprange)
-                scale = ddp.token_mean_scale(self.accelerator, mb.response_mask)  # global token mean
-                pg_loss, stats = pg_loss * scale, {k: v * scale for k, v in stats.items()}
-                if apart:  # the same gradients as the joint backward
-                    self.accelerator.backward(pg_loss)
-                    values = self.values(mb)
-                _, per_head = core.clipped_value_loss(
-                    values, batch["old_values"][idx], batch["returns"][idx],
-                    batch["value_mask"][idx], a.cliprange_value)
-                per_head = per_head * ddp.token_mean_scale(self.accelerator, batch["value_mask"][idx], (0, 1))
-                vf_loss = per_head.mean()
-                self._step(vf_loss if apart else pg_loss + vf_loss)  # disjoint parameters
-                items = {"loss/policy": pg_loss, "loss/value": vf_loss, **stats,
-                         **{f"value/{h}/loss": v for h, v in zip((*self.names, "kl"), per_head)}}
-                for key, value in items.items():
-                    sums[key] = sums.get(key, 0.0) + value.detach().float()
+                for key, value in self._minibatch(batch, idx, apart).items():
+                    sums[key] = sums.get(key, 0.0) + value
                 count += 1
         means = self.accelerator.reduce(torch.stack(list(sums.values())) / count, "mean").tolist()
         return {k if "/" in k else f"policy/{k}": v for k, v in zip(sums, means)}

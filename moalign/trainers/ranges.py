@@ -63,7 +63,8 @@ GRPO_RANGES: dict[str, Range] = {
 PPO_RANGES: dict[str, Range] = {
     "max_steps": _POSITIVE_INT, "batch_size": _POSITIVE_INT,
     "num_samples_per_prompt": _POSITIVE_INT, "max_new_tokens": _POSITIVE_INT,
-    "ppo_epochs": _POSITIVE_INT, "mini_batch_size": _POSITIVE_INT, "logging_steps": _POSITIVE_INT,
+    "ppo_epochs": _POSITIVE_INT, "mini_batch_size": _POSITIVE_INT,
+    "micro_batch_size": Range(low=1, none=True), "logging_steps": _POSITIVE_INT,
     "save_steps": _NON_NEGATIVE, "seed": _NON_NEGATIVE, "max_prompt_length": Range(low=1, none=True),
     "temperature": _POSITIVE, "top_k": _NON_NEGATIVE, "top_p": Range(low=0, high=1, low_open=True),
     "learning_rate": _NON_NEGATIVE, "critic_learning_rate": Range(low=0, none=True),

@@ -285,3 +285,40 @@ def test_update_reads_its_statistics_from_the_device_once(tmp_path, monkeypatch)
     assert set(losses) >= {"loss/policy", "loss/value", "policy/clipfrac", "policy/approx_kl",
                            "value/is_left/loss", "value/kl/loss"}
     assert all(isinstance(v, float) for v in losses.values())
+
+
+# ------------------------------------------------------------------ micro-batches
+
+
+def _one_update(tmp_path, **overrides):
+    """The losses and trained parameters of one update of a fixed rollout."""
+    trainer = _trainer(tmp_path, **{"ppo_epochs": 1, "mini_batch_size": 8, **overrides})
+    trainer.tradeoff.ask()
+    rollout = trainer.rollout()
+    batch = trainer.make_batch(rollout, trainer.score(rollout))
+    losses = trainer.update(batch)
+    params = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    return losses, params
+
+
+@pytest.mark.parametrize("peft", [True, False])
+def test_micro_batches_add_up_to_the_minibatch_step(tmp_path, peft):
+    """A minibatch of 8 in micro-batches of 3 (3 + 3 + 2 rows) takes the step
+    the whole minibatch takes: same loss statistics, same parameters after the step."""
+    whole, p_whole = _one_update(tmp_path / "a", peft=peft)
+    micro, p_micro = _one_update(tmp_path / "b", peft=peft, micro_batch_size=3)
+    assert whole.keys() == micro.keys()
+    for key in whole:
+        assert micro[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-6), key
+    for name in p_whole:
+        assert torch.allclose(p_micro[name], p_whole[name], atol=1e-6, rtol=1e-5), name
+    # control: two steps of 4 (what micro-batches must not become) end elsewhere
+    _, p_split = _one_update(tmp_path / "c", peft=peft, mini_batch_size=4)
+    assert any(not torch.allclose(p_split[n], p_whole[n], atol=1e-6, rtol=1e-5) for n in p_whole)
+
+
+def test_micro_batch_size_is_checked():
+    from moalign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="micro_batch_size"):
+        MultiObjectivePPOConfig(micro_batch_size=0)
