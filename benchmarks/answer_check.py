@@ -17,7 +17,7 @@ verdicts. Needs the extra: ``pip install 'moalign[math]'``.
 
 ``--forms`` adds the acceptance table of issue 15: every bundled MATH-500 and GSM8K answer
 rewritten into each answer form that applies to it (the generator of the tests,
-``tests/objective/answer_forms.py``), and the same rewrites of a perturbed (wrong) answer: the
+``tests/support/answer_forms.py``), and the same rewrites of a perturbed (wrong) answer: the
 share accepted per form, and how many wrong answers each verifier accepts.
 
     python benchmarks/answer_check.py [--repeats 3] [--limit 500] [--forms]
@@ -71,8 +71,8 @@ def _timed(verifier: str, cases: list[tuple[str, str]], before: Callable[[], Non
 
 def _form_cases() -> dict[tuple[str, str], tuple[list, list]]:
     """(dataset, form) -> (right cases, wrong cases), each a list of (completion, reference)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "objective"))
-    from answer_forms import gsm8k_rewrites, math_rewrites, perturb
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
+    from tests.support.answer_forms import gsm8k_rewrites, math_rewrites, perturb
 
     out: dict[tuple[str, str], tuple[list, list]] = {}
     for row in _rows("math500"):

@@ -52,8 +52,7 @@ DEEPSPEED_CONFIG = {
 
 
 def worker(out: Path) -> None:
-    sys.path.insert(0, str(ROOT / "tests" / "trainers"))
-    from _dpo_testkit import conflicting_pairs
+    sys.path.insert(0, str(ROOT))  # the repository root: the tests' helpers are tests.support
     from accelerate import PartialState
     from peft import LoraConfig
 
@@ -62,6 +61,7 @@ def worker(out: Path) -> None:
     from moalign.trainers import runs
     from moalign.trainers.dpo import MultiObjectiveDPOConfig
     from moalign.trainers.registry import TRAINERS
+    from tests.support.dpo_testkit import conflicting_pairs
 
     anneal = {"name": "anneal", "start": [1.0, 0.0], "end": [0.0, 1.0], "steps": 10}
 

@@ -13,9 +13,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, front_dict, run_cli_case
 
 from moalign.errors import ConfigError
+from tests.support.corpus import ROOT, front_dict, run_cli_case
 
 TRAIN = ["train", "--model", "tiny", "--output_dir", "{tmp}/out"]
 TRACE = ["trace", "--model", "tiny", "--output_dir", "{tmp}/out"]

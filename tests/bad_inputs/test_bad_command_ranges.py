@@ -13,7 +13,8 @@ import struct
 import time
 
 import pytest
-from conftest import run_cli_case
+
+from tests.support.corpus import run_cli_case
 
 #: Seconds within which a bad value must be refused (the imports included).
 BOUND = 10.0

@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import run_cli_case
 
 from moalign.config import build_config, load_yaml, parse_overrides
 from moalign.errors import ConfigError, UnknownObjectiveError, WeightsError
 from moalign.weights import as_weights, weight_problems
+from tests.support.corpus import run_cli_case
 
 
 def _config(command: str, yaml: str) -> dict:

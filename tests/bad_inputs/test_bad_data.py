@@ -11,9 +11,9 @@ import gzip
 import math
 
 import pytest
-from conftest import DROP, ModelLoaded, chat_rows, jsonl, pref_rows, run_cli_case
 
 from moalign.errors import DataError
+from tests.support.corpus import DROP, ModelLoaded, chat_rows, jsonl, pref_rows, run_cli_case
 
 TRAIN = ["train", "--model", "tiny", "--dataset", "{tmp}/d.jsonl", "--output_dir", "{tmp}/out"]
 TRACE = ["trace", "--model", "tiny", "--dataset", "{tmp}/d.jsonl", "--output_dir", "{tmp}/out"]

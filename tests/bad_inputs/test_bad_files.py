@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli_case
 
 from moalign.errors import CheckpointError, ModelError
+from tests.support.corpus import run_cli_case
 
 EVAL = ["eval", "--model", "tiny", "--dataset", "gsm8k", "--objectives", "length", "--quiet",
         "--output", "{tmp}/out/eval.json"]

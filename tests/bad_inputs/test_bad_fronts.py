@@ -12,11 +12,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FINISHED, finished_outputs, front_dict, jsonl, pref_rows, run_cli_case
 
 from moalign.errors import CheckpointError, ModelError
 from moalign.pareto import ParetoError, hypervolume
 from moalign.pareto.front import FrontPoint, ParetoFront
+from tests.support.corpus import (
+    FINISHED,
+    finished_outputs,
+    front_dict,
+    jsonl,
+    pref_rows,
+    run_cli_case,
+)
 
 # ------------------------------------------------------------------------------------ hypervolume
 

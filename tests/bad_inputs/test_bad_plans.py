@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import finished_outputs, front_dict, jsonl, pref_rows, run_cli_case
+
+from tests.support.corpus import finished_outputs, front_dict, jsonl, pref_rows, run_cli_case
 
 TRACE = ["trace", "--model", "tiny", "--dataset", "{tmp}/d.jsonl", "--output_dir", "{tmp}/out"]
 TRACE_YAML = """\
@@ -127,7 +128,7 @@ def test_a_trace_into_an_unwritable_folder_is_refused(where, cli, tmp_path, monk
                                                      no_model_load):
     """A resumed trace whose folder (or its points folder) cannot be written, and a new trace
     whose parent cannot: refused before any model loads, naming the folder."""
-    from conftest import write_files
+    from tests.support.corpus import write_files
 
     write_files(tmp_path, {**DATA, "out/config.json": "{}", "out/points/w1.00-0.00/x": "x"})
     folder = {"out": tmp_path / "out", "points": tmp_path / "out" / "points",

@@ -1,19 +1,20 @@
 """Objective plugins that break their contract, and objective specs that cannot be used.
 
-The misbehaving plugins live in ``badplugins/objectives.py`` (loaded by ``module:Class`` spec,
-the way a user's own objective is). Every error is an :class:`ObjectiveError` that names the
-objective and, where one example is at fault, its index.
+The misbehaving plugins live in ``tests/support/badplugins/objectives.py`` (loaded by
+``module:Class`` spec, the way a user's own objective is). Every error is an
+:class:`ObjectiveError` that names the objective and, where one example is at fault, its index.
 """
 
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli_case
 
 from moalign.errors import ObjectiveError, UnknownObjectiveError
 from moalign.objective import ObjectiveSet, load_objective
+from tests.support.corpus import run_cli_case
 
-PKG = "badplugins.objectives"
+PLUGINS = "tests.support.badplugins"
+PKG = f"{PLUGINS}.objectives"
 PROMPTS = ["p1", "p2"]
 COMPLETIONS = ["first", "second"]
 
@@ -61,15 +62,15 @@ SPECS = [
     ("unknown-argument", "length:tagret=80", ObjectiveError, "objective 'length': bad arguments"),
     ("dict-without-name", {"nome": "length"}, ObjectiveError, "has no 'name' key"),
     ("not-a-spec", 42, ObjectiveError, "a name, a 'name:key=value' string or a dict; got int"),
-    ("module-not-found", "badplugins.missing:Thing", UnknownObjectiveError,
-     "cannot import objective 'badplugins.missing:Thing'"),
+    ("module-not-found", f"{PLUGINS}.missing:Thing", UnknownObjectiveError,
+     f"cannot import objective '{PLUGINS}.missing:Thing'"),
     ("class-not-found", f"{PKG}:Nope", UnknownObjectiveError, f"cannot import objective '{PKG}:Nope'"),
     ("not-an-objective", f"{PKG}:NotAnObjective", ObjectiveError,
      f"'{PKG}:NotAnObjective' is not an Objective subclass"),
     ("constructor-raises", f"{PKG}:BrokenInit", ObjectiveError,
      f"objective '{PKG}:BrokenInit' could not be built: RuntimeError: no GPU found"),
-    ("module-raises-on-import", "badplugins.broken_import:Anything", ObjectiveError,
-     "importing 'badplugins.broken_import' raised RuntimeError: plugin configuration file"),
+    ("module-raises-on-import", f"{PLUGINS}.broken_import:Anything", ObjectiveError,
+     f"importing '{PLUGINS}.broken_import' raised RuntimeError: plugin configuration file"),
 ]
 
 
@@ -106,9 +107,9 @@ CLI = [
          expect=[f"'objectives': objective '{PKG}:BrokenInit' could not be built",
                  "no GPU found for the judge model"]),
     dict(id="module-raises-on-import", argv=["train", "--trainer", "grpo", "--model", "tiny",
-                                             "--objectives", "badplugins.broken_import:X,length",
+                                             "--objectives", f"{PLUGINS}.broken_import:X,length",
                                              "--output_dir", "{tmp}/out"],
-         expect=["importing 'badplugins.broken_import' raised RuntimeError"]),
+         expect=[f"importing '{PLUGINS}.broken_import' raised RuntimeError"]),
 ]
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import ModelLoaded, jsonl, pref_rows, run_cli_case
 
 from moalign.errors import ConfigError
+from tests.support.corpus import ModelLoaded, jsonl, pref_rows, run_cli_case
 
 #: Seconds within which a bad value must be refused (the imports included).
 BOUND = 10.0

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import finished_outputs
+
+from tests.support.corpus import finished_outputs
 
 #: Holds the lock of sys.argv[1] until killed.
 HOLDER = """
@@ -104,7 +105,7 @@ def _unwritable(monkeypatch, *folders: Path) -> None:
 @pytest.mark.parametrize("where", ["out", "parent", "checkpoints"])
 def test_an_unwritable_output_folder_is_refused_before_training(where, cli, tmp_path, monkeypatch,
                                                                no_model_load):
-    from conftest import write_files
+    from tests.support.corpus import write_files
 
     files = {"out/trainer/checkpoint-1/x": "x"} if where == "checkpoints" else FINISHED_RUN
     write_files(tmp_path, files)
@@ -121,7 +122,7 @@ def test_an_unwritable_output_folder_is_refused_before_training(where, cli, tmp_
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="file modes do not stop root")
 def test_a_read_only_output_folder_is_refused_before_training(cli, tmp_path, no_model_load):
-    from conftest import write_files
+    from tests.support.corpus import write_files
 
     write_files(tmp_path, FINISHED_RUN)
     (tmp_path / "out").chmod(0o555)

@@ -73,6 +73,7 @@ def test_ultrafeedback_example_runs_from_a_local_copy(tmp_path):
     assert record["steps"] == 1 and record["objectives"] == ["helpfulness", "honesty"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", TRACE)
 def test_trace_example_runs_on_the_tiny_model(name, tmp_path):
     out = tmp_path / "front"
@@ -89,6 +90,7 @@ PKU_ROWS = [{"prompt": f"Question {i}?", "response_0": f"A careful answer {i}.",
             for i in range(24)]
 
 
+@pytest.mark.slow
 def test_pku_front_example_traces_from_a_local_copy(tmp_path):
     data = tmp_path / "pku.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in PKU_ROWS))
@@ -113,6 +115,7 @@ def test_pku_front_example_with_its_hub_id_offline_fails_fast(tmp_path, monkeypa
     assert time.perf_counter() - start < 10 and not (tmp_path / "front").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RL_TRACE))
 def test_rl_trace_example_runs_on_the_tiny_model(name, tmp_path):
     from moalign.config import load_yaml

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test trains and kills or resumes `moalign train` runs
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from moalign.cli import main  # noqa: E402

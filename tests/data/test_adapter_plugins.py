@@ -14,6 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test starts `python -m moalign` processes (one trains)
+
 PLUGIN = '''
 from datasets import Dataset
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 
-import ascii_task
 import numpy as np
 import pytest
 
 from moalign.pareto import hypervolume
+from tests.support import ascii_task
+
+pytestmark = pytest.mark.slow  # every test reads one traced adaptive front (about a minute)
 
 OBJ = ["ascii_share", "other_share"]
 REF = [0.0, 0.0]

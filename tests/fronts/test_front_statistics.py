@@ -220,6 +220,7 @@ def test_a_real_effect_of_known_size_is_found_most_of_the_time(tmp_path):
     assert other / n <= 0.05 + _tolerance(n), other
 
 
+@pytest.mark.slow
 def test_positive_control_trained_policies_have_significant_spans(moved):
     out, front = moved
     help_end, harm_end = front.get("w1.00-0.00"), front.get("w0.00-1.00")
@@ -260,6 +261,7 @@ def test_a_broken_reference_pass_shows_in_the_baseline(tmp_path, monkeypatch):
     assert all(broken["scores"][o] != 0.5 for o in OBJ)
 
 
+@pytest.mark.slow
 def test_rerun_with_other_statistics_settings_evaluates_nothing(still, monkeypatch):
     import moalign.fronts.runs
     import moalign.fronts.trace
@@ -282,6 +284,7 @@ def test_rerun_with_other_statistics_settings_evaluates_nothing(still, monkeypat
     assert json.loads((out / "config.json").read_text())["bootstrap"]["resamples"] == 2000
 
 
+@pytest.mark.slow
 def test_a_point_without_per_example_scores_is_evaluated_again(still, monkeypatch, tmp_path):
     import shutil
 

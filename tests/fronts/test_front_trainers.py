@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import time
 
-import ascii_task
 import numpy as np
 import pytest
 
 from moalign.errors import ConfigError
 from moalign.pareto.bootstrap import read_per_example
+from tests.support import ascii_task
 
 OBJ = ["ascii_share", "other_share"]
 
@@ -52,6 +52,7 @@ def grpo_sweep(tmp_path_factory):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_grpo_sweep_points_follow_their_weights(grpo_sweep):
     front = _front(grpo_sweep)
     assert front["metadata"]["trainer"] == "grpo" and front["metadata"]["metric"] == "generation"
@@ -75,6 +76,7 @@ def test_grpo_sweep_points_follow_their_weights(grpo_sweep):
     assert not (grpo_sweep / "runs" / "w1_00-0_00" / "trainer").exists()
 
 
+@pytest.mark.slow
 def test_soup_of_fully_fine_tuned_grpo_runs_is_exact_at_the_vertices(grpo_sweep, tmp_path):
     """The soup's runs are the sweep's vertex runs (same trainer, weights and seed), and at a
     vertex the weight interpolation is that run's model: the same per-example scores, bit for
@@ -94,6 +96,7 @@ def test_soup_of_fully_fine_tuned_grpo_runs_is_exact_at_the_vertices(grpo_sweep,
     assert not np.array_equal(middle, _per_example(out, "w0.00-1.00"))
 
 
+@pytest.mark.slow
 def test_lora_soup_of_grpo_runs_reproduces_each_run_at_its_vertex(tmp_path):
     import torch
     from peft import PeftModel
@@ -121,6 +124,7 @@ def test_lora_soup_of_grpo_runs_reproduces_each_run_at_its_vertex(tmp_path):
     assert float((run - other).abs().max()) > 1e-4  # the runs differ: the check can fail
 
 
+@pytest.mark.slow
 def test_ppo_sweep_points_follow_their_weights(tmp_path):
     from moalign.fronts.trace import trace_front
 
@@ -136,6 +140,7 @@ def test_ppo_sweep_points_follow_their_weights(tmp_path):
     assert record["trainer"] == "ppo" and record["steps"] == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainer", ["grpo", "ppo"])
 def test_conditioned_rl_front_is_one_run_shown_every_weight_vector(trainer, tmp_path):
     """Conditioned GRPO / PPO: one run whose prompts showed Dirichlet-drawn weights (their
@@ -157,6 +162,7 @@ def test_conditioned_rl_front_is_one_run_shown_every_weight_vector(trainer, tmp_
     assert all(p["checkpoint"] == "runs/conditioned/model" for p in front["points"])
 
 
+@pytest.mark.slow
 def test_decoding_mixes_fully_fine_tuned_grpo_runs(tmp_path):
     from moalign.fronts.trace import trace_front
 
@@ -168,6 +174,7 @@ def test_decoding_mixes_fully_fine_tuned_grpo_runs(tmp_path):
         ["w1.00-0.00", "w0.00-1.00"]
 
 
+@pytest.mark.slow
 def test_rl_objectives_are_loaded_once_for_rewards_and_scoring(tmp_path, monkeypatch):
     """One loaded copy of each objective rewards the runs and scores the points."""
     from moalign.fronts.config import resolve_front_config
@@ -268,6 +275,7 @@ def test_defaults_and_objective_specs():
              dataset="gsm8k", objectives=["lenght", "reasoning_accuracy"])
 
 
+@pytest.mark.slow
 def test_fully_fine_tuned_dpo_fronts_measure_against_the_starting_model(tmp_path):
     """lora: null for sweep and conditioned DPO: the implicit reward's reference is the
     starting model (were it the trained model itself, every pair would tie at 0.5)."""

@@ -18,20 +18,21 @@ import textwrap
 import time
 from pathlib import Path
 
-import ascii_task
 import pytest
 
 from moalign.storage.checkpoints import scan_trace
+from tests.support import ascii_task
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]
+# the child imports tests.support.ascii_task: the repository root goes on its PYTHONPATH
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
-       "TOKENIZERS_PARALLELISM": "false"}
-CHILD = textwrap.dedent(f"""
+       "TOKENIZERS_PARALLELISM": "false",
+       "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+CHILD = textwrap.dedent("""
     import json, sys
-    sys.path.insert(0, {str(HERE)!r})
     import torch
     torch.set_num_threads(1)
-    import ascii_task
+    from tests.support import ascii_task
     ascii_task.register()
     from moalign.fronts.trace import trace_front
     print("ready", flush=True)

@@ -9,13 +9,13 @@ import time
 from collections import Counter
 
 import pytest
-from answer_forms import CATEGORIES, gsm8k_rewrites, math_rewrites, perturb
 from moalign_objectives.reasoning_accuracy import ReasoningAccuracy
 
 from moalign.data.bundled import bundled_path
 from moalign.verify.answers import extract_answer, final_boxes, is_correct, normalize_answer
 from moalign.verify.normalize import decimal_comma
 from moalign.verify.structures import Relation, Seq, names_answer, parse
+from tests.support.answer_forms import CATEGORIES, gsm8k_rewrites, math_rewrites, perturb
 
 # (completion, reference, verdict) per category of the issue
 CASES: dict[str, list[tuple[str, str, bool]]] = {

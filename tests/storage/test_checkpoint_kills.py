@@ -3,8 +3,8 @@ loaded, no finished step is lost, and the resumed run ends bit-for-bit where an 
 one does. TRL's own choice (``get_last_checkpoint``, the highest-numbered folder) is recorded
 as the negative control: it picks the half-written folder every time the kill leaves one.
 
-The work is in ``_kill_checkpoints.py`` (one process, forked per training run, so the imports
-are paid once). ``MOALIGN_KILL_SEED`` picks other kill moments.
+The work is in :mod:`tests.support.kill_checkpoints` (one process, forked per training run, so
+the imports are paid once). ``MOALIGN_KILL_SEED`` picks other kill moments.
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-DRIVER = Path(__file__).with_name("_kill_checkpoints.py")
+import pytest
+
+pytestmark = pytest.mark.slow  # one process trains, is killed and resumes several times
+
+DRIVER = Path(__file__).resolve().parents[1] / "support" / "kill_checkpoints.py"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
        "TOKENIZERS_PARALLELISM": "false"}
 #: kill points that always leave the folder of that step half-written

@@ -21,10 +21,11 @@ import pytest
 pytest.importorskip("accelerate")
 pytest.importorskip("trl")
 
-import rl_bandit as bandit  # noqa: E402
-
 import moalign.trainers.ppo_core as ppo_core  # noqa: E402
 from moalign.trainers.ppo import MultiObjectivePPOConfig, MultiObjectivePPOTrainer  # noqa: E402
+from tests.support import rl_bandit as bandit  # noqa: E402
+
+pytestmark = pytest.mark.slow  # each test trains PPO / GRPO until it reaches the optimum
 
 BETA = bandit.BETA
 FROZEN = 1e-12  # dual-ascent step size that keeps a multiplier where it starts

@@ -7,7 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from _dpo_testkit import (
+
+from moalign.models import tiny_causal_lm
+from moalign.tradeoff.conditioning import apply_condition, format_condition
+from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from tests.support.dpo_testkit import (
     batch_of,
     conflicting_pairs,
     cpu_args,
@@ -15,10 +19,6 @@ from _dpo_testkit import (
     rows_of,
     tiny_pair,
 )
-
-from moalign.models import tiny_causal_lm
-from moalign.tradeoff.conditioning import apply_condition, format_condition
-from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
 BETA = 0.5
 NAMES = ["a", "b"]
@@ -85,6 +85,7 @@ def test_loss_weights_each_pair_by_its_own_vector(tmp_path):
     assert loss == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_one_run_serves_every_weight_vector(tmp_path):
     """Trained once on conflicting objectives, the policy follows whichever weights it is shown."""
     from moalign.evaluation import implicit_reward_accuracy

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from _dpo_testkit import conflicting_pairs, cpu_args
 
 from moalign.errors import ConfigError, DataError
 from moalign.trainers import MODPOConfig, MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from tests.support.dpo_testkit import conflicting_pairs, cpu_args
 
 
 class NoModel:
@@ -114,7 +114,7 @@ def test_wrong_config_class(tmp_path):
 
 
 def test_prompts_longer_than_max_length(tmp_path):
-    from _dpo_testkit import tiny_pair
+    from tests.support.dpo_testkit import tiny_pair
 
     model, ref, tok = tiny_pair(0)
     args = MultiObjectiveDPOConfig(**cpu_args(tmp_path, max_length=3), objectives=["a", "b"])

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from _dpo_testkit import (
+
+from moalign.errors import DataError
+from moalign.models import tiny_causal_lm
+from moalign.objective import Objective, as_text
+from moalign.trainers import MODPOConfig, MODPOTrainer
+from moalign.trainers.modpo import ImplicitReward, add_margin_columns
+from tests.support.dpo_testkit import (
     VOWELS,
     batch_of,
     completion_logprob,
@@ -17,12 +23,6 @@ from _dpo_testkit import (
     rows_of,
     tiny_pair,
 )
-
-from moalign.errors import DataError
-from moalign.models import tiny_causal_lm
-from moalign.objective import Objective, as_text
-from moalign.trainers import MODPOConfig, MODPOTrainer
-from moalign.trainers.modpo import ImplicitReward, add_margin_columns
 
 BETA = 0.5
 

@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from _dpo_testkit import (
+
+from moalign.models import tiny_causal_lm
+from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from tests.support.dpo_testkit import (
     batch_of,
     conflicting_pairs,
     cpu_args,
@@ -15,9 +18,6 @@ from _dpo_testkit import (
     rows_of,
     tiny_pair,
 )
-
-from moalign.models import tiny_causal_lm
-from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
 
 BETA = 0.5
 

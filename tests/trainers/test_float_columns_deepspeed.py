@@ -18,14 +18,13 @@ import torch
 
 pytest.importorskip("trl")
 
-from _dpo_testkit import conflicting_pairs, cpu_args, rows_of, tiny_pair  # noqa: E402
-
 from moalign.trainers import (  # noqa: E402
     MODPOConfig,
     MODPOTrainer,
     MultiObjectiveDPOConfig,
     MultiObjectiveDPOTrainer,
 )
+from tests.support.dpo_testkit import conflicting_pairs, cpu_args, rows_of, tiny_pair  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -10,10 +10,10 @@ import json
 
 import pytest
 import torch
-from _dpo_testkit import batch_of, conflicting_pairs, cpu_args, rows_of, tiny_pair
 
 from moalign.errors import ConfigError
 from moalign.trainers import MultiObjectiveDPOConfig, MultiObjectiveDPOTrainer
+from tests.support.dpo_testkit import batch_of, conflicting_pairs, cpu_args, rows_of, tiny_pair
 
 MGDA = dict(objectives=["a", "b"], schedule="mgda")
 

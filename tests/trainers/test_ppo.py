@@ -11,12 +11,11 @@ from scipy.optimize import brentq
 
 pytest.importorskip("accelerate")
 
-import rl_bandit as bandit  # noqa: E402
-
 from moalign.errors import ObjectiveError, UnknownObjectiveError, WeightsError  # noqa: E402
 from moalign.models import tiny_causal_lm  # noqa: E402
 from moalign.objective import Objective  # noqa: E402
 from moalign.trainers.ppo import MultiObjectivePPOConfig, MultiObjectivePPOTrainer  # noqa: E402
+from tests.support import rl_bandit as bandit  # noqa: E402
 
 BETA = bandit.BETA
 bandit_trainer = bandit.ppo_trainer
@@ -32,6 +31,7 @@ def expected(probs: np.ndarray, column: int) -> float:
     return float(probs @ bandit.REWARDS[:, column])
 
 
+@pytest.mark.slow
 def test_ppo_lagrangian_satisfies_a_binding_constraint(tmp_path):
     unconstrained = bandit.optimum(bandit.REF_TARGET, [1.0, 0.0], BETA)
     threshold = 0.4

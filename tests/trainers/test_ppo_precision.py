@@ -9,7 +9,7 @@ import torch
 
 pytest.importorskip("trl")
 
-import rl_bandit as bandit  # noqa: E402
+from tests.support import rl_bandit as bandit  # noqa: E402
 
 
 def _record_autocast(module: torch.nn.Module, seen: list) -> None:

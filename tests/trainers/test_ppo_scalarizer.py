@@ -17,9 +17,8 @@ import torch
 
 pytest.importorskip("accelerate")
 
-import rl_bandit as bandit  # noqa: E402
-
 from moalign.errors import ConfigError  # noqa: E402
+from tests.support import rl_bandit as bandit  # noqa: E402
 
 UTOPIA = bandit.REWARDS.max(axis=0)  # (1, 1): the best reward of each objective
 

@@ -15,7 +15,6 @@ import pytest
 
 pytest.importorskip("trl")
 
-from _dpo_testkit import conflicting_pairs, cpu_args, tiny_pair  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from moalign.trainers import (  # noqa: E402
@@ -24,6 +23,7 @@ from moalign.trainers import (  # noqa: E402
     MultiObjectiveDPOConfig,
     MultiObjectiveDPOTrainer,
 )
+from tests.support.dpo_testkit import conflicting_pairs, cpu_args, tiny_pair  # noqa: E402
 
 ANNEAL = {"name": "anneal", "start": [1.0, 0.0], "end": [0.0, 1.0], "steps": 10}
 

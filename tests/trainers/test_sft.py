@@ -95,6 +95,7 @@ def test_long_prompts_keep_their_end_so_completions_survive(tiny_dir, tmp_path):
     assert result.steps == 1 and result.train_loss > 0  # the completion tokens were trained on
 
 
+@pytest.mark.slow
 def test_bundled_hh_rlhf_gives_chosen_replies_as_targets():
     from moalign.data import load_hh_rlhf
 
@@ -152,6 +153,7 @@ sys.exit(main(["sft", "--config", sys.argv[1], "--quiet"]))
 """
 
 
+@pytest.mark.slow
 def test_a_killed_sft_resumes_from_its_last_complete_checkpoint(tiny_dir, tmp_path, caplog):
     """Killed after checkpoint 2, with a half-written checkpoint-3 beside it (no
     trainer_state.json, weights cut short): ``resume: true`` continues from checkpoint 2 and

@@ -20,13 +20,12 @@ import torch
 
 pytest.importorskip("trl")
 
-from _dpo_testkit import conflicting_pairs, cpu_args  # noqa: E402
-
 from moalign.errors import CheckpointError  # noqa: E402
 from moalign.models import tiny_causal_lm  # noqa: E402
 from moalign.trainers import runs  # noqa: E402
 from moalign.trainers.dpo import MultiObjectiveDPOConfig  # noqa: E402
 from moalign.trainers.registry import TRAINERS  # noqa: E402
+from tests.support.dpo_testkit import conflicting_pairs, cpu_args  # noqa: E402
 
 
 class _Zero3Engine:

@@ -1,10 +1,10 @@
 """Driver of test_checkpoint_kills: MO-DPO on the tiny model, killed during checkpoint writes.
 
-Run as ``python _kill_checkpoints.py OUT SEED``; prints one JSON line with what it saw. The
-imports happen once; every training process is a fork that dies by SIGKILL at a chosen moment
-of a checkpoint save (before the weights, with the weights cut short, after the optimizer or
-the RNG state, half-way through trainer_state.json, after a complete save, or a random instant
-of the save), then the next fork resumes with ``train(resume_from_checkpoint=True)``.
+Run as ``python tests/support/kill_checkpoints.py OUT SEED``; prints one JSON line with what it
+saw. The imports happen once; every training process is a fork that dies by SIGKILL at a chosen
+moment of a checkpoint save (before the weights, with the weights cut short, after the optimizer
+or the RNG state, half-way through trainer_state.json, after a complete save, or a random
+instant of the save), then the next fork resumes with ``train(resume_from_checkpoint=True)``.
 """
 
 from __future__ import annotations

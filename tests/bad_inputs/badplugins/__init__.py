@@ -1,1 +1,0 @@
-"""Objective plugins that misbehave on purpose, imported by spec (``badplugins.objectives:X``)."""

@@ -1,0 +1,1 @@
+"""Objective plugins that misbehave on purpose, imported by spec (``tests.support.badplugins.objectives:X``)."""
