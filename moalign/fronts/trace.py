@@ -24,10 +24,12 @@ Layout of ``output_dir``::
     runs/<run>/          trained runs: adapter/ (LoRA) or model/ (lora: null), run.json
                          (trainer, seconds, steps)
     points/<id>/         point.json (scores, stderr, cost), scores.jsonl (one line per
-                         held-out example, one key per objective, null: not scored)
+                         held-out example, one key per objective, null: not scored),
+                         replies.jsonl (the point's replies to the first REPLY_PROMPTS
+                         distinct held-out prompts, for ``moalign report``)
                          [+ the soup adapter]
-    baseline/            point.json and scores.jsonl of the starting (SFT) policy, measured
-                         the same way
+    baseline/            point.json, scores.jsonl and replies.jsonl of the starting (SFT)
+                         policy, measured the same way
     adaptive.json        (weights: adaptive) every weight vector chosen, with the gap it filled
     front.json           the ParetoFront (README schema, with the paired-bootstrap intervals
                          computed from the scores.jsonl files), front.png its plot
@@ -53,7 +55,15 @@ from moalign.errors import CheckpointError, ConfigError
 from moalign.fronts.config import FrontConfig, resolve_front_config
 from moalign.fronts.context import Context, Policy, run_placement
 from moalign.fronts.evaluate import evaluate_front_policy, heldout_fingerprint
+from moalign.fronts.export.traced import policy_replies
 from moalign.fronts.plan import METHODS
+from moalign.fronts.report.replies import (
+    REPLIES_FILE,
+    REPLY_PROMPTS,
+    max_prompt_tokens,
+    replies_jsonl,
+    reply_prompts,
+)
 from moalign.pareto.bootstrap import per_example_text, read_per_example
 from moalign.pareto.front import FrontPoint, ParetoFront
 from moalign.storage.checkpoints import read_json
@@ -208,6 +218,17 @@ def _trace(cfg: FrontConfig, out: Path, current: dict[str, Any], precision: str)
         atomic_write_json(out / "config.json", current)
     eval_seconds = 0.0
     names = list(cfg.objective_names)
+    reply_to: list[Any] = []  # the held-out prompts of the recorded replies, chosen once
+
+    def record_replies(policy: Policy) -> str:
+        """The policy's replies to the first held-out prompts, for ``report``
+        (:mod:`moalign.fronts.report.replies`): the trace's generation settings and seed."""
+        if not reply_to:
+            reply_to.extend(reply_prompts(ctx.test_ds, names, ctx.tokenizer, REPLY_PROMPTS,
+                                          max_prompt_tokens(cfg.train)))
+        replies = policy_replies(policy, ctx.tokenizer, reply_to, precision=precision,
+                                 **{"seed": cfg.seed, **cfg.generation})
+        return replies_jsonl(reply_to, replies)
 
     def evaluate(folder: Path, policy: Policy, save_adapter: bool) -> dict[str, Any]:
         nonlocal eval_seconds
@@ -221,12 +242,14 @@ def _trace(cfg: FrontConfig, out: Path, current: dict[str, Any], precision: str)
             result["eval_seconds"] = time.perf_counter() - start
             result["throughput"] = work.rates()
             result["per_example"] = SCORES_FILE
+            replies = record_replies(policy)  # not part of the evaluation's time or work
             with atomic_directory(folder, overwrite=True) as tmp:
                 if save_adapter and policy.adapter is not None:
                     policy.model.save_pretrained(str(tmp / "adapter"),
                                                  selected_adapters=[policy.adapter])
                 atomic_write_text(tmp / SCORES_FILE,
                                   per_example_text(per_example, names))
+                atomic_write_text(tmp / REPLIES_FILE, replies)
                 atomic_write_json(tmp / "point.json", result)
             done = result
         eval_seconds += float(done["eval_seconds"])

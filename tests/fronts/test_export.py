@@ -17,9 +17,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # the module's fronts are traced once, then exported and reloaded
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -30,6 +33,7 @@ PROMPTS = [[{"role": "user", "content": "How do I bake bread?"}],
            [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Name a colour."}]]
 NEW_TOKENS = 12
+REPLY_TOKENS = 48  # the traces' generation.max_new_tokens (FrontConfig's default)
 
 PLAIN = textwrap.dedent('''
     import json, sys
@@ -51,6 +55,16 @@ PLAIN = textwrap.dedent('''
         base = AutoModelForCausalLM.from_pretrained(cfg["base_model_name_or_path"])
         out["logits"][name] = logits(PeftModel.from_pretrained(base, folder),
                                      cfg["base_model_name_or_path"])
+    for name, (folder, prompts) in job["generate"].items():  # a server's own generate call
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        tok = AutoTokenizer.from_pretrained(folder)
+        out["replies"][name] = []
+        for p in prompts:
+            enc = tok.apply_chat_template(p, add_generation_prompt=True, return_tensors="pt",
+                                          return_dict=True)
+            new = model.generate(**enc, max_new_tokens=job["reply_tokens"], do_sample=False)
+            out["replies"][name].append(tok.decode(new[0, enc["input_ids"].shape[1]:],
+                                                   skip_special_tokens=True))
     for name, folder in job["chat"].items():
         pipe = pipeline("text-generation", model=folder, tokenizer=folder)
         out["replies"][name] = [
@@ -108,7 +122,9 @@ def exported(fronts):
     job = {"text": TEXT, "prompts": PROMPTS, "new_tokens": NEW_TOKENS,
            "merged": {"traced": str(out / "traced"), "between": str(out / "between")},
            "adapters": {"adapter": str(out / "adapter"), **grid},
-           "chat": {"conditioned": str(out / "cond")}}
+           "chat": {"conditioned": str(out / "cond")},
+           "generate": {"traced": [str(out / "traced"), _recorded(soup, "w0.50-0.50")[0]]},
+           "reply_tokens": REPLY_TOKENS}
     (root / "job.json").write_text(json.dumps(job))
     (root / "plain.py").write_text(PLAIN)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -118,6 +134,13 @@ def exported(fronts):
     assert proc.returncode == 0, proc.stderr[-3000:]
     plain = json.loads((root / "plain.json").read_text())
     return {"out": out, "plain": plain, "printed": printed, "grid": grid}
+
+
+def _recorded(front, point):
+    """``(prompts, replies)`` the trace recorded for a point (``points/<id>/replies.jsonl``)."""
+    rows = [json.loads(line) for line in
+            (Path(front) / "points" / point / "replies.jsonl").read_text().splitlines()]
+    return [r["prompt"] for r in rows], [r["reply"] for r in rows]
 
 
 def _own_logits(model, tok):
@@ -158,6 +181,15 @@ def test_exported_soup_point_has_the_logits_of_moalign_own_point(fronts, exporte
     assert float((plain - _own_logits(own, tok)).abs().max()) < 1e-5
     card = (exported["out"] / "traced" / "README.md").read_text()
     assert "w0.50-0.50" in card and "interval" in card and "not measured" not in card.lower()
+
+
+def test_exported_point_served_by_plain_transformers_gives_the_replies_the_trace_recorded(
+        fronts, exported):
+    """``AutoModelForCausalLM.from_pretrained(folder)`` and ``generate``, in a process without
+    moalign, one prompt at a time: the replies the trace recorded for that point."""
+    prompts, replies = _recorded(fronts["soup"], "w0.50-0.50")
+    assert len(prompts) == 4 and all(isinstance(p, list) for p in prompts)
+    assert exported["plain"]["replies"]["traced"] == replies
 
 
 def test_exported_soup_between_traced_weights_is_the_exact_soup(fronts, exported):
@@ -306,11 +338,42 @@ def test_generate_serves_a_mod_point_and_plain_lines(fronts, tmp_path):
 # --------------------------------------------------------------------------------- report
 
 
+def test_the_trace_records_the_replies_the_report_shows(fronts, tmp_path):
+    """Every policy's replies to the first held-out prompts are in its folder, as
+    ``TracedFront.replies`` generates them again (the soup at its weights, the conditioned run
+    with its condition), and ``report`` uses them without generating."""
+    from moalign.fronts.export.traced import TracedFront
+    from moalign.fronts.report.replies import REPLY_PROMPTS, heldout_prompts, read_replies
+
+    for method in ("soup", "conditioned"):
+        tf = TracedFront(fronts[method])
+        stored = read_replies(tf.folder)
+        ids = [p.id for p in tf.front.points]
+        assert sorted(stored) == sorted(["start", *ids])
+        prompts = heldout_prompts(tf, REPLY_PROMPTS)
+        assert len(prompts) == REPLY_PROMPTS
+        for pid in stored:
+            assert [r["prompt"] for r in stored[pid]] == prompts, (method, pid)
+        again = {"start": tf.replies(tf.start_policy(), prompts),
+                 "w0.50-0.50": tf.replies(tf.policy(point="w0.50-0.50")[0], prompts)}
+        for pid, replies in again.items():
+            assert [r["reply"] for r in stored[pid]] == replies, (method, pid)
+    out = tmp_path / "r.html"
+    rc, _, err = _run(["report", str(fronts["soup"]), "-o", str(out),
+                       "--replies", str(REPLY_PROMPTS)])
+    assert rc == 0 and "generating" not in err, err
+    assert out.read_text().count("<tr data-reply") == REPLY_PROMPTS * (1 + 3)
+
+
 def test_report_generates_and_stores_the_replies_of_a_front_traced_before(fronts, tmp_path):
-    soup = fronts["soup"]
+    soup = tmp_path / "soup"
+    shutil.copytree(fronts["soup"], soup)
+    for f in soup.rglob("replies.jsonl"):  # as traced before the trace recorded replies
+        f.unlink()
     out = tmp_path / "r.html"
     rc, _, err = _run(["report", str(soup), "-o", str(out), "--replies", "1"])
     assert rc == 0, err
+    assert err.count("generating 1 replies") == 4
     ids = [p["id"] for p in json.loads((soup / "front.json").read_text())["points"]]
     stored = [soup / "baseline" / "replies.jsonl"] + [soup / "points" / i / "replies.jsonl"
                                                       for i in ids]

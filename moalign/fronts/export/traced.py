@@ -29,7 +29,7 @@ from moalign.pareto.front import FrontPoint, ParetoFront
 from moalign.storage.checkpoints import read_json
 from moalign.weights import as_weights, format_weights
 
-__all__ = ["TracedFront", "parse_weights"]
+__all__ = ["TracedFront", "parse_weights", "policy_replies"]
 
 
 def parse_weights(text: str | Sequence[float]) -> list[float]:
@@ -40,6 +40,24 @@ def parse_weights(text: str | Sequence[float]) -> list[float]:
         return [float(v) for v in text.strip().strip("[]()").replace(" ", "").split(",") if v]
     except ValueError:
         raise ConfigError(f"--weights '{text}' must be comma-separated numbers, e.g. 0.3,0.7") from None
+
+
+def policy_replies(policy: Policy, tokenizer: Any, prompts: Sequence[Any], *, precision: str,
+                   **settings: Any) -> list[str]:
+    """Replies of one point's ``policy`` to ``prompts`` through the one decode driver, as the
+    trace's evaluation generates: the point's condition shown, its adapter active and merged
+    (float32) or the weights in ``precision``, a mixture through its own generation; ``settings``
+    (``seed``, ``max_new_tokens``, ...) go to the driver. The trace records its replies with it,
+    and ``moalign generate`` / ``report --replies`` generate theirs."""
+    from moalign.evaluation.generation import generate_completions
+    from moalign.models.inference import inference_weights
+
+    shown = [policy.transform_prompt(p) for p in prompts] if policy.transform_prompt \
+        else list(prompts)
+    fn = policy.generate or generate_completions
+    policy.activate()
+    with inference_weights(policy.model, precision, merge=policy.generate is None):
+        return fn(policy.model, tokenizer, shown, **settings)
 
 
 class TracedFront:
@@ -194,23 +212,13 @@ class TracedFront:
     def replies(self, policy: Policy, prompts: Sequence[Any], *, precision: str | None = None,
                 **settings: Any) -> list[str]:
         """Replies of ``policy`` to ``prompts`` (text, or chat messages rendered with the
-        tokenizer's chat template) through the one decode driver, as the trace's evaluation
-        generates: the point's condition shown, its adapter merged (float32) or the weights in
-        ``precision`` (default: the trace's), the trace's ``generation`` settings and seed
+        tokenizer's chat template) as the trace generated them (:func:`policy_replies`), in
+        ``precision`` (default: the trace's), with the trace's ``generation`` settings and seed
         unless ``settings`` override them."""
-        from moalign.evaluation.generation import generate_completions
-        from moalign.models.inference import inference_weights
-
-        shown = [policy.transform_prompt(p) for p in prompts] if policy.transform_prompt \
-            else list(prompts)
         settings = {"seed": int(self.config.get("seed", 0)),
                     **(self.config.get("generation") or {}), **settings}
-        fn = policy.generate or generate_completions
-        if policy.adapter is not None:
-            policy.activate()
-        with inference_weights(policy.model, precision or self.precision,
-                               merge=policy.generate is None):
-            return fn(policy.model, self.base()[1], shown, **settings)
+        return policy_replies(policy, self.base()[1], prompts,
+                              precision=precision or self.precision, **settings)
 
     def _soup(self, w: np.ndarray) -> Policy:
         from moalign.fronts.soup import soup_adapter, soup_state_dicts

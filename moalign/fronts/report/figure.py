@@ -15,6 +15,8 @@ from typing import Any
 __all__ = ["front_figure", "hover_text"]
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+#: The other markers once a point is clicked (selected): still readable.
+UNSELECTED = {"marker": {"opacity": 0.6}}
 
 
 def _iv(v: Any) -> str:
@@ -58,7 +60,8 @@ def front_figure(fronts: Sequence[Any], labels: Sequence[str]) -> Any:
         symbols = ["circle" if nd else "circle-open" for nd in front.nondominated]
         marker = {"size": 11, "color": color, "symbol": symbols}
         common = {"name": label, "customdata": ids, "hovertext": hover, "hoverinfo": "text",
-                  "meta": {"front": i, "kind": "points"}, "legendgroup": label}
+                  "meta": {"front": i, "kind": "points"}, "legendgroup": label,
+                  "unselected": UNSELECTED}
         base = ((front.metadata or {}).get("baseline") or {}).get("scores")
         if len(objectives) == 2:
             x, y = objectives
@@ -71,7 +74,8 @@ def front_figure(fronts: Sequence[Any], labels: Sequence[str]) -> Any:
                     x=[base[x]], y=[base[y]], mode="markers", name=f"{label}: start",
                     marker={"size": 12, "color": color, "symbol": "x"}, customdata=["start"],
                     hovertext=[f"<b>start</b><br>{x}: {base[x]:.4f}<br>{y}: {base[y]:.4f}"],
-                    hoverinfo="text", meta={"front": i, "kind": "start"}, legendgroup=label))
+                    hoverinfo="text", meta={"front": i, "kind": "start"}, legendgroup=label,
+                    unselected=UNSELECTED))
         else:
             dims = [{"label": o, "values": [p.scores[o] for p in points]} for o in objectives]
             fig.add_trace(go.Splom(dimensions=dims, marker=marker, diagonal_visible=False,

@@ -13,6 +13,7 @@ held-out examples), and the replies of the start and every point to a few held-o
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from moalign.fronts.report.figure import front_figure
 __all__ = ["render_report", "write_report"]
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+body{font-family:system-ui,sans-serif;margin:24px auto;padding:0 16px;max-width:1200px;
+color:#222}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 8px;
 vertical-align:top;text-align:left}th{background:#f3f3f3}.num{font-variant-numeric:tabular-nums}
 .reply{white-space:pre-wrap;max-width:520px;font-family:ui-monospace,monospace;font-size:12px}
@@ -31,9 +33,40 @@ tr.selected td{background:#fff3c4}.muted{color:#777}
 
 SCRIPT = """
 (function(){
-  var fig = JSON.parse(document.getElementById('front-data').textContent);
+  function data(id){ return JSON.parse(document.getElementById(id).textContent); }
+  var fig = data('front-data'), replies = data('replies-data');
   var el = document.getElementById('front');
   Plotly.newPlot(el, fig.data, fig.layout, {displaylogo:false, responsive:true});
+  function cell(tr, tag, text){
+    var c = document.createElement(tag); c.textContent = text; c.className = 'reply';
+    tr.appendChild(c);
+  }
+  function show(front, pid){
+    var box = document.getElementById('selected-replies'), r = replies[front] || {};
+    var policies = pid === 'start' ? ['start'] : ['start', pid];
+    box.textContent = '';
+    var h = document.createElement('h3');
+    h.textContent = (r.label ? r.label + ': ' : '') + 'replies of ' + pid +
+                    (pid === 'start' ? '' : ' and of the start');
+    box.appendChild(h);
+    if (!r.prompts || !r.prompts.length || !(r.replies || {})[pid]) {
+      var p = document.createElement('p'); p.className = 'muted';
+      p.textContent = 'No replies stored for ' + pid + ': moalign report --replies N ' +
+                      'generates them.';
+      box.appendChild(p); return;
+    }
+    var table = document.createElement('table'), head = document.createElement('tr');
+    cell(head, 'th', 'prompt');
+    policies.forEach(function(q){ cell(head, 'th', q); });
+    table.appendChild(head);
+    r.prompts.forEach(function(prompt, j){
+      var tr = document.createElement('tr');
+      cell(tr, 'td', prompt);
+      policies.forEach(function(q){ cell(tr, 'td', ((r.replies[q] || [])[j]) || ''); });
+      table.appendChild(tr);
+    });
+    box.appendChild(table);
+  }
   el.on('plotly_click', function(ev){
     if (!ev.points.length) return;
     var p = ev.points[0], meta = p.data.meta || {};
@@ -42,14 +75,11 @@ SCRIPT = """
       tr.classList.toggle('selected', tr.getAttribute('data-point') === key ||
                           tr.getAttribute('data-point') === meta.front + '/start');
     });
-    var first = document.querySelector('tr.selected[data-reply]');
-    var info = document.getElementById('selected');
-    info.textContent = 'selected: ' + p.customdata;
-    if (first) first.scrollIntoView({block:'nearest'});
+    document.getElementById('selected').textContent = 'selected: ' + p.customdata;
+    show(meta.front, p.customdata);
   });
 })();
 """
-
 
 def _e(x: Any) -> str:
     return html.escape(str(x))
@@ -143,6 +173,24 @@ def _differences(fronts: Sequence[Any], labels: Sequence[str]) -> str:
     return f"<h2>Comparison</h2><ul>{''.join(lines)}</ul>" if lines else ""
 
 
+def _script_json(text: str) -> str:
+    """JSON to put inside a script element: every ``<`` (only ever inside a JSON string) as
+    ``\\u003c``, so no ``</script>`` or ``<!--`` in a reply can end or change the element."""
+    return text.replace("<", "\\u003c")
+
+
+def _replies_data(labels: Sequence[str],
+                  replies: Sequence[dict[str, list[dict[str, Any]]]]) -> str:
+    """Per front: its label, the prompts' text and each policy's replies, for the page's
+    script (JSON that cannot close its script element)."""
+    out = []
+    for label, r in zip(labels, replies):
+        first = next(iter(r.values()), [])
+        out.append({"label": label, "prompts": [_prompt_text(row["prompt"]) for row in first],
+                    "replies": {pid: [row["reply"] for row in rows] for pid, rows in r.items()}})
+    return _script_json(json.dumps(out, ensure_ascii=False))
+
+
 def render_report(fronts: Sequence[Any], labels: Sequence[str],
                   replies: Sequence[dict[str, list[dict[str, Any]]]] | None = None,
                   title: str = "moalign report") -> str:
@@ -150,15 +198,17 @@ def render_report(fronts: Sequence[Any], labels: Sequence[str],
     from plotly.offline import get_plotlyjs
 
     fig = front_figure(fronts, labels)
-    data = fig.to_json().replace("</", "<\\/")  # never closes the script element early
+    data = _script_json(fig.to_json())
     replies = list(replies or [{} for _ in fronts])
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(title)}</title>"
              f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>",
              f"<h1>{_e(title)}</h1><p class=muted>Objectives: {_e(', '.join(fronts[0].objectives))}"
              " (higher is better). Hover a point for its weights, scores and intervals; click it "
-             "to mark its replies. <span id=selected></span></p>",
-             "<div id=front></div>",
+             "for its replies next to the start's. <span id=selected></span></p>",
+             "<div id=front></div><div id=selected-replies></div>",
              f"<script type='application/json' id='front-data'>{data}</script>",
+             "<script type='application/json' id='replies-data'>"
+             f"{_replies_data(labels, replies)}</script>",
              "<h2>Fronts</h2>"]
     parts += [_summary(f, label, i) for i, (f, label) in enumerate(zip(fronts, labels))]
     parts.append(_differences(fronts, labels))
