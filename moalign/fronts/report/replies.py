@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from moalign.data.schema import prompt_key
 from moalign.fronts.export.traced import TracedFront
 from moalign.storage.files import atomic_write_text
 
@@ -62,11 +63,11 @@ def heldout_prompts(tf: TracedFront, n: int) -> list[Any]:
     """The first ``n`` distinct prompts of the trace's held-out split, as its evaluation
     chooses and cuts them: the prompts the trace recorded its replies to
     (:func:`reply_prompts`)."""
-    from moalign.data import catalog, train_test_split_pairs
+    from moalign.data import TEST_SIZE, catalog, heldout_split
 
     ds = catalog.load_dataset(tf.config["dataset"])
-    test = train_test_split_pairs(ds, test_size=tf.config.get("test_size", 0.2),
-                                  seed=int(tf.config.get("seed", 0)))["test"]
+    test = heldout_split(ds, test_size=tf.config.get("test_size", TEST_SIZE),
+                         seed=int(tf.config.get("seed", 0)))[1]
     return reply_prompts(test, tf.objectives, tf.base()[1], n,
                          max_prompt_tokens(tf.config.get("train")))
 
@@ -92,7 +93,7 @@ def read_replies(folder: str | Path) -> dict[str, list[dict[str, Any]]]:
 
 def _complete(have: dict[str, list[dict[str, Any]]], wanted: list[str], n: int) -> bool:
     """Whether every policy in ``wanted`` has replies to the same ``n`` prompts."""
-    lists = [[repr(r["prompt"]) for r in have.get(pid, [])] for pid in wanted]
+    lists = [[prompt_key(r["prompt"]) for r in have.get(pid, [])] for pid in wanted]
     return all(len(x) == n and x == lists[0] for x in lists)
 
 
