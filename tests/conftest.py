@@ -1,8 +1,10 @@
 """Fixtures every test shares.
 
 Tests are grouped like the packages of ``moalign/`` (``tests/<package>/``); ``tests/project/``
-holds whole-project checks (architecture, security, scripts) and ``tests/bad_inputs/`` the
-corpus of bad inputs tried through every entry point.
+holds whole-project checks (architecture, security, scripts), ``tests/bad_inputs/`` the corpus of
+bad inputs tried through every entry point, and ``tests/support/`` the helpers tests share
+(``from tests.support import rl_bandit``). ``python -m pytest -m "not slow"`` is the fast loop;
+docs/CONTRIBUTING.md says what is marked ``slow``.
 """
 
 from __future__ import annotations
