@@ -29,6 +29,7 @@ critic. The policy is trained on ``transformers`` + ``accelerate``; the referenc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -49,6 +50,7 @@ from moalign.tradeoff.tradeoff import TradeOff, check_scored
 from moalign.trainers import conditioned_rl as rl
 from moalign.trainers import ppo_core as core
 from moalign.trainers import ppo_distributed as ddp
+from moalign.trainers import ppo_engine as engine
 from moalign.trainers import ppo_models as parts
 from moalign.trainers.checkpoint_state import load_state, restore_rng, rng_state, save_state
 from moalign.trainers.checkpointing import is_peft_model, load_policy_weights, resolve_policy
@@ -108,7 +110,8 @@ class MultiObjectivePPOTrainer:
         # a fresh accelerator state per trainer, as TrainingArguments does
         AcceleratorState._reset_state(reset_partial_state=True)
         self.accelerator = Accelerator(cpu=args.use_cpu,
-                                       mixed_precision="bf16" if args.bf16 else "no")
+                                       mixed_precision="bf16" if args.bf16 else "no",
+                                       kwargs_handlers=engine.process_group_kwargs(args.ddp_backend))
 
         policy, self.tokenizer = resolve_policy(model, processing_class)
         policy, critic = parts.build_parts(policy, (*names, "kl"), args.critic, value_model, peft_config)
@@ -128,6 +131,7 @@ class MultiObjectivePPOTrainer:
                               "but the DeepSpeed engine steps at every backward: leave "
                               "micro_batch_size unset and use DeepSpeed's "
                               "gradient_accumulation_steps instead")
+        engine.fill_deepspeed_autos(self.accelerator, args.mini_batch_size, args.max_grad_norm)
         self.model, self.optimizer = self.accelerator.prepare(parts.PolicyAndCritic(policy, critic), optimizer)
         self.policy, self.critic = self._unwrap(self.model).policy, self._unwrap(self.model).critic
         seed_sampling(args.seed, self.accelerator.process_index)  # per process, models built
@@ -401,25 +405,51 @@ class MultiObjectivePPOTrainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _gathered(self) -> tuple[dict | None, dict | None]:
+        """The policy's and the critic's whole states where the weights are sharded (ZeRO-3,
+        FSDP; collective, the main process gets them), else ``(None, None)``: their own
+        ``state_dict()`` is whole. A LoRA policy's frozen base is left out."""
+        state = engine.gathered_state(self.accelerator, self.model,
+                                      trainable_only=is_peft_model(self.policy))
+        return engine.part_state(state, "policy"), engine.part_state(state, "critic")
+
+    def save_policy(self, path: str | os.PathLike) -> None:
+        """Save the policy (the adapter under LoRA) with ``save_pretrained``, gathered from
+        every process's partitions: call it on every process; the main one writes."""
+        policy_state, _ = self._gathered()
+        if self.accelerator.is_main_process:
+            self.policy.save_pretrained(str(path), state_dict=policy_state)
+        self.accelerator.wait_for_everyone()
+
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
-        """Save policy (or adapter) + tokenizer, critic, optimizers and LR schedules, RNG
-        states, prompt order, weights and multipliers (default ``output_dir/checkpoint-<step>``)."""
+        """Save policy (or adapter) + tokenizer, critic, optimizer and LR schedule, RNG
+        states, prompt order, weights and multipliers (default ``output_dir/checkpoint-<step>``).
+        Call it on every process. Weights are gathered whole; under DeepSpeed the engine
+        writes the partitioned optimizer state into ``global_step<step>/``."""
         acc = self.accelerator
         path = Path(path or Path(self.args.output_dir) / f"checkpoint-{self.step}")
         acc.wait_for_everyone()
-        from accelerate.utils import gather_object
+        from accelerate.utils import broadcast_object_list, gather_object
 
         # every process's RNG goes into the folder before it is renamed into place
         rng_states = gather_object([rng_state(self.generator)])
-        if acc.is_main_process:
-            with atomic_directory(path, overwrite=True) as tmp:
+        policy_state, critic_state = self._gathered()
+        main = acc.is_main_process
+        with atomic_directory(path, overwrite=True) if main else contextlib.nullcontext() as tmp:
+            tmp = Path(broadcast_object_list([str(tmp) if main else None])[0])  # one folder
+            optimizer: dict[str, Any] = {"scheduler": self.scheduler.state_dict()}
+            if engine.is_deepspeed(acc):
+                optimizer["engine"] = engine.save_engine_state(self.model, tmp, self.step)
+            elif main:
+                optimizer["optimizer"] = self.optimizer.state_dict()
+            acc.wait_for_everyone()  # every process's files are written
+            if main:
                 for index, state in enumerate(rng_states):
                     save_state(tmp, f"rng_state_{index}.pt", state)
-                self.policy.save_pretrained(tmp)
+                self.policy.save_pretrained(tmp, state_dict=policy_state)
                 self.tokenizer.save_pretrained(tmp)
-                self.critic.save(tmp)
-                save_state(tmp, "optimizer.pt", {"optimizer": self.optimizer.state_dict(),
-                                                 "scheduler": self.scheduler.state_dict()})
+                self.critic.save(tmp, state=critic_state)
+                save_state(tmp, "optimizer.pt", optimizer)
                 save_state(tmp, _STATE, {
                     "step": self.step, "sampler": self.sampler.state_dict(),
                     "tradeoff": self.tradeoff.state_dict(), "objectives": list(self.names),
@@ -429,16 +459,24 @@ class MultiObjectivePPOTrainer:
         return path
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Restore everything :meth:`save_checkpoint` wrote; the objectives must match."""
+        """Restore everything :meth:`save_checkpoint` wrote; the objectives must match, and a
+        checkpoint written under DeepSpeed resumes under DeepSpeed (and only there)."""
         path = Path(path)
         state = load_state(path, _STATE, objectives=self.names, what="MO-PPO trainer state",
                            required=("objectives", "step", "sampler", "tradeoff", "log_history"))
-        load_policy_weights(self.policy, path)
-        self.critic.load(path)
-        optim = parts.joint_optimizer_state(load_state(path, "optimizer.pt",
-                                                       what="optimizer state"))
-        self.optimizer.load_state_dict(optim["optimizer"])
-        self.scheduler.load_state_dict(optim["scheduler"])
+        saved = load_state(path, "optimizer.pt", what="optimizer state")
+        if ("engine" in saved) != engine.is_deepspeed(self.accelerator):
+            where = "with" if "engine" in saved else "without"
+            raise CheckpointError(f"checkpoint '{path}' was written {where} DeepSpeed; resume it "
+                                  f"{where} DeepSpeed (its optimizer state is kept that way)")
+        if "engine" in saved:  # the engine restores the trainable weights and optimizer state
+            engine.load_engine_state(self.model, path, saved["engine"])
+        else:
+            saved = parts.joint_optimizer_state(saved)
+            load_policy_weights(self.policy, path)
+            self.critic.load(path)
+            self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
         restore_rng(load_state(path, f"rng_state_{self.accelerator.process_index}.pt",
                                what="RNG state"), self.generator)
         self.step = int(state["step"])

@@ -35,6 +35,9 @@ class MultiObjectivePPOConfig(rl.ConditioningFields):
     use_cpu: bool = doc(False, "Train on the CPU even when an accelerator is available.")
     bf16: bool = doc(False, "bfloat16 autocast over float32 weights, as TRL's field (`moalign "
                      "train` / `trace` set it from `precision`).")
+    ddp_backend: str | None = doc(
+        None, "Backend of the process group ('nccl', 'gloo', ...; None: accelerate's choice), as "
+        "TRL's field: 'gloo' for several CPU processes under DeepSpeed.")
     # rollouts
     batch_size: int = doc(16, "Prompts per iteration on each process.")
     num_samples_per_prompt: int = doc(

@@ -218,17 +218,13 @@ def save_policy(trainer: Any, save_to: str | Path) -> None:
     into ``save_to``, gathered from every process: call it on **every** process. The TRL-based
     trainers save through ``Trainer.save_model`` (which gathers ZeRO-3 / FSDP shards; the
     final save always gathers a whole policy, see :func:`_full_state_on_save`), MO-PPO through
-    its accelerator's ``get_state_dict``; only the main process writes, the others wait until
-    the folder is complete, and the result is checked (:func:`check_saved_policy`)."""
+    its ``save_policy`` (which gathers them from its prepared module); only the main process
+    writes, the others wait until the folder is complete, and the result is checked
+    (:func:`check_saved_policy`)."""
     save_to = Path(save_to)
     acc = trainer.accelerator
-    if hasattr(trainer, "policy"):  # MO-PPO: its own loop on accelerate
-        from accelerate.utils import DistributedType
-
-        sharded = acc.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP)
-        state = acc.get_state_dict(trainer.policy) if sharded else None  # every process
-        if acc.is_main_process:
-            trained_policy(trainer).save_pretrained(str(save_to), state_dict=state)
+    if hasattr(trainer, "policy"):  # MO-PPO: its own loop on accelerate, gathers itself
+        trainer.save_policy(save_to)
     else:
         with _full_state_on_save(trainer):
             trainer.save_model(str(save_to))  # gathers on every process, the main one writes

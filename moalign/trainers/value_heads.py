@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -100,11 +100,14 @@ class VectorValueModel(nn.Module):
                    position_ids=positions, use_cache=False)
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write the critic's weights and channel names to ``directory/critic.safetensors``."""
+    def save(self, directory: str | os.PathLike, state: Mapping[str, torch.Tensor] | None = None
+             ) -> None:
+        """Write the critic's weights (``state``, e.g. gathered from partitions; default its
+        ``state_dict()``) and channel names to ``directory/critic.safetensors``."""
         from safetensors.torch import save_file
 
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu()
+                 for k, v in (self.state_dict() if state is None else state).items()}
         save_file(state, os.path.join(directory, _WEIGHTS),
                   metadata={"names": ",".join(self.names), "kind": self.kind})
 
