@@ -19,11 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import datasets  # noqa: E402, F401
 import transformers.utils.logging  # noqa: E402, F401
 
-from tests.support.corpus import (  # noqa: E402
-    CliResult,
-    ModelLoaded,
-    run_cli_case,  # noqa: F401  (test_bad_resumes.py imports it from here, for now)
-)
+from tests.support.corpus import CliResult, ModelLoaded  # noqa: E402
 
 
 @pytest.fixture

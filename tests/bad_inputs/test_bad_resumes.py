@@ -14,7 +14,8 @@ import struct
 import time
 
 import pytest
-from conftest import run_cli_case
+
+from tests.support.corpus import run_cli_case
 
 BASE = ("trainer: mo_dpo\nmodel: tiny\nweights: [0.3, 0.7]\nlora: {r: 4, alpha: 8}\n"
         "max_examples: 8\nsave_strategy: steps\nsave_steps: 1\nbeta: 0.1\n")

@@ -93,6 +93,7 @@ def test_the_lock_refuses_another_process_and_dies_with_it(tmp_path):
     assert not lock_path(out).exists()  # released and removed
 
 
+@pytest.mark.slow
 def test_two_trains_started_together_one_is_refused(tmp_path):
     go = tmp_path / "go"
     out = tmp_path / "out"

@@ -86,6 +86,7 @@ def spied_device(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_a_front_trains_and_evaluates_its_models_on_the_run_device_in_its_dtype(
         tmp_path, spied_device, monkeypatch):
     """The model the trainer trains on and every evaluated policy (baseline and points) are on

@@ -9,7 +9,6 @@ import torch
 
 pytest.importorskip("trl")
 
-import rl_bandit as bandit  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
@@ -24,6 +23,7 @@ from moalign.errors import (  # noqa: E402
 from moalign.models import tiny_causal_lm  # noqa: E402
 from moalign.schedule import AnnealedWeights  # noqa: E402
 from moalign.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer  # noqa: E402
+from tests.support import rl_bandit as bandit  # noqa: E402
 
 BETA = bandit.BETA
 G = bandit.G
@@ -87,6 +87,7 @@ def test_schedule_drives_the_weights_trl_uses(tmp_path):
         assert entry["reward"] == pytest.approx(weighted, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_grpo_lagrangian_satisfies_a_binding_constraint(tmp_path):
     threshold = 0.4
     assert expected(bandit.optimum(bandit.REF_TARGET, [1.0, 0.0], BETA), 1) < threshold - 0.15

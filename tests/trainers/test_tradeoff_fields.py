@@ -16,8 +16,6 @@ import pytest
 
 pytest.importorskip("trl")
 
-import rl_bandit as bandit  # noqa: E402
-from _dpo_testkit import conflicting_pairs, cpu_args, tiny_pair  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
 from moalign.errors import ConfigError  # noqa: E402
@@ -30,6 +28,8 @@ from moalign.trainers import (  # noqa: E402
 )
 from moalign.trainers.grpo import MultiObjectiveGRPOConfig, MultiObjectiveGRPOTrainer  # noqa: E402
 from moalign.trainers.ppo import MultiObjectivePPOConfig, MultiObjectivePPOTrainer  # noqa: E402
+from tests.support import rl_bandit as bandit  # noqa: E402
+from tests.support.dpo_testkit import conflicting_pairs, cpu_args, tiny_pair  # noqa: E402
 
 #: config class -> the trade-off fields it has
 SUPPORTED = {

@@ -98,6 +98,7 @@ def test_bad_keys_are_refused_before_anything_loads(monkeypatch, tmp_path):
 # ------------------------------------------------------------------ one held-out split
 
 
+@pytest.mark.slow
 def test_train_trace_and_eval_hold_out_the_same_rows():
     from moalign.fronts.config import resolve_front_config
     from moalign.fronts.context import load_preference_splits
