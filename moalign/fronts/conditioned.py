@@ -27,9 +27,10 @@ def policies(ctx: Context) -> Iterator[tuple[str, np.ndarray, Policy]]:
     run = ctx.policy(name)
     objectives = ctx.names
     style = ctx.cfg.train.get("condition_style", "system")  # as in training
+    form = ctx.cfg.train.get("condition_format", "full")
     for w in ctx.weight_vectors():
         def transform(prompt: Any, w: np.ndarray = w) -> Any:
-            return apply_condition(prompt, w, objectives, style=style)
+            return apply_condition(prompt, w, objectives, style=style, form=form)
 
         yield format_weights(w), w, Policy(run.model, adapter=run.adapter,
                                            transform_prompt=transform, checkpoint=run.checkpoint)

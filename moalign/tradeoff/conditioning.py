@@ -14,7 +14,19 @@ The exact text. For objectives ``["helpfulness", "harmlessness"]`` and weights `
 
 objectives in the given order, each weight with two decimals (``digits``), ``", "`` between
 them. Plain ASCII, no special tokens, so every tokenizer encodes it the same way in any context.
-:func:`apply_condition` places that line:
+
+That is the ``"full"`` form, the default. The ``"nonzero"`` form (config field
+``condition_format: nonzero``) leaves out the objectives whose rounded weight is 0, so weights
+``(1, 0)`` read ``Objective weights: helpfulness=1.00``. In the full form two weight vectors
+that swap their values show the same tokens in another order (``a=1.00, b=0.00`` and
+``a=0.00, b=1.00``), and a small model, which tells prompts apart by the tokens they hold far
+more easily than by where they stand, barely tells them apart; in the nonzero form the
+vertices name different objectives. The tiny test model follows its condition after conditioned
+GRPO in the nonzero form and not in the full one (``tests/fronts/test_conditioned_learns.py``).
+Training, front evaluation and export read the same ``condition_format``, as they read
+``condition_style``.
+
+:func:`apply_condition` places the condition line:
 
 - chat prompts (lists of ``{"role", "content"}`` messages), ``style="system"``: as a system
   message in front of the conversation, or, when the conversation already starts with a system
@@ -38,6 +50,7 @@ from moalign.errors import DataError
 from moalign.weights import as_weights
 
 __all__ = [
+    "CONDITION_FORMATS",
     "CONDITION_HEADER",
     "CONDITION_STYLES",
     "WEIGHTS_COLUMN",
@@ -51,6 +64,8 @@ __all__ = [
 CONDITION_HEADER = "Objective weights:"
 #: Where :func:`apply_condition` can put the condition in a chat prompt.
 CONDITION_STYLES = ("system", "prefix")
+#: How the condition lists the weights: every objective, or only those weighted above 0.
+CONDITION_FORMATS = ("full", "nonzero")
 #: Dataset column holding each pair's weight vector (a list of K floats) in conditioned training.
 WEIGHTS_COLUMN = "condition_weights"
 
@@ -73,17 +88,25 @@ def quantize_weights(weights: Any, digits: int = 2) -> np.ndarray:
     return units.astype(np.float64) / scale
 
 
-def format_condition(weights: Any, objectives: Sequence[str], digits: int = 2) -> str:
+def format_condition(weights: Any, objectives: Sequence[str], digits: int = 2, *,
+                     form: str = "full") -> str:
     """The condition line, e.g. ``"Objective weights: helpfulness=0.30, harmlessness=0.70"``.
 
     ``weights`` must be on the simplex with one entry per objective; they are printed rounded
-    with :func:`quantize_weights`, so the printed numbers sum to 1.
+    with :func:`quantize_weights`, so the printed numbers sum to 1. ``form`` is one of
+    :data:`CONDITION_FORMATS` (module docstring): ``"nonzero"`` leaves out the objectives whose
+    rounded weight is 0.
     """
+    if form not in CONDITION_FORMATS:
+        raise DataError(f"unknown condition format {form!r}; choose one of "
+                        f"{list(CONDITION_FORMATS)}")
     names = [str(n) for n in objectives]
     if not names:
         raise DataError("format_condition needs at least one objective name")
     w = quantize_weights(as_weights(weights, len(names)), digits)
-    body = ", ".join(f"{name}={value:.{digits}f}" for name, value in zip(names, w, strict=True))
+    shown = [(name, value) for name, value in zip(names, w, strict=True)
+             if form == "full" or value > 0]
+    body = ", ".join(f"{name}={value:.{digits}f}" for name, value in shown)
     return f"{CONDITION_HEADER} {body}"
 
 
@@ -105,15 +128,17 @@ def apply_condition(
     style: str = "system",
     *,
     digits: int = 2,
+    form: str = "full",
 ) -> Any:
-    """Return ``prompt`` with the weight condition added (see the module docstring for the text).
+    """Return ``prompt`` with the weight condition added (see the module docstring for the text;
+    ``form``: one of :data:`CONDITION_FORMATS`).
 
     ``prompt`` is a string or a list of chat messages (the input is not modified). A prompt that
     already carries a condition is an error (a condition is never stacked).
     """
     if style not in CONDITION_STYLES:
         raise DataError(f"unknown condition style {style!r}; choose one of {list(CONDITION_STYLES)}")
-    condition = format_condition(weights, objectives, digits)
+    condition = format_condition(weights, objectives, digits, form=form)
     if isinstance(prompt, str):
         if has_condition(prompt):
             raise DataError(f"prompt already carries a weight condition: {prompt[:80]!r}")

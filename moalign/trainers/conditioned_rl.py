@@ -28,6 +28,7 @@ import numpy as np
 
 from moalign.config.fields import doc
 from moalign.tradeoff.conditioning import (
+    CONDITION_FORMATS,
     CONDITION_STYLES,
     WEIGHTS_COLUMN,
     apply_condition,
@@ -50,6 +51,10 @@ class ConditioningFields:
     condition_style: str = doc(
         "system", "Where the condition goes in chat prompts: 'system' (a system message) or "
         "'prefix' (first line of the first user message); plain prompts: the first line.")
+    condition_format: str = doc(
+        "full", "How the condition lists the weights: 'full' (every objective) or 'nonzero' "
+        "(the objectives weighted 0 left out, so the vertices name different objectives, which "
+        "a small model tells apart far more easily; moalign.tradeoff.conditioning).")
     dirichlet_alpha: float = doc(
         1.0, "Concentration of the Dirichlet the per-prompt weights are drawn from (1: uniform "
         "on the simplex; < 1 favours the vertices).")
@@ -63,6 +68,9 @@ def conditioning_problems(args: Any) -> list[str]:
     if args.condition_style not in CONDITION_STYLES:
         problems.append(f"'condition_style' must be one of {list(CONDITION_STYLES)}, got "
                         f"{args.condition_style!r}")
+    if args.condition_format not in CONDITION_FORMATS:
+        problems.append(f"'condition_format' must be one of {list(CONDITION_FORMATS)}, got "
+                        f"{args.condition_format!r}")
     alpha = args.dirichlet_alpha
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
         problems.append(f"'dirichlet_alpha' must be a number > 0, got {alpha!r}")
@@ -90,7 +98,7 @@ def condition_prompts(rows: Any, names: Sequence[str], args: Any, name: str = "t
     """``rows`` (a ``datasets.Dataset`` or a list of row dicts) with each prompt showing its
     weights and the weights in :data:`WEIGHTS_COLUMN`; weights already in that column are kept
     (rounded as the condition shows them)."""
-    names, style = [str(n) for n in names], args.condition_style
+    names, style, form = [str(n) for n in names], args.condition_style, args.condition_format
     is_dataset = hasattr(rows, "map") and hasattr(rows, "column_names")
     columns = rows.column_names if is_dataset else (list(rows[0]) if rows else [])
     if WEIGHTS_COLUMN in columns:
@@ -100,7 +108,8 @@ def condition_prompts(rows: Any, names: Sequence[str], args: Any, name: str = "t
         weights = _draws(len(rows), len(names), args, name)
 
     def add(row: dict, i: int) -> dict:
-        return {**row, "prompt": apply_condition(row["prompt"], weights[i], names, style),
+        return {**row, "prompt": apply_condition(row["prompt"], weights[i], names, style,
+                                                 form=form),
                 WEIGHTS_COLUMN: weights[i].tolist()}
 
     if is_dataset:

@@ -41,6 +41,7 @@ from moalign.config.fields import doc
 from moalign.data.schema import pref_column
 from moalign.errors import ConfigError, DataError, MoalignError, WeightsError
 from moalign.tradeoff.conditioning import (
+    CONDITION_FORMATS,
     CONDITION_STYLES,
     WEIGHTS_COLUMN,
     apply_condition,
@@ -148,6 +149,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
         "system", "Where the condition goes in chat prompts: 'system' (a system message) or "
         "'prefix' (first line of the first user message). Plain text prompts always get it as "
         "their first line.")
+    condition_format: str = doc(
+        "full", "How the condition lists the weights: 'full' (every objective) or 'nonzero' "
+        "(the objectives weighted 0 left out; moalign.tradeoff.conditioning).")
     dirichlet_alpha: float = doc(
         1.0, "Concentration of the Dirichlet the conditioning weights are drawn from (1 = uniform "
         "on the simplex, < 1 favours the vertices). Draws are seeded by `seed` and made once per "
@@ -221,6 +225,9 @@ class MultiObjectiveDPOConfig(DPOConfig):
         if self.condition_style not in CONDITION_STYLES:
             problems.append(f"'condition_style' must be one of {list(CONDITION_STYLES)}, "
                             f"got {self.condition_style!r}")
+        if self.condition_format not in CONDITION_FORMATS:
+            problems.append(f"'condition_format' must be one of {list(CONDITION_FORMATS)}, "
+                            f"got {self.condition_format!r}")
         if isinstance(self.dirichlet_alpha, bool) or not isinstance(self.dirichlet_alpha, (int, float)) \
                 or not self.dirichlet_alpha > 0:
             problems.append(f"'dirichlet_alpha' must be a number > 0, got {self.dirichlet_alpha!r}")
@@ -329,10 +336,11 @@ class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
             seed = int(args.seed) + zlib.crc32(name.encode())
             raw = DirichletWeights(len(self._mo_names), args.dirichlet_alpha, seed).ask_batch(len(dataset))
         weights = np.stack([quantize_weights(w) for w in raw]) if len(raw) else raw
-        names, style = list(self._mo_names), args.condition_style
+        names, style, form = list(self._mo_names), args.condition_style, args.condition_format
 
         def add(example, idx):
-            return {"prompt": apply_condition(example["prompt"], weights[idx], names, style),
+            return {"prompt": apply_condition(example["prompt"], weights[idx], names, style,
+                                              form=form),
                     WEIGHTS_COLUMN: weights[idx].tolist()}
 
         return dataset.map(add, with_indices=True, desc=f"Conditioning {name} dataset")

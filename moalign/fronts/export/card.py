@@ -100,7 +100,7 @@ def point_card(tf: Any, w: np.ndarray, point: Any, form: dict[str, Any], output:
     if tf.method == "conditioned":
         from moalign.tradeoff.conditioning import format_condition
 
-        cond = format_condition(w, tf.objectives)
+        cond = format_condition(w, tf.objectives, form=tf.condition_format)
         lines += ["", "## Condition", "",
                   f"This policy reads its weights in the prompt. The tokenizer's chat template "
                   f"adds the line `{cond}` ({tf.condition_style} style), so chat requests need "

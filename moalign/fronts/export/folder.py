@@ -105,7 +105,8 @@ def _tokenizer(tf: TracedFront, w: np.ndarray) -> Any:
         from moalign.tradeoff.conditioning import format_condition
 
         tokenizer.chat_template = condition_chat_template(
-            getattr(tokenizer, "chat_template", None), format_condition(w, tf.objectives),
+            getattr(tokenizer, "chat_template", None),
+            format_condition(w, tf.objectives, form=tf.condition_format),
             tf.condition_style)
     return tokenizer
 

@@ -10,7 +10,8 @@ the policy at a weight vector:
   (:func:`moalign.fronts.soup.soup_adapter`, or :func:`~moalign.fronts.soup.soup_state_dicts`
   for fully fine-tuned runs), the same policy the trace measured at its own weights;
 - ``conditioned``: the conditioned run with the weights shown in the prompt
-  (:func:`moalign.tradeoff.conditioning.apply_condition`, in the style it was trained with);
+  (:func:`moalign.tradeoff.conditioning.apply_condition`, in the style and format it was
+  trained with);
 - ``decoding``: the per-objective runs mixed token by token (MOD), for generation only.
 """
 
@@ -87,6 +88,10 @@ class TracedFront:
     @property
     def condition_style(self) -> str:
         return str((self.config.get("train") or {}).get("condition_style", "system"))
+
+    @property
+    def condition_format(self) -> str:
+        return str((self.config.get("train") or {}).get("condition_format", "full"))
 
     @property
     def precision(self) -> str:
@@ -193,11 +198,12 @@ class TracedFront:
         if self.method == "conditioned":
             from moalign.tradeoff.conditioning import apply_condition
 
-            run, objectives, style = "conditioned", self.objectives, self.condition_style
+            run, objectives = "conditioned", self.objectives
+            style, form = self.condition_style, self.condition_format
             model = self._full(run) if self.lora is None else self._peft([run])
 
             def transform(prompt: Any) -> Any:
-                return apply_condition(prompt, w, objectives, style=style)
+                return apply_condition(prompt, w, objectives, style=style, form=form)
 
             return Policy(model, adapter=None if self.lora is None else run,
                           transform_prompt=transform), w
