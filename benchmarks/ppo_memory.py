@@ -13,7 +13,9 @@ at once, the case issue 23 describes). Each variant runs in a fresh worker proce
   a logsumexp per chunk of rows, the taken token's logit gathered, no log-softmax copy) and the
   same full critic, so its losses must equal ``full-vocab``'s;
 - ``lora-critic``: chunked log-probs and the default critic of a LoRA policy (its own adapter
-  over the shared frozen base plus the value heads).
+  over the shared frozen base plus the value heads);
+- ``micro-batch``: ``lora-critic`` with the minibatch's forward and backward in chunks of
+  ``--micro-batch`` rows (``micro_batch_size``), whose losses must equal ``lora-critic``'s.
 
 ``--baseline-file PATH`` adds a variant running another ``ppo.py`` (e.g. the trainer before
 these changes: ``git show <rev>:moalign/trainers/ppo.py > /tmp/ppo_old.py``) with its own
@@ -30,6 +32,8 @@ to the kernel and the resident set follows the live tensors.
 
     python benchmarks/ppo_memory.py
     python benchmarks/ppo_memory.py --rollouts 16 --tokens 64 --mini-batch 8
+    git worktree add /tmp/ppo-before 0911160~1
+    python benchmarks/ppo_memory.py --baseline-tree /tmp/ppo-before --variants lora-critic,micro-batch
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-VARIANTS = ("full-vocab", "chunked", "lora-critic")
+VARIANTS = ("full-vocab", "chunked", "lora-critic", "micro-batch")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,9 +59,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rollouts", type=int, default=16, help="responses per iteration")
     p.add_argument("--tokens", type=int, default=64, help="tokens per response (exactly)")
     p.add_argument("--mini-batch", type=int, default=0, help="minibatch size (0: all rollouts)")
+    p.add_argument("--micro-batch", type=int, default=4,
+                   help="rows per forward and backward of the micro-batch variant")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     p.add_argument("--threads", type=int, default=2, help="torch threads per worker")
     p.add_argument("--baseline-file", help="another ppo.py to measure as a variant 'baseline'")
+    p.add_argument("--baseline-tree", help="a checkout of moalign (e.g. `git worktree add DIR REV`) "
+                   "whose MO-PPO trainer, with its own defaults, is the variant 'baseline'")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -99,7 +107,9 @@ def worker(args) -> dict:
     from moalign.objective import load_objective
 
     variant = args.worker
-    if variant == "baseline":
+    if variant == "baseline" and not args.baseline_file:  # --baseline-tree: on the path
+        from moalign.trainers import ppo as module
+    elif variant == "baseline":
         spec = importlib.util.spec_from_file_location("ppo_baseline", args.baseline_file)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up
@@ -116,7 +126,9 @@ def worker(args) -> dict:
                     generation_kwargs={"min_new_tokens": args.tokens})
     fields = module.MultiObjectivePPOConfig.__dataclass_fields__
     if "critic" in fields:
-        settings["critic"] = "auto" if variant == "lora-critic" else "full"
+        settings["critic"] = "auto" if variant in ("lora-critic", "micro-batch") else "full"
+    if variant == "micro-batch":
+        settings["micro_batch_size"] = args.micro_batch
     policy, tok = load_policy("smollm2", lora=True)
     prompts = [{"prompt": f"Write one sentence about the number {i}."} for i in range(args.rollouts)]
     trainer = trainer_class(policy, [load_objective("length", target=20)],
@@ -154,10 +166,14 @@ def worker(args) -> dict:
 def run(variant: str, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", variant, "--rollouts", str(args.rollouts),
            "--tokens", str(args.tokens), "--mini-batch", str(args.mini_batch),
+           "--micro-batch", str(args.micro_batch),
            "--temperature", str(args.temperature), "--threads", str(args.threads)]
     if args.baseline_file:
         cmd += ["--baseline-file", args.baseline_file]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+    if variant == "baseline" and args.baseline_tree:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.abspath(args.baseline_tree),
+                                                          env.get("PYTHONPATH")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"worker {variant} failed:\n{proc.stderr[-4000:]}")
@@ -170,7 +186,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args)))
         return 0
     variants = [v for v in args.variants.split(",") if v]
-    if args.baseline_file:
+    if args.baseline_file or args.baseline_tree:
         variants = ["baseline", *variants]
     results = {}
     for v in variants:
@@ -201,6 +217,19 @@ def main(argv=None) -> int:
         old, new = results[reference], results["lora-critic"]
         print(f"lora-critic vs {reference}: step peak {old['step_peak_mb'] / new['step_peak_mb']:.2f}x "
               f"lower, process peak {old['process_peak_mb'] / new['process_peak_mb']:.2f}x lower")
+    if "micro-batch" in results:
+        new = results["micro-batch"]
+        if "lora-critic" in results:
+            same_critic = results["lora-critic"]
+            diff = max(abs(same_critic["losses"][k] - new["losses"][k]) for k in new["losses"])
+            same = diff <= 1e-5 * max(1.0, max(abs(v) for v in new["losses"].values()))
+            ok &= same
+            print(f"micro-batch ({args.micro_batch} rows) vs lora-critic: losses equal: {same} "
+                  f"(max |diff| {diff:.2e})")
+        if reference in results:
+            old = results[reference]
+            print(f"micro-batch vs {reference}: step peak {old['step_peak_mb'] / new['step_peak_mb']:.2f}x "
+                  f"lower, process peak {old['process_peak_mb'] / new['process_peak_mb']:.2f}x lower")
     return 0 if ok else 1
 
 
