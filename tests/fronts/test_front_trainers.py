@@ -145,8 +145,9 @@ def test_ppo_sweep_points_follow_their_weights(tmp_path):
 def test_conditioned_rl_front_is_one_run_shown_every_weight_vector(trainer, tmp_path):
     """Conditioned GRPO / PPO: one run whose prompts showed Dirichlet-drawn weights (their
     rewards weighted by them: tests/trainers/test_conditioned_rl.py), evaluated with each
-    weight vector of the front shown in the prompt. (The tiny model does not learn to read the
-    condition in a few steps, so the points are not expected to differ.)"""
+    weight vector of the front shown in the prompt. (In a few steps and with the default
+    condition text the tiny model does not learn to read the condition, so the points are not
+    expected to differ; tests/fronts/test_conditioned_learns.py measures one that does.)"""
     from moalign.fronts.trace import trace_front
 
     out = tmp_path / "conditioned"
