@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -276,7 +277,9 @@ def _reload(folder: Path) -> dict[str, Any]:
     from moalign.models import tiny_causal_lm
 
     base, _ = tiny_causal_lm(0)
-    model = PeftModel.from_pretrained(base, str(folder))
+    with warnings.catch_warnings():  # transformers' deprecation notices, not findings
+        warnings.simplefilter("ignore", FutureWarning)
+        model = PeftModel.from_pretrained(base, str(folder))
     return {n: p.detach() for n, p in model.named_parameters() if "lora_" in n}
 
 
@@ -386,12 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     if opts.worker:
         worker(opts.trainers, Path(opts.worker))
         return 0
-    try:
-        import deepspeed  # noqa: F401
-    except ImportError:
+    import importlib.metadata as md
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
         print("zero_check: deepspeed is not installed (pip install deepspeed)")
         return 2
-    import importlib.metadata as md
 
     print("versions: " + ", ".join(f"{p} {md.version(p)}" for p in (
         "deepspeed", "torch", "transformers", "trl", "accelerate", "peft")))
@@ -408,11 +411,11 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"{name} zero-{stage}"] = r
                 if r["ok"]:
                     print(f"{name:<8} ZeRO-{stage}  PASS  2 processes; resumed checkpoint-{SAVE_AT} "
-                          f"to step {STEPS} from {_tradeoff_figures(r)} (as uninterrupted), same "
-                          f"end state; adapter: {r['partitioned']}/{r['tensors']} tensors "
-                          f"partitioned in training, saved whole, reloaded == trained "
-                          f"(max|B| {r['lora_B_max']:.3f}); |resumed - uninterrupted| "
-                          f"{r['adapter_diff']:.1e}; {r['seconds']:.0f} s")
+                          f"from {_tradeoff_figures(r)} (= uninterrupted at step {SAVE_AT}), same "
+                          f"end state; adapter {r['partitioned']}/{r['tensors']} tensors "
+                          f"partitioned, saved and reloaded == trained (max|B| "
+                          f"{r['lora_B_max']:.3f}); |resumed - uninterrupted| "
+                          f"{r['adapter_diff']:.1e}; {r['seconds']:.1f} s")
                 else:
                     what = r.get("error") or "; ".join(r["problems"])
                     print(f"{name:<8} ZeRO-{stage}  FAIL  {what}")
