@@ -51,6 +51,7 @@ from moalign.weights import as_weights
 
 __all__ = [
     "CONDITION_FORMATS",
+    "condition_field_problems",
     "CONDITION_HEADER",
     "CONDITION_STYLES",
     "WEIGHTS_COLUMN",
@@ -66,6 +67,23 @@ CONDITION_HEADER = "Objective weights:"
 CONDITION_STYLES = ("system", "prefix")
 #: How the condition lists the weights: every objective, or only those weighted above 0.
 CONDITION_FORMATS = ("full", "nonzero")
+
+
+def condition_field_problems(style: object, format: object, alpha: object) -> list[str]:
+    """Problems of the condition fields every conditioned trainer shares: ``condition_style``,
+    ``condition_format`` and ``dirichlet_alpha`` (the concentration of the per-pair or
+    per-prompt weight draws)."""
+    problems = []
+    if style not in CONDITION_STYLES:
+        problems.append(f"'condition_style' must be one of {list(CONDITION_STYLES)}, got {style!r}")
+    if format not in CONDITION_FORMATS:
+        problems.append(f"'condition_format' must be one of {list(CONDITION_FORMATS)}, got "
+                        f"{format!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+        problems.append(f"'dirichlet_alpha' must be a number > 0, got {alpha!r}")
+    return problems
+
+
 #: Dataset column holding each pair's weight vector (a list of K floats) in conditioned training.
 WEIGHTS_COLUMN = "condition_weights"
 

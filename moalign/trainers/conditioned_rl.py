@@ -28,10 +28,9 @@ import numpy as np
 
 from moalign.config.fields import doc
 from moalign.tradeoff.conditioning import (
-    CONDITION_FORMATS,
-    CONDITION_STYLES,
     WEIGHTS_COLUMN,
     apply_condition,
+    condition_field_problems,
     quantize_weights,
 )
 
@@ -65,15 +64,8 @@ def conditioning_problems(args: Any) -> list[str]:
     problems = []
     if args.conditioning not in (None, "prompt"):
         problems.append(f"'conditioning' must be 'prompt' or null, got {args.conditioning!r}")
-    if args.condition_style not in CONDITION_STYLES:
-        problems.append(f"'condition_style' must be one of {list(CONDITION_STYLES)}, got "
-                        f"{args.condition_style!r}")
-    if args.condition_format not in CONDITION_FORMATS:
-        problems.append(f"'condition_format' must be one of {list(CONDITION_FORMATS)}, got "
-                        f"{args.condition_format!r}")
-    alpha = args.dirichlet_alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        problems.append(f"'dirichlet_alpha' must be a number > 0, got {alpha!r}")
+    problems += condition_field_problems(args.condition_style, args.condition_format,
+                                         args.dirichlet_alpha)
     if args.conditioning is not None:
         taken = [f for f in ("weights", "schedule", "constraints") if getattr(args, f, None)]
         if taken:

@@ -41,10 +41,9 @@ from moalign.config.fields import doc
 from moalign.data.schema import pref_column
 from moalign.errors import ConfigError, DataError, MoalignError, WeightsError
 from moalign.tradeoff.conditioning import (
-    CONDITION_FORMATS,
-    CONDITION_STYLES,
     WEIGHTS_COLUMN,
     apply_condition,
+    condition_field_problems,
     quantize_weights,
 )
 from moalign.tradeoff.tradeoff import TradeOff, refuse_renamed_fields
@@ -222,16 +221,8 @@ class MultiObjectiveDPOConfig(DPOConfig):
                 problems.append("conditioning shows each pair's weights at the start of its "
                                 "prompt, which truncation_mode 'keep_end' cuts off first: use "
                                 "truncation_mode: keep_start (a condition is never truncated)")
-        if self.condition_style not in CONDITION_STYLES:
-            problems.append(f"'condition_style' must be one of {list(CONDITION_STYLES)}, "
-                            f"got {self.condition_style!r}")
-        if self.condition_format not in CONDITION_FORMATS:
-            problems.append(f"'condition_format' must be one of {list(CONDITION_FORMATS)}, "
-                            f"got {self.condition_format!r}")
-        if isinstance(self.dirichlet_alpha, bool) or not isinstance(self.dirichlet_alpha, (int, float)) \
-                or not self.dirichlet_alpha > 0:
-            problems.append(f"'dirichlet_alpha' must be a number > 0, got {self.dirichlet_alpha!r}")
-        return problems
+        return problems + condition_field_problems(self.condition_style, self.condition_format,
+                                                   self.dirichlet_alpha)
 
 
 class MultiObjectiveDPOTrainer(_MultiObjectiveDPOBase):
