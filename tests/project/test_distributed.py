@@ -23,7 +23,6 @@ parameters (MO-PPO's compared parameters include the vector critic's).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -32,14 +31,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "dist_check.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("dist_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(tmp_path: Path, *args: str) -> tuple[int, dict, str]:
@@ -56,7 +50,7 @@ def test_seeded_sampling_does_not_depend_on_the_split():
     is drawn in one batch or in another process's half of it."""
     from moalign.models import tiny_causal_lm
 
-    dc = _load_script()
+    dc = load_script("dist_check")
     model, tok = tiny_causal_lm(0)
     prompts = [tok(f"p{i}:")["input_ids"] for i in range(4)]
     seeds = [dc._row_seed(p, j, 0) for p, j in zip(prompts, dc._occurrences(prompts))]

@@ -17,7 +17,6 @@ restore the state, an empty or different saved tensor, ZeRO-3 without partitione
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import shutil
@@ -27,14 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.scripts import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "zero_check.py"
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("zero_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _state(t: int, multiplier: float) -> dict:
@@ -74,7 +68,7 @@ def _write_run(folder: Path, zc, partitioned: int = 8, stage: int = 3) -> dict:
 
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory):
-    zc = _load_script()
+    zc = load_script("zero_check")
     folder = tmp_path_factory.mktemp("zero-check") / "good"
     return zc, folder, _write_run(folder, zc)
 
